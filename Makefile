@@ -1,0 +1,41 @@
+# One entry point per task; .ci/run and the README use these same targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The first run on a fresh machine has no destinations.yaml: use the shipped example.
+DESTINATIONS ?= $(if $(wildcard destinations.yaml),destinations.yaml,destinations.example.yaml)
+
+.PHONY: install run test lint typecheck check prism
+
+$(BIN)/smsdest: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/smsdest
+
+## run: the service on its embedded default (embedded Redis under ./data, test mode
+## unless Twilio credentials are set), with development tokens unless you set your own.
+run: install
+	SMS_DESTINATIONS_FILE=$${SMS_DESTINATIONS_FILE:-$(DESTINATIONS)} \
+	SMS_INGEST_TOKEN=$${SMS_INGEST_TOKEN:-dev-ingest-token} \
+	SMS_ADMIN_TOKEN=$${SMS_ADMIN_TOKEN:-dev-admin-token} \
+	$(BIN)/smsdest serve
+
+## test: the whole suite (needs Redis on 127.0.0.1:6379; Prism for the contract test)
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check app tests
+	$(BIN)/ruff format --check app tests
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+## prism: Twilio's OpenAPI description served as a validating mock (contract tests)
+prism:
+	test -x .tools/node_modules/.bin/prism || npm install --silent --prefix .tools @stoplight/prism-cli@5

@@ -1,0 +1,42 @@
+"""GET /v1/deliveries and /v1/deliveries/{id}: the delivery log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from app.api.deps import ServicesDep, require_admin_token
+from app.errors import InvalidInput, NotFound
+from app.pipeline.recipients import InvalidRecipient, normalize_phone
+
+router = APIRouter(tags=["deliveries"], dependencies=[Depends(require_admin_token)])
+
+
+@router.get("/v1/deliveries")
+async def list_deliveries(
+    services: ServicesDep,
+    destination: str | None = None,
+    status: str | None = None,
+    recipient: Annotated[str | None, Query(description="E.164, or national format")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^dl_[0-9a-f]{28}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Newest first; pass `next_cursor` back as `cursor` for the next page."""
+    if recipient:
+        try:
+            recipient = normalize_phone(recipient, services.settings.default_region)
+        except InvalidRecipient as exc:
+            raise InvalidInput([{"field": "recipient", "problem": str(exc)}]) from None
+    page = await services.deliveries.list(
+        destination=destination, status=status, recipient=recipient, cursor=cursor, limit=limit
+    )
+    return {"items": [r.to_public() for r in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/v1/deliveries/{delivery_id}")
+async def get_delivery(delivery_id: str, services: ServicesDep) -> dict[str, Any]:
+    record = await services.deliveries.get(delivery_id)
+    if record is None:
+        raise NotFound(f"no delivery with id {delivery_id!r} (unknown or past retention)")
+    return record.to_public()

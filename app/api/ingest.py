@@ -1,0 +1,52 @@
+"""POST /v1/events: analytics events in, a decision per matching destination out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import ORJSONResponse
+
+from app.api.deps import ServicesDep, require_ingest_token
+from app.errors import InvalidInput, PayloadTooLarge
+from app.pipeline.events import InvalidPayload, parse_events
+
+router = APIRouter(tags=["ingest"])
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    """The body as JSON, refusing more than `limit` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput([{"field": "body", "problem": f"not valid JSON: {exc}"}]) from None
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    dependencies=[Depends(require_ingest_token)],
+    summary="Ingest one event or a batch (PostHog webhook, PostHog event, Segment track)",
+)
+async def post_events(request: Request, services: ServicesDep) -> ORJSONResponse:
+    payload = await read_json_body(request, services.settings.max_body_bytes)
+    try:
+        events = parse_events(payload, services.settings.max_batch)
+    except InvalidPayload as exc:
+        raise InvalidInput([{"field": p.field, "problem": p.problem} for p in exc.problems]) from None
+    outcomes = await services.ingest.ingest(events)
+    return ORJSONResponse(
+        {"accepted": len(outcomes), "results": [o.to_json() for o in outcomes]},
+        status_code=202,
+    )

@@ -1,0 +1,183 @@
+"""Ingest: events in, one admitted delivery per matching destination out.
+
+Also the destination test (`trace`): the same evaluation, reported step by step, with
+nothing consumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from app.destinations import Destination, DestinationSet
+from app.errors import Conflict
+from app.pipeline.events import Event
+from app.pipeline.plan import Evaluation, evaluate
+from app.store import keys
+from app.store.deliveries import Admission, DeliveryLog, NewDelivery
+from app.twilio.client import TwilioClient
+from app.twilio.errors import TwilioApiError, TwilioError
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    """Ingest's answer for one event: a decision per matching destination."""
+
+    event: Event
+    deliveries: list[Admission] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_uuid": self.event.uuid,
+            "event": self.event.name,
+            "deliveries": [
+                {
+                    "destination": a.destination_id,
+                    "decision": a.decision,
+                    "delivery_id": a.delivery_id,
+                    **({"detail": a.detail} if a.detail else {}),
+                }
+                for a in self.deliveries
+            ],
+        }
+
+
+class IngestService:
+    """Runs events through the destinations and admits the resulting deliveries."""
+
+    def __init__(
+        self,
+        destinations: DestinationSet,
+        deliveries: DeliveryLog,
+        redis: Redis,
+        twilio: TwilioClient,
+        default_region: str,
+        global_test_mode: bool,
+    ) -> None:
+        self._destinations = destinations
+        self._deliveries = deliveries
+        self._redis = redis
+        self._twilio = twilio
+        self._default_region = default_region
+        self._global_test_mode = global_test_mode
+
+    @property
+    def destinations(self) -> DestinationSet:
+        return self._destinations
+
+    def mode_of(self, destination: Destination) -> keys.Mode:
+        """Test mode when the service or the destination says so."""
+        return "test" if self._global_test_mode or destination.config.mode == "test" else "live"
+
+    async def ingest(self, events: list[Event]) -> list[EventOutcome]:
+        """Evaluate every event against its destinations; admit all in one round trip."""
+        planned: list[tuple[int, NewDelivery]] = []
+        for index, event in enumerate(events):
+            candidates = self._destinations.for_event(event.name)
+            if not candidates:
+                continue
+            context = event.template_context()
+            for destination in candidates:
+                evaluation = evaluate(destination, event, context, self._default_region)
+                if evaluation.matched:
+                    planned.append((index, self._new_delivery(event, evaluation)))
+        admissions = await self._deliveries.admit([new for _, new in planned])
+        outcomes = [EventOutcome(event) for event in events]
+        for (index, _), admission in zip(planned, admissions, strict=True):
+            outcomes[index].deliveries.append(admission)
+        return outcomes
+
+    def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
+        config = evaluation.destination.config
+        mode = self.mode_of(evaluation.destination)
+        throttle_key = None
+        if config.throttle and evaluation.recipient and not evaluation.skip_reason:
+            throttle_key = keys.throttle(mode, config.throttle.scope, config.id, evaluation.recipient)
+        sender = (
+            {"messaging_service_sid": config.messaging_service_sid}
+            if config.messaging_service_sid
+            else {"from": config.from_number or ""}
+        )
+        stats = evaluation.stats
+        return NewDelivery(
+            destination_id=config.id,
+            mode=mode,
+            event_identity=event.identity,
+            event_uuid=event.uuid,
+            event_name=event.name,
+            recipient=evaluation.recipient,
+            body=evaluation.body,
+            encoding=stats.encoding if stats else None,
+            segments=stats.segments if stats else None,
+            sender=sender,
+            skip_reason=evaluation.skip_reason,
+            detail=evaluation.detail,
+            throttle_key=throttle_key,
+            throttle_window_ms=config.throttle.window * 1000 if config.throttle else 0,
+        )
+
+    async def trace(self, destination: Destination, event: Event, mock: bool) -> dict[str, Any]:
+        """Run one event through one destination and report every step; consume nothing.
+
+        With `mock=False` the message is really sent (still without claiming the window).
+        """
+        config = destination.config
+        mode = self.mode_of(destination)
+        evaluation = evaluate(destination, event, event.template_context(), self._default_region)
+        stats = evaluation.stats
+        trace: dict[str, Any] = {
+            "destination": config.id,
+            "enabled": config.enabled,
+            "mode": mode,
+            "event": {"uuid": event.uuid, "name": event.name},
+            "matched": evaluation.matched,
+            "unmatched_because": evaluation.unmatched_because,
+            "recipient": evaluation.recipient,
+            "body": evaluation.body,
+            "length": stats.length if stats else None,
+            "encoding": stats.encoding if stats else None,
+            "segments": stats.segments if stats else None,
+            "decision": "not_matched" if not evaluation.matched else evaluation.skip_reason,
+            "detail": evaluation.detail,
+            "throttle": None,
+            "duplicate_of": await self._redis.get(keys.dedupe(config.id, event.identity)),
+            "twilio_request": None,
+            "twilio_response": None,
+        }
+        message = evaluation.message
+        if message is None:
+            return trace
+        if config.throttle and evaluation.recipient:
+            key = keys.throttle(mode, config.throttle.scope, config.id, evaluation.recipient)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                holder, pttl = await pipe.execute()
+            trace["throttle"] = {
+                "window_seconds": config.throttle.window,
+                "scope": config.throttle.scope,
+                "held_by": holder,
+                "remaining_seconds": round(pttl / 1000, 3) if holder and pttl > 0 else 0,
+            }
+        trace["decision"] = (
+            "throttled" if trace["throttle"] and trace["throttle"]["held_by"] else "would_send"
+        )
+        trace["twilio_request"] = self._twilio.message_request(message).redacted()
+        if not mock:
+            trace["twilio_response"] = await self._send_now(message, mode)
+            trace["decision"] = "sent" if "sid" in trace["twilio_response"] else "failed"
+        return trace
+
+    async def _send_now(self, message: Any, mode: keys.Mode) -> dict[str, Any]:
+        if self._global_test_mode:
+            raise Conflict("the service is in test mode (no Twilio credentials or SMS_TEST_MODE)")
+        try:
+            created = await self._twilio.send_message(message)
+        except TwilioApiError as err:
+            return {"http_status": err.http_status, "code": err.code, "message": err.message,
+                    "more_info": err.more_info}
+        except TwilioError as err:
+            return {"code": None, "message": str(err)}
+        return {"sid": created.sid, "status": created.status}

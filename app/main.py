@@ -1,0 +1,155 @@
+"""Wiring: the app factory, the lifespan that owns every client, and the error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.api import deliveries, destinations, health, ingest
+from app.destinations import DestinationSet, load_destinations
+from app.errors import ServiceError
+from app.ingest import IngestService
+from app.pipeline.dispatch import RetryPolicy
+from app.pipeline.render import TemplateRenderer
+from app.services import Services
+from app.settings import Settings
+from app.store.connection import EmbeddedRedis, connect
+from app.store.deliveries import DeliveryLog
+from app.twilio.client import TwilioClient, TwilioCredentials
+from app.worker import SendWorker
+
+log = logging.getLogger(__name__)
+
+
+def load_configured_destinations(settings: Settings) -> DestinationSet:
+    """Read the destinations file with the configured templates folder (raises ConfigError)."""
+    return load_destinations(settings.destinations_file, TemplateRenderer(settings.templates_dir))
+
+
+def build_twilio_client(settings: Settings, http: httpx.AsyncClient) -> TwilioClient:
+    """The one Twilio client of a process (API and worker share it)."""
+    credentials = TwilioCredentials.from_values(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_api_key,
+        settings.twilio_api_secret,
+    )
+    callback = f"{settings.public_base_url}/v1/twilio/status" if settings.public_base_url else None
+    return TwilioClient(http, credentials, settings.twilio_base_url, callback)
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.twilio_timeout, connect=min(5.0, settings.twilio_timeout)),
+        limits=httpx.Limits(
+            max_connections=settings.worker_concurrency + 4,
+            max_keepalive_connections=settings.worker_concurrency + 4,
+        ),
+        headers={"User-Agent": "smsdest/0.1"},
+    )
+
+
+def build_worker(settings: Settings, redis: Redis, log_: DeliveryLog, twilio: TwilioClient) -> SendWorker:
+    return SendWorker(
+        redis,
+        log_,
+        twilio,
+        RetryPolicy(settings.send_max_attempts, settings.retry_base_delay, settings.retry_max_delay),
+        settings.worker_concurrency,
+        settings.reclaim_idle,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[tuple[Redis, httpx.AsyncClient]]:
+    """Redis (configured or embedded) and the pooled HTTP client, closed in reverse order."""
+    embedded = EmbeddedRedis.start(settings.data_dir) if settings.redis_url is None else None
+    redis = connect(embedded.url if embedded else str(settings.redis_url))
+    http = build_http_client(settings)
+    try:
+        yield redis, http
+    finally:
+        await http.aclose()
+        await redis.aclose()
+        if embedded:
+            embedded.stop()
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:
+    """Build the API. Raises `ConfigError`/`SettingsError` at once for a bad configuration."""
+    settings = settings or Settings()
+    settings.check_serving()
+    destination_set = load_configured_destinations(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(settings) as (redis, http):
+            twilio = build_twilio_client(settings, http)
+            delivery_log = DeliveryLog(redis, settings.dedupe_ttl, settings.delivery_retention)
+            app.state.services = Services(
+                settings=settings,
+                redis=redis,
+                deliveries=delivery_log,
+                ingest=IngestService(
+                    destination_set, delivery_log, redis, twilio,
+                    settings.default_region, settings.global_test_mode,
+                ),
+            )
+            if settings.global_test_mode:
+                log.warning("test mode: messages are mocked, nothing is sent to Twilio")
+            worker = build_worker(settings, redis, delivery_log, twilio) if run_worker else None
+            worker_task = asyncio.create_task(worker.run()) if worker else None
+            try:
+                yield
+            finally:
+                if worker and worker_task:
+                    worker.stop()
+                    await worker_task
+
+    app = FastAPI(
+        title="smsdest",
+        version="0.1.0",
+        summary="Analytics events in, throttled SMS out through Twilio.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    for router in (ingest.router, destinations.router, deliveries.router, health.router):
+        app.include_router(router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> ORJSONResponse:
+        return ORJSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in exc.errors()
+        ]
+        return ORJSONResponse({"error": "invalid_input", "detail": problems}, status_code=422)
+
+    async def redis_down(_: Request, exc: Exception) -> ORJSONResponse:
+        # The sender retries on 503; nothing was acknowledged, so nothing is lost.
+        log.error("Redis unavailable: %s", exc)
+        return ORJSONResponse(
+            {"error": "unavailable", "detail": "storage is unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    app.add_exception_handler(RedisConnectionError, redis_down)
+    app.add_exception_handler(RedisTimeoutError, redis_down)

@@ -1,0 +1,88 @@
+"""Stage 6: one send attempt to Twilio, and what to do next (done, retry later, give up)."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+
+import orjson
+
+from app.twilio.client import TwilioClient
+from app.twilio.errors import TwilioApiError, TwilioError, TwilioTransportError
+from app.twilio.models import OutboundMessage
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, capped; Twilio's Retry-After wins when it gives one."""
+
+    max_attempts: int
+    base_delay: float
+    max_delay: float
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        if retry_after is not None:
+            return max(0.0, retry_after)
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        # "Equal jitter": at least half the backoff, so retries never bunch up near zero.
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    sid: str
+    twilio_status: str
+    request_json: str | None = None  # the recorded request, for mocked sends
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    delay: float
+    error: TwilioError
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: TwilioError
+    # Release the recipient's throttle window only when Twilio surely did not send.
+    release_throttle: bool
+
+
+Outcome = Sent | RetryLater | Failed
+
+
+def mocked_send(twilio: TwilioClient, message: OutboundMessage) -> Sent:
+    """Test mode: record the exact request that would have gone out, send nothing."""
+    request = twilio.message_request(message)
+    return Sent(
+        sid="SM" + uuid.uuid4().hex,
+        twilio_status="mocked",
+        request_json=orjson.dumps(request.redacted()).decode(),
+    )
+
+
+async def attempt_send(
+    twilio: TwilioClient, message: OutboundMessage, attempt: int, policy: RetryPolicy
+) -> Outcome:
+    """Make attempt number `attempt` and classify the result."""
+    try:
+        created = await twilio.send_message(message)
+    except TwilioError as err:
+        if err.retryable and attempt < policy.max_attempts:
+            retry_after = err.retry_after if isinstance(err, TwilioApiError) else None
+            return RetryLater(policy.delay(attempt, retry_after), err)
+        maybe_sent = isinstance(err, TwilioTransportError) and err.request_sent
+        return Failed(err, release_throttle=not maybe_sent)
+    return Sent(sid=created.sid, twilio_status=created.status or "queued")
+
+
+def error_fields(err: TwilioError) -> dict[str, str | int]:
+    """The delivery-log fields describing a Twilio failure."""
+    if isinstance(err, TwilioApiError):
+        return {"error_code": err.code or "", "error_message": err.message}
+    if isinstance(err, TwilioTransportError):
+        prefix = "outcome unknown (request may have reached Twilio): " if err.request_sent else ""
+        return {"error_code": "", "error_message": prefix + err.message}
+    return {"error_code": "", "error_message": str(err)}

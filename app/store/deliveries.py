@@ -1,0 +1,327 @@
+"""The delivery log, and admission: dedupe + throttle + record + enqueue in one step.
+
+Each (event, destination) pair is admitted by one Lua script, atomically, and a whole
+request's scripts go to Redis in one pipeline: one round trip per ingest request, and
+no interleaving where two copies of an event (or two events for one recipient) both pass.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from redis.asyncio import Redis
+
+from app.store import keys
+
+Status = Literal["queued", "sending", "retrying", "sent", "mocked", "failed", "skipped"]
+FINAL_STATUSES: frozenset[str] = frozenset({"sent", "mocked", "failed", "skipped"})
+
+# KEYS: dedupe, throttle ('' = none), record, stream, index, destination index,
+#       recipient index ('' = none)
+# ARGV: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
+#       status index prefix, then the record's field/value pairs
+_ADMIT = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {'duplicate', redis.call('GET', KEYS[1]) or ''}
+end
+local status, reason = ARGV[6], ARGV[7]
+if status == 'queued' and KEYS[2] ~= '' then
+  if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then
+    status, reason = 'skipped', 'throttled'
+  end
+end
+local entry = {status = status, at = ARGV[5]}
+if reason ~= '' then entry.reason = reason end
+redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
+           'history', cjson.encode({entry}), unpack(ARGV, 9))
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[5], 0, ARGV[1])
+redis.call('ZADD', KEYS[6], 0, ARGV[1])
+if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
+redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1])
+if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
+return {status, reason}
+"""
+
+# KEYS: record.  ARGV: id, new status, now, status index prefix, history detail ('' = none),
+#       then field/value pairs to set.  Returns the previous status (false if expired).
+_TRANSITION = """
+local old = redis.call('HGET', KEYS[1], 'status')
+if not old then return false end
+local history = cjson.decode(redis.call('HGET', KEYS[1], 'history') or '[]')
+local entry = {status = ARGV[2], at = ARGV[3]}
+if ARGV[5] ~= '' then entry.detail = ARGV[5] end
+table.insert(history, entry)
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at', ARGV[3],
+           'history', cjson.encode(history), unpack(ARGV, 6))
+if old ~= ARGV[2] then
+  redis.call('ZREM', ARGV[4] .. old, ARGV[1])
+  redis.call('ZADD', ARGV[4] .. ARGV[2], 0, ARGV[1])
+end
+return old
+"""
+
+# Release a throttle window only if this delivery still holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_delivery_id() -> str:
+    """Time-ordered id: sorting ids sorts deliveries by creation (the log's cursor)."""
+    return f"dl_{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """Everything known about a delivery when it is admitted."""
+
+    destination_id: str
+    mode: keys.Mode
+    event_identity: str
+    event_uuid: str | None
+    event_name: str
+    recipient: str | None
+    body: str | None
+    encoding: str | None
+    segments: int | None
+    sender: Mapping[str, str]  # {"from": …} or {"messaging_service_sid": …}
+    skip_reason: str | None = None  # set: recorded as skipped, never sent
+    detail: str | None = None
+    throttle_key: str | None = None
+    throttle_window_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What ingest answers for one (event, destination): the decision and the delivery id."""
+
+    destination_id: str
+    decision: str  # queued | throttled | duplicate | invalid_recipient | render_error | …
+    delivery_id: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A delivery as stored in the log."""
+
+    id: str
+    fields: dict[str, str] = field(repr=False)
+
+    @property
+    def status(self) -> str:
+        return self.fields.get("status", "")
+
+    @property
+    def mode(self) -> str:
+        return self.fields.get("mode", "live")
+
+    @property
+    def attempts(self) -> int:
+        return int(self.fields.get("attempts") or 0)
+
+    def get(self, name: str) -> str | None:
+        """A stored field, None when empty."""
+        return self.fields.get(name) or None
+
+    def to_public(self) -> dict[str, Any]:
+        """The JSON the admin API returns (whole recipient; the API is behind a token)."""
+        f = self.fields
+        return {
+            "id": self.id,
+            "destination": f.get("destination"),
+            "mode": self.mode,
+            "status": self.status,
+            "reason": f.get("reason") or None,
+            "detail": f.get("detail") or None,
+            "event": {"uuid": f.get("event_uuid") or None, "name": f.get("event_name")},
+            "recipient": f.get("recipient") or None,
+            "from": f.get("from") or None,
+            "messaging_service_sid": f.get("messaging_service_sid") or None,
+            "body": f.get("body") or None,
+            "encoding": f.get("encoding") or None,
+            "segments": int(f["segments"]) if f.get("segments") else None,
+            "attempts": self.attempts,
+            "twilio_sid": f.get("twilio_sid") or None,
+            "twilio_status": f.get("twilio_status") or None,
+            "error_code": int(f["error_code"]) if f.get("error_code") else None,
+            "error_message": f.get("error_message") or None,
+            "twilio_request": orjson.loads(f["twilio_request"]) if f.get("twilio_request") else None,
+            "created_at": f.get("created_at"),
+            "updated_at": f.get("updated_at"),
+            "history": orjson.loads(f.get("history") or "[]"),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    items: list[DeliveryRecord]
+    next_cursor: str | None
+
+
+class DeliveryLog:
+    """Reads and writes delivery records; the only code that knows their Redis layout."""
+
+    def __init__(self, redis: Redis, dedupe_ttl_s: int, retention_s: int) -> None:
+        self._redis = redis
+        self._dedupe_ttl_ms = dedupe_ttl_s * 1000
+        self._retention_s = retention_s
+        self._admit = redis.register_script(_ADMIT)
+        self._transition = redis.register_script(_TRANSITION)
+        self._release = redis.register_script(_RELEASE)
+
+    async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
+        """Dedupe, claim throttle windows, record and enqueue — one round trip for all."""
+        if not deliveries:
+            return []
+        now = now_iso()
+        ids = [new_delivery_id() for _ in deliveries]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for delivery_id, new in zip(ids, deliveries, strict=True):
+                await self._admit(
+                    keys=[
+                        keys.dedupe(new.destination_id, new.event_identity),
+                        new.throttle_key or "",
+                        keys.delivery(delivery_id),
+                        keys.SEND_STREAM,
+                        keys.DELIVERY_INDEX,
+                        keys.DESTINATION_INDEX_PREFIX + new.destination_id,
+                        keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
+                    ],
+                    args=[
+                        delivery_id,
+                        self._dedupe_ttl_ms,
+                        new.throttle_window_ms,
+                        self._retention_s,
+                        now,
+                        "skipped" if new.skip_reason else "queued",
+                        new.skip_reason or "",
+                        keys.STATUS_INDEX_PREFIX,
+                        *_record_fields(delivery_id, new, now),
+                    ],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        results = []
+        for delivery_id, new, (status, reason) in zip(ids, deliveries, replies, strict=True):
+            if status == "duplicate":
+                results.append(Admission(new.destination_id, "duplicate", reason))
+            else:
+                decision = "queued" if status == "queued" else reason
+                results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
+        return results
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
+        """One record, or None when unknown or past retention."""
+        fields = await self._redis.hgetall(keys.delivery(delivery_id))
+        return DeliveryRecord(delivery_id, fields) if fields else None
+
+    async def transition(
+        self,
+        delivery_id: str,
+        status: Status,
+        *,
+        detail: str | None = None,
+        updates: Mapping[str, str | int] | None = None,
+        pipe: Any = None,
+    ) -> None:
+        """Move a delivery to `status`, appending to its history (inside `pipe` if given)."""
+        pairs: list[str | int] = []
+        for name, value in (updates or {}).items():
+            pairs += [name, value]
+        await self._transition(
+            keys=[keys.delivery(delivery_id)],
+            args=[delivery_id, status, now_iso(), keys.STATUS_INDEX_PREFIX, detail or "", *pairs],
+            client=pipe if pipe is not None else self._redis,
+        )
+
+    async def release_throttle(self, record: DeliveryRecord, pipe: Any = None) -> None:
+        """Free the recipient's window that this delivery claimed (nothing was sent)."""
+        throttle_key = record.get("throttle_key")
+        if throttle_key:
+            await self._release(
+                keys=[throttle_key],
+                args=[record.id],
+                client=pipe if pipe is not None else self._redis,
+            )
+
+    async def list(
+        self,
+        *,
+        destination: str | None = None,
+        status: str | None = None,
+        recipient: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> DeliveryPage:
+        """Newest first. Reads the most selective index, filters the rest while paging."""
+        if recipient:
+            index = keys.RECIPIENT_INDEX_PREFIX + recipient
+        elif destination:
+            index = keys.DESTINATION_INDEX_PREFIX + destination
+        elif status:
+            index = keys.STATUS_INDEX_PREFIX + status
+        else:
+            index = keys.DELIVERY_INDEX
+        wanted = {"destination": destination, "status": status, "recipient": recipient}
+        items: list[DeliveryRecord] = []
+        upper = f"({cursor}" if cursor else "+"
+        # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
+        for _ in range(20):
+            ids = await self._redis.zrevrangebylex(index, upper, "-", start=0, num=limit)
+            if not ids:
+                return DeliveryPage(items, None)
+            for record in await self._fetch(ids):
+                if all(record.fields.get(k) == v for k, v in wanted.items() if v):
+                    items.append(record)
+                    if len(items) == limit:
+                        return DeliveryPage(items, record.id)
+            upper = f"({ids[-1]}"
+            if len(ids) < limit:
+                return DeliveryPage(items, None)
+        return DeliveryPage(items, upper[1:])
+
+    async def _fetch(self, ids: Iterable[str]) -> list[DeliveryRecord]:
+        id_list = list(ids)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for delivery_id in id_list:
+                pipe.hgetall(keys.delivery(delivery_id))
+            rows = await pipe.execute()
+        # Records past retention are gone while index entries linger until pruned: skip them.
+        return [DeliveryRecord(i, row) for i, row in zip(id_list, rows, strict=True) if row]
+
+
+def _record_fields(delivery_id: str, new: NewDelivery, now: str) -> list[str | int]:
+    fields: dict[str, str | int] = {
+        "id": delivery_id,
+        "destination": new.destination_id,
+        "mode": new.mode,
+        "event_uuid": new.event_uuid or "",
+        "event_name": new.event_name,
+        "recipient": new.recipient or "",
+        "body": new.body or "",
+        "encoding": new.encoding or "",
+        "segments": new.segments if new.segments is not None else "",
+        "detail": new.detail or "",
+        "attempts": 0,
+        "throttle_key": new.throttle_key or "",
+        "created_at": now,
+        "updated_at": now,
+        **new.sender,
+    }
+    flat: list[str | int] = []
+    for name, value in fields.items():
+        flat += [name, value]
+    return flat

@@ -1,0 +1,39 @@
+"""Every Redis key the service uses, in one place (and one prefix, for shared Redis)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+PREFIX = "smsdest:"
+
+SEND_STREAM = PREFIX + "sends"
+SEND_GROUP = "smsdest-workers"
+DELAYED_SENDS = PREFIX + "sends:delayed"  # zset: delivery id → due time (ms)
+
+DELIVERY_INDEX = PREFIX + "deliveries"  # zset of every delivery id, ordered by id
+# Secondary indexes share the main index's shape: <prefix><value>.
+DESTINATION_INDEX_PREFIX = PREFIX + "deliveries:destination:"
+STATUS_INDEX_PREFIX = PREFIX + "deliveries:status:"
+RECIPIENT_INDEX_PREFIX = PREFIX + "deliveries:recipient:"
+
+Mode = Literal["live", "test"]
+
+
+def delivery(delivery_id: str) -> str:
+    """Hash holding one delivery record."""
+    return f"{PREFIX}delivery:{delivery_id}"
+
+
+def dedupe(destination_id: str, event_identity: str) -> str:
+    """Remembers that an event was already handled for a destination."""
+    return f"{PREFIX}dedupe:{destination_id}:{event_identity}"
+
+
+def throttle(mode: Mode, scope: str, destination_id: str, recipient: str) -> str:
+    """The window a recipient's next message waits for.
+
+    Test mode has its own key space so that trying a destination never uses up a live window.
+    """
+    if scope == "global":
+        return f"{PREFIX}throttle:{mode}:global:{recipient}"
+    return f"{PREFIX}throttle:{mode}:destination:{destination_id}:{recipient}"

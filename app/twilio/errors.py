@@ -1,0 +1,50 @@
+"""Twilio failures as typed errors: nothing past `app/twilio/` sees a raw response."""
+
+from __future__ import annotations
+
+# Twilio error codes that no retry can fix (invalid/unreachable number, opted out,
+# region not enabled, bad credentials): fail at once.
+PERMANENT_ERROR_CODES = frozenset({20003, 21211, 21408, 21610, 21614, 21617})
+
+
+class TwilioError(Exception):
+    """Base of every failure talking to Twilio."""
+
+    retryable: bool = False
+
+
+class TwilioApiError(TwilioError):
+    """Twilio answered with an error (its JSON: code, message, more_info, status)."""
+
+    def __init__(
+        self,
+        http_status: int,
+        code: int | None,
+        message: str,
+        more_info: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"Twilio {http_status}" + (f" error {code}" if code else "") + f": {message}")
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        self.more_info = more_info
+        self.retry_after = retry_after
+        # 429 and 5xx are Twilio saying "not now"; every other 4xx is about the request itself.
+        self.retryable = code not in PERMANENT_ERROR_CODES and (
+            http_status == 429 or http_status >= 500
+        )
+
+
+class TwilioTransportError(TwilioError):
+    """The HTTP exchange itself failed.
+
+    `request_sent` says whether Twilio may have received the request: creating a message is
+    not idempotent, so only failures before sending (connect errors, pool timeouts) retry.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_sent = request_sent
+        self.retryable = not request_sent

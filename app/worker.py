@@ -1,0 +1,156 @@
+"""The send worker: consumes the queue, sends through Twilio (or mocks), records outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.pipeline.dispatch import Failed, RetryLater, RetryPolicy, Sent, attempt_send
+from app.pipeline.dispatch import error_fields, mocked_send
+from app.pipeline.recipients import mask_phone
+from app.store.deliveries import FINAL_STATUSES, DeliveryLog, DeliveryRecord
+from app.store.queue import QueuedSend, SendQueue
+from app.twilio.client import TwilioClient
+from app.twilio.models import OutboundMessage
+
+log = logging.getLogger(__name__)
+
+_READ_BLOCK_MS = 200  # also the cadence at which due retries are promoted
+
+
+def consumer_name() -> str:
+    """Unique per worker, readable in XINFO: host, pid and a random tail."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class SendWorker:
+    """Sends queued deliveries with bounded concurrency until `stop()` is called."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        deliveries: DeliveryLog,
+        twilio: TwilioClient,
+        policy: RetryPolicy,
+        concurrency: int,
+        reclaim_idle_s: int,
+    ) -> None:
+        self._redis = redis
+        self._deliveries = deliveries
+        self._queue = SendQueue(redis, consumer_name())
+        self._twilio = twilio
+        self._policy = policy
+        self._concurrency = concurrency
+        self._reclaim_idle_ms = reclaim_idle_s * 1000
+        self._stopping = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Main loop; survives Redis outages by backing off and trying again."""
+        await self._queue.ensure_group()
+        next_reclaim = 0.0
+        while not self._stopping.is_set():
+            try:
+                await self._queue.promote_due()
+                if time.monotonic() >= next_reclaim:
+                    next_reclaim = time.monotonic() + self._reclaim_idle_ms / 2000
+                    self._start(await self._queue.reclaim(self._reclaim_idle_ms))
+                free = self._concurrency - len(self._in_flight)
+                if free <= 0:
+                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                self._start(await self._queue.read(free, _READ_BLOCK_MS))
+            except RedisError as exc:
+                log.warning("send worker: Redis error, retrying in 1 s: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+        if self._in_flight:
+            await asyncio.wait(self._in_flight)
+
+    def _start(self, sends: list[QueuedSend]) -> None:
+        for queued in sends:
+            task = asyncio.create_task(self._handle_safely(queued))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _handle_safely(self, queued: QueuedSend) -> None:
+        try:
+            await self.handle(queued)
+        except Exception:
+            # The entry stays pending and is reclaimed later: logged, never lost.
+            log.exception("send worker: delivery %s failed unexpectedly", queued.delivery_id)
+
+    async def handle(self, queued: QueuedSend) -> None:
+        """Send one delivery and record what happened, acknowledging the entry atomically."""
+        record = await self._deliveries.get(queued.delivery_id)
+        if record is None or record.status in FINAL_STATUSES or record.get("twilio_sid"):
+            await self._ack(queued)  # expired, or already done by an earlier owner
+            return
+        attempt = record.attempts + 1
+        await self._deliveries.transition(record.id, "sending", updates={"attempts": attempt})
+        message = _message_of(record)
+        if record.mode == "test":
+            outcome: Sent | RetryLater | Failed = mocked_send(self._twilio, message)
+        else:
+            outcome = await attempt_send(self._twilio, message, attempt, self._policy)
+        await self._record(queued, record, outcome, attempt)
+
+    async def _record(
+        self, queued: QueuedSend, record: DeliveryRecord, outcome: Sent | RetryLater | Failed,
+        attempt: int,
+    ) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if isinstance(outcome, Sent):
+                updates: dict[str, str | int] = {
+                    "twilio_sid": outcome.sid,
+                    "twilio_status": outcome.twilio_status,
+                }
+                if outcome.request_json:
+                    updates["twilio_request"] = outcome.request_json
+                status = "mocked" if record.mode == "test" else "sent"
+                await self._deliveries.transition(record.id, status, updates=updates, pipe=pipe)
+                log.info("delivery %s %s to %s sid=%s", record.id, status,
+                         mask_phone(record.get("recipient") or ""), outcome.sid)
+            elif isinstance(outcome, RetryLater):
+                detail = f"attempt {attempt} failed: {outcome.error}; retry in {outcome.delay:.2f} s"
+                await self._deliveries.transition(
+                    record.id, "retrying", detail=detail, updates=error_fields(outcome.error),
+                    pipe=pipe,
+                )
+                self._queue.delay(pipe, record.id, outcome.delay)
+                log.info("delivery %s: %s", record.id, detail)
+            else:
+                await self._deliveries.transition(
+                    record.id, "failed", detail=f"attempt {attempt}: {outcome.error}",
+                    updates=error_fields(outcome.error), pipe=pipe,
+                )
+                if outcome.release_throttle:
+                    await self._deliveries.release_throttle(record, pipe=pipe)
+                log.warning("delivery %s failed: %s", record.id, outcome.error)
+            self._queue.ack(pipe, queued.entry_id)
+            await pipe.execute()
+
+    async def _ack(self, queued: QueuedSend) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._queue.ack(pipe, queued.entry_id)
+            await pipe.execute()
+
+
+def _message_of(record: DeliveryRecord) -> OutboundMessage:
+    return OutboundMessage(
+        to=record.get("recipient") or "",
+        body=record.get("body") or "",
+        from_number=record.get("from"),
+        messaging_service_sid=record.get("messaging_service_sid"),
+    )

@@ -1,0 +1,128 @@
+"""Sending: retries, permanent failures, throttle release, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import redis
+
+from app.store import keys
+from tests.conftest import RunningService, posthog_webhook
+from tests.fake_twilio import FakeTwilio, ScriptedResponse
+
+Start = Callable[..., RunningService]
+
+THROTTLED = """
+destinations:
+  - id: welcome
+    body: "Hi"
+    from: "+15005550006"
+    throttle: {window: 1h}
+"""
+
+
+def queue_one(service: RunningService, uuid: str = "evt-1") -> str:
+    answer = service.post_events(posthog_webhook(uuid=uuid)).json()
+    delivery = answer["results"][0]["deliveries"][0]
+    assert delivery["decision"] == "queued", delivery
+    delivery_id: str = delivery["delivery_id"]
+    return delivery_id
+
+
+def test_500_twice_then_201_sends_once(start_service: Start, fake_twilio: FakeTwilio) -> None:
+    fake_twilio.enqueue(ScriptedResponse(500), ScriptedResponse(503))
+    service = start_service(THROTTLED)
+    delivery_id = queue_one(service)
+    record = service.wait_for_status(delivery_id, "sent")
+    assert len(fake_twilio.message_requests) == 3
+    assert record["attempts"] == 3
+    statuses = [h["status"] for h in record["history"]]
+    assert statuses.count("retrying") == 2 and statuses[-1] == "sent"
+
+
+def test_429_is_retried_honouring_retry_after(start_service: Start, fake_twilio: FakeTwilio) -> None:
+    fake_twilio.enqueue(
+        ScriptedResponse(429, {"code": 20429, "message": "Too Many Requests", "status": 429},
+                         headers={"Retry-After": "1"})
+    )
+    service = start_service(THROTTLED)
+    delivery_id = queue_one(service)
+    record = service.wait_for_status(delivery_id, "sent")
+    first, second = fake_twilio.message_requests
+    assert second.received_at - first.received_at >= 0.9  # Retry-After: 1 was honoured
+    assert "retry in 1.00 s" in record["history"][2]["detail"]
+
+
+def test_permanent_error_fails_at_once_and_releases_throttle(
+    start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
+) -> None:
+    fake_twilio.enqueue(fake_twilio.fail_with(400, 21211, "The 'To' number is not valid."))
+    service = start_service(THROTTLED)
+    delivery_id = queue_one(service)
+    record = service.wait_for_status(delivery_id, "failed")
+    assert len(fake_twilio.message_requests) == 1
+    assert record["error_code"] == 21211
+    assert record["error_message"] == "The 'To' number is not valid."
+    assert record["attempts"] == 1
+    # The window is free again: the next event for the recipient goes out.
+    assert redis_client.keys(keys.PREFIX + "throttle:*") == []
+    next_id = queue_one(service, uuid="evt-2")
+    service.wait_for_status(next_id, "sent")
+
+
+def test_retries_exhausted_is_failed_with_twilio_error(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    error = {"code": 20500, "message": "Internal Server Error", "status": 500}
+    fake_twilio.enqueue(*[ScriptedResponse(500, error)] * 3)
+    service = start_service(THROTTLED, send_max_attempts=3)
+    record = service.wait_for_status(queue_one(service), "failed")
+    assert len(fake_twilio.message_requests) == 3
+    assert (record["error_code"], record["error_message"]) == (20500, "Internal Server Error")
+
+
+def test_timeout_after_sending_is_not_retried(start_service: Start, fake_twilio: FakeTwilio) -> None:
+    fake_twilio.enqueue(ScriptedResponse(201, delay=2.0))
+    service = start_service(THROTTLED, twilio_timeout=0.5)
+    record = service.wait_for_status(queue_one(service), "failed")
+    assert "outcome unknown" in record["error_message"]
+    assert len(fake_twilio.message_requests) == 1
+
+
+def test_connection_refused_is_retried(start_service: Start, fake_twilio: FakeTwilio) -> None:
+    # Nothing listens on the port: the request never left, so retrying is safe.
+    service = start_service(THROTTLED, twilio_base_url="http://127.0.0.1:9", send_max_attempts=2)
+    record = service.wait_for_status(queue_one(service), "failed")
+    assert record["attempts"] == 2
+    assert "ConnectError" in record["error_message"]
+
+
+def test_killed_worker_message_is_reclaimed(
+    start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
+) -> None:
+    # API without a worker: the delivery waits in the stream.
+    service = start_service(THROTTLED, run_worker=False)
+    delivery_id = queue_one(service)
+    # A worker reads it and dies before acknowledging (nothing sent, nothing recorded).
+    redis_client.xgroup_create(keys.SEND_STREAM, keys.SEND_GROUP, id="0", mkstream=True)
+    taken = redis_client.xreadgroup(keys.SEND_GROUP, "dead-worker", {keys.SEND_STREAM: ">"})
+    assert taken and taken[0][1][0][1]["delivery"] == delivery_id
+    # A live worker reclaims it once it has been idle for SMS_RECLAIM_IDLE (1 s here).
+    other = start_service(THROTTLED)
+    other.wait_for_status(delivery_id, "sent", timeout=10)
+    assert len(fake_twilio.message_requests) == 1
+    assert redis_client.xpending(keys.SEND_STREAM, keys.SEND_GROUP)["pending"] == 0
+
+
+def test_message_with_twilio_sid_is_not_sent_again(
+    start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
+) -> None:
+    service = start_service(THROTTLED)
+    delivery_id = queue_one(service)
+    service.wait_for_status(delivery_id, "sent")
+    # Replay the stream entry, as if the worker had died between Twilio's 201 and the ack.
+    redis_client.xadd(keys.SEND_STREAM, {"delivery": delivery_id})
+    asyncio.run(asyncio.sleep(1.0))
+    assert len(fake_twilio.message_requests) == 1
+    assert redis_client.xlen(keys.SEND_STREAM) == 0
