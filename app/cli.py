@@ -22,7 +22,8 @@ def _settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+            f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in exc.errors()
         )
         raise SettingsError(f"invalid settings:\n{problems}") from None
 
@@ -52,8 +53,12 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def worker(_: argparse.Namespace) -> None:
-    from app.main import build_twilio_client, build_worker, load_configured_destinations
-    from app.main import open_resources
+    from app.main import (
+        build_twilio_client,
+        build_worker,
+        load_configured_destinations,
+        open_resources,
+    )
     from app.store.deliveries import DeliveryLog
 
     settings = _settings()
@@ -65,7 +70,9 @@ def worker(_: argparse.Namespace) -> None:
     async def run() -> None:
         async with open_resources(settings) as (redis, http):
             deliveries = DeliveryLog(redis, settings.dedupe_ttl, settings.delivery_retention)
-            send_worker = build_worker(settings, redis, deliveries, build_twilio_client(settings, http))
+            send_worker = build_worker(
+                settings, redis, deliveries, build_twilio_client(settings, http)
+            )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, send_worker.stop)

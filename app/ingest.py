@@ -94,7 +94,9 @@ class IngestService:
         mode = self.mode_of(evaluation.destination)
         throttle_key = None
         if config.throttle and evaluation.recipient and not evaluation.skip_reason:
-            throttle_key = keys.throttle(mode, config.throttle.scope, config.id, evaluation.recipient)
+            throttle_key = keys.throttle(
+                mode, config.throttle.scope, config.id, evaluation.recipient
+            )
         sender = (
             {"messaging_service_sid": config.messaging_service_sid}
             if config.messaging_service_sid
@@ -176,8 +178,12 @@ class IngestService:
         try:
             created = await self._twilio.send_message(message)
         except TwilioApiError as err:
-            return {"http_status": err.http_status, "code": err.code, "message": err.message,
-                    "more_info": err.more_info}
+            return {
+                "http_status": err.http_status,
+                "code": err.code,
+                "message": err.message,
+                "more_info": err.more_info,
+            }
         except TwilioError as err:
             return {"code": None, "message": str(err)}
         return {"sid": created.sid, "status": created.status}

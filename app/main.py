@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -59,12 +59,16 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def build_worker(settings: Settings, redis: Redis, log_: DeliveryLog, twilio: TwilioClient) -> SendWorker:
+def build_worker(
+    settings: Settings, redis: Redis, log_: DeliveryLog, twilio: TwilioClient
+) -> SendWorker:
     return SendWorker(
         redis,
         log_,
         twilio,
-        RetryPolicy(settings.send_max_attempts, settings.retry_base_delay, settings.retry_max_delay),
+        RetryPolicy(
+            settings.send_max_attempts, settings.retry_base_delay, settings.retry_max_delay
+        ),
         settings.worker_concurrency,
         settings.reclaim_idle,
     )
@@ -101,8 +105,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 redis=redis,
                 deliveries=delivery_log,
                 ingest=IngestService(
-                    destination_set, delivery_log, redis, twilio,
-                    settings.default_region, settings.global_test_mode,
+                    destination_set,
+                    delivery_log,
+                    redis,
+                    twilio,
+                    settings.default_region,
+                    settings.global_test_mode,
                 ),
             )
             if settings.global_test_mode:
@@ -121,7 +129,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         version="0.1.0",
         summary="Analytics events in, throttled SMS out through Twilio.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     for router in (ingest.router, destinations.router, deliveries.router, health.router):
         app.include_router(router)
@@ -131,21 +138,21 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> ORJSONResponse:
-        return ORJSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
             {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
             for err in exc.errors()
         ]
-        return ORJSONResponse({"error": "invalid_input", "detail": problems}, status_code=422)
+        return JSONResponse({"error": "invalid_input", "detail": problems}, status_code=422)
 
-    async def redis_down(_: Request, exc: Exception) -> ORJSONResponse:
+    async def redis_down(_: Request, exc: Exception) -> JSONResponse:
         # The sender retries on 503; nothing was acknowledged, so nothing is lost.
         log.error("Redis unavailable: %s", exc)
-        return ORJSONResponse(
+        return JSONResponse(
             {"error": "unavailable", "detail": "storage is unavailable, retry later"},
             status_code=503,
             headers={"Retry-After": "5"},

@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN")
     )
-    twilio_api_key: str | None = Field(default=None, validation_alias=AliasChoices("TWILIO_API_KEY"))
+    twilio_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_API_KEY")
+    )
     twilio_api_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TWILIO_API_SECRET")
     )
@@ -94,14 +96,22 @@ class Settings(BaseSettings):
         if sid is not None and not _ACCOUNT_SID.match(sid):
             raise ValueError("TWILIO_ACCOUNT_SID must be 'AC' followed by 32 hex digits")
         if key is not None and not _API_KEY_SID.match(key):
-            raise ValueError("TWILIO_API_KEY must be an API Key SID: 'SK' followed by 32 hex digits")
+            raise ValueError(
+                "TWILIO_API_KEY must be an API Key SID: 'SK' followed by 32 hex digits"
+            )
         if (key is None) != (self.twilio_api_secret is None):
-            raise ValueError("TWILIO_API_KEY and TWILIO_API_SECRET go together: set both or neither")
+            raise ValueError(
+                "TWILIO_API_KEY and TWILIO_API_SECRET go together: set both or neither"
+            )
         has_secret = self.twilio_auth_token is not None or key is not None
         if sid is None and has_secret:
-            raise ValueError("TWILIO_ACCOUNT_SID is required with TWILIO_AUTH_TOKEN or TWILIO_API_KEY")
+            raise ValueError(
+                "TWILIO_ACCOUNT_SID is required with TWILIO_AUTH_TOKEN or TWILIO_API_KEY"
+            )
         if sid is not None and not has_secret:
-            raise ValueError("TWILIO_ACCOUNT_SID needs TWILIO_AUTH_TOKEN or TWILIO_API_KEY + SECRET")
+            raise ValueError(
+                "TWILIO_ACCOUNT_SID needs TWILIO_AUTH_TOKEN or TWILIO_API_KEY + SECRET"
+            )
         if self.test_mode is False and sid is None:
             raise ValueError("SMS_TEST_MODE=false needs Twilio credentials (TWILIO_ACCOUNT_SID …)")
         return self

@@ -13,10 +13,17 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.pipeline.dispatch import Failed, RetryLater, RetryPolicy, Sent, attempt_send
-from app.pipeline.dispatch import error_fields, mocked_send
+from app.pipeline.dispatch import (
+    Failed,
+    RetryLater,
+    RetryPolicy,
+    Sent,
+    attempt_send,
+    error_fields,
+    mocked_send,
+)
 from app.pipeline.recipients import mask_phone
-from app.store.deliveries import FINAL_STATUSES, DeliveryLog, DeliveryRecord
+from app.store.deliveries import FINAL_STATUSES, DeliveryLog, DeliveryRecord, Status
 from app.store.queue import QueuedSend, SendQueue
 from app.twilio.client import TwilioClient
 from app.twilio.models import OutboundMessage
@@ -24,6 +31,7 @@ from app.twilio.models import OutboundMessage
 log = logging.getLogger(__name__)
 
 _READ_BLOCK_MS = 200  # also the cadence at which due retries are promoted
+_PRUNE_EVERY_S = 600.0
 
 
 def consumer_name() -> str:
@@ -59,10 +67,13 @@ class SendWorker:
     async def run(self) -> None:
         """Main loop; survives Redis outages by backing off and trying again."""
         await self._queue.ensure_group()
-        next_reclaim = 0.0
+        next_reclaim = next_prune = 0.0
         while not self._stopping.is_set():
             try:
                 await self._queue.promote_due()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + _PRUNE_EVERY_S
+                    await self._deliveries.prune_indexes()
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + self._reclaim_idle_ms / 2000
                     self._start(await self._queue.reclaim(self._reclaim_idle_ms))
@@ -107,7 +118,10 @@ class SendWorker:
         await self._record(queued, record, outcome, attempt)
 
     async def _record(
-        self, queued: QueuedSend, record: DeliveryRecord, outcome: Sent | RetryLater | Failed,
+        self,
+        queued: QueuedSend,
+        record: DeliveryRecord,
+        outcome: Sent | RetryLater | Failed,
         attempt: int,
     ) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -118,22 +132,35 @@ class SendWorker:
                 }
                 if outcome.request_json:
                     updates["twilio_request"] = outcome.request_json
-                status = "mocked" if record.mode == "test" else "sent"
+                status: Status = "mocked" if record.mode == "test" else "sent"
                 await self._deliveries.transition(record.id, status, updates=updates, pipe=pipe)
-                log.info("delivery %s %s to %s sid=%s", record.id, status,
-                         mask_phone(record.get("recipient") or ""), outcome.sid)
+                log.info(
+                    "delivery %s %s to %s sid=%s",
+                    record.id,
+                    status,
+                    mask_phone(record.get("recipient") or ""),
+                    outcome.sid,
+                )
             elif isinstance(outcome, RetryLater):
-                detail = f"attempt {attempt} failed: {outcome.error}; retry in {outcome.delay:.2f} s"
+                detail = (
+                    f"attempt {attempt} failed: {outcome.error}; retry in {outcome.delay:.2f} s"
+                )
                 await self._deliveries.transition(
-                    record.id, "retrying", detail=detail, updates=error_fields(outcome.error),
+                    record.id,
+                    "retrying",
+                    detail=detail,
+                    updates=error_fields(outcome.error),
                     pipe=pipe,
                 )
                 self._queue.delay(pipe, record.id, outcome.delay)
                 log.info("delivery %s: %s", record.id, detail)
             else:
                 await self._deliveries.transition(
-                    record.id, "failed", detail=f"attempt {attempt}: {outcome.error}",
-                    updates=error_fields(outcome.error), pipe=pipe,
+                    record.id,
+                    "failed",
+                    detail=f"attempt {attempt}: {outcome.error}",
+                    updates=error_fields(outcome.error),
+                    pipe=pipe,
                 )
                 if outcome.release_throttle:
                     await self._deliveries.release_throttle(record, pipe=pipe)

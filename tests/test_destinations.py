@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from app.pipeline.render import TemplateRenderer
 
 from app.destinations import ConfigError, load_destinations
-from app.pipeline.render import TemplateRenderer
 from tests.conftest import REPO, write_destinations
 
 RENDERER = TemplateRenderer(REPO / "templates")
@@ -31,8 +31,18 @@ def test_example_file_loads() -> None:
     assert len(destinations) == 2
 
 
-@pytest.mark.parametrize(("window", "seconds"), [("1", 1), ("31536000", 31_536_000), ("1y", 31_536_000),
-                                                 ("30s", 30), ("15m", 900), ("2h", 7200), ("7d", 604_800)])
+@pytest.mark.parametrize(
+    ("window", "seconds"),
+    [
+        ("1", 1),
+        ("31536000", 31_536_000),
+        ("1y", 31_536_000),
+        ("30s", 30),
+        ("15m", 900),
+        ("2h", 7200),
+        ("7d", 604_800),
+    ],
+)
 def test_throttle_windows_accepted(tmp_path: Path, window: str, seconds: int) -> None:
     destinations = load(tmp_path, one_destination(throttle=f"    throttle: {{window: {window}}}\n"))
     config = destinations.get("alerts").config  # type: ignore[union-attr]
@@ -52,7 +62,10 @@ def test_throttle_windows_refused(tmp_path: Path, window: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        ("    messaging_service_sid: MG00000000000000000000000000000000\n", "exactly one of 'from'"),
+        (
+            "    messaging_service_sid: MG00000000000000000000000000000000\n",
+            "exactly one of 'from'",
+        ),
         ("    template: missing.txt\n", "exactly one of 'body'"),
         ("    mode: loud\n", "mode"),
         ("    colour: red\n", "colour"),
@@ -112,7 +125,10 @@ destinations:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=REPO,
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
         check=False,
     )
 

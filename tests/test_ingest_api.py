@@ -39,12 +39,24 @@ def test_posthog_webhook_is_sent(start_service: Start, fake_twilio: FakeTwilio) 
 
 def test_raw_posthog_and_segment_shapes(start_service: Start, fake_twilio: FakeTwilio) -> None:
     service = start_service(SIGNUP_DESTINATION)
-    raw = {"uuid": "raw-1", "event": "signed up", "distinct_id": "d",
-           "properties": {"$set": {"phone": "(415) 555-2671", "name": "Raw"}}}
-    segment = {"type": "track", "event": "signed up", "userId": "u", "messageId": "seg-1",
-               "context": {"traits": {"phone": "+447911123456", "name": "Seg"}}}
+    raw = {
+        "uuid": "raw-1",
+        "event": "signed up",
+        "distinct_id": "d",
+        "properties": {"$set": {"phone": "(415) 555-2671", "name": "Raw"}},
+    }
+    segment = {
+        "type": "track",
+        "event": "signed up",
+        "userId": "u",
+        "messageId": "seg-1",
+        "context": {"traits": {"phone": "+447911123456", "name": "Seg"}},
+    }
     for payload in (raw, segment):
-        assert service.post_events(payload).json()["results"][0]["deliveries"][0]["decision"] == "queued"
+        assert (
+            service.post_events(payload).json()["results"][0]["deliveries"][0]["decision"]
+            == "queued"
+        )
     requests = fake_twilio.wait_for_requests(2)
     assert sorted((r.form["To"], r.form["Body"]) for r in requests) == [
         ("+14155552671", "Welcome Raw!"),
@@ -74,7 +86,9 @@ destinations:
     assert [d["destination"] for d in decisions["results"][0]["deliveries"]] == ["everything"]
     decisions = service.post_events(posthog_webhook(uuid="u2")).json()
     assert [d["destination"] for d in decisions["results"][0]["deliveries"]] == [
-        "everything", "only-signups"]
+        "everything",
+        "only-signups",
+    ]
     assert len(fake_twilio.wait_for_requests(3)) == 3
 
 
@@ -233,7 +247,9 @@ def test_ingest_auth_none_is_explicit(start_service: Start, fake_twilio: FakeTwi
 def test_malformed_input_is_a_clear_422(start_service: Start) -> None:
     service = start_service(SIGNUP_DESTINATION)
     with service.client() as client:
-        not_json = client.post("/v1/events", content=b"{nope", headers={"Content-Type": "application/json"})
+        not_json = client.post(
+            "/v1/events", content=b"{nope", headers={"Content-Type": "application/json"}
+        )
         assert not_json.status_code == 422
         assert not_json.json()["detail"][0]["field"] == "body"
         missing = client.post("/v1/events", json=[{"event": "ok"}, {"properties": {}}])

@@ -34,8 +34,10 @@ def test_api_key_credentials() -> None:
     ("values", "message"),
     [
         ({"TWILIO_ACCOUNT_SID": "AC123", "TWILIO_AUTH_TOKEN": "t"}, "TWILIO_ACCOUNT_SID must be"),
-        ({"TWILIO_ACCOUNT_SID": SID, "TWILIO_API_KEY": "KEY1", "TWILIO_API_SECRET": "s"},
-         "TWILIO_API_KEY must be"),
+        (
+            {"TWILIO_ACCOUNT_SID": SID, "TWILIO_API_KEY": "KEY1", "TWILIO_API_SECRET": "s"},
+            "TWILIO_API_KEY must be",
+        ),
         ({"TWILIO_ACCOUNT_SID": SID, "TWILIO_API_KEY": KEY}, "go together"),
         ({"TWILIO_AUTH_TOKEN": "t"}, "TWILIO_ACCOUNT_SID is required"),
         ({"TWILIO_ACCOUNT_SID": SID}, "needs TWILIO_AUTH_TOKEN"),

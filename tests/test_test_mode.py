@@ -25,7 +25,9 @@ destinations:
 """
 
 
-def test_test_mode_destination_mocks_the_send(start_service: Start, fake_twilio: FakeTwilio) -> None:
+def test_test_mode_destination_mocks_the_send(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
     service = start_service(TEST_DESTINATION, public_base_url="https://sms.example.com")
     answer = service.post_events(posthog_webhook()).json()
     [delivery] = answer["results"][0]["deliveries"]
@@ -34,7 +36,9 @@ def test_test_mode_destination_mocks_the_send(start_service: Start, fake_twilio:
     assert record["mode"] == "test" and record["twilio_sid"].startswith("SM")
     assert record["encoding"] == "UCS-2"
     request = record["twilio_request"]
-    assert request["url"] == f"{fake_twilio.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    assert (
+        request["url"] == f"{fake_twilio.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    )
     assert request["form"] == {
         "To": "+14155552671",
         "From": "+15005550006",
@@ -44,9 +48,13 @@ def test_test_mode_destination_mocks_the_send(start_service: Start, fake_twilio:
     assert request["auth"] == {"username": ACCOUNT_SID, "password": "[redacted]"}
 
 
-def test_test_sends_never_consume_a_live_window(start_service: Start, fake_twilio: FakeTwilio) -> None:
+def test_test_sends_never_consume_a_live_window(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
     yaml = TEST_DESTINATION.replace("mode: test", "mode: test\n    events: [signed up]")
-    live_twin = yaml + """
+    live_twin = (
+        yaml
+        + """
   - id: trial-live
     events: [signed up]
     body: "live twin"
@@ -59,6 +67,7 @@ def test_test_sends_never_consume_a_live_window(start_service: Start, fake_twili
     from: "+15005550006"
     throttle: {window: 1h, scope: global}
 """
+    )
     service = start_service(live_twin)
     decisions = {
         d["destination"]: d["decision"]
@@ -73,7 +82,9 @@ def test_test_sends_never_consume_a_live_window(start_service: Start, fake_twili
 def test_global_test_mode(start_service: Start, fake_twilio: FakeTwilio) -> None:
     service = start_service(TEST_DESTINATION, test_mode=True)
     answer = service.post_events(posthog_webhook(event="real")).json()
-    record = service.wait_for_status(answer["results"][0]["deliveries"][0]["delivery_id"], "mocked")
+    deliveries = {d["destination"]: d for d in answer["results"][0]["deliveries"]}
+    record = service.wait_for_status(deliveries["real"]["delivery_id"], "mocked")
+    assert record["mode"] == "test"
     assert record["twilio_request"]["form"]["Body"] == "live"
     assert fake_twilio.requests == []
 
@@ -120,7 +131,10 @@ def test_destination_test_can_really_send(start_service: Start, fake_twilio: Fak
 def test_destination_test_errors(start_service: Start) -> None:
     service = start_service(TEST_DESTINATION)
     with service.admin() as admin:
-        assert admin.post("/v1/destinations/nope/test", json={"event": {"event": "x"}}).status_code == 404
+        assert (
+            admin.post("/v1/destinations/nope/test", json={"event": {"event": "x"}}).status_code
+            == 404
+        )
         bad = admin.post("/v1/destinations/trial/test", json={"event": {"properties": {}}})
         assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "event.event"
     with httpx.Client(base_url=service.base_url) as anonymous:
@@ -135,13 +149,15 @@ def test_deliveries_listing_filters_and_pages(start_service: Start) -> None:
         first = admin.get("/v1/deliveries", params={"limit": 2, "destination": "real"}).json()
         assert len(first["items"]) == 2 and first["next_cursor"]
         rest = admin.get(
-            "/v1/deliveries", params={"limit": 10, "destination": "real", "cursor": first["next_cursor"]}
+            "/v1/deliveries",
+            params={"limit": 10, "destination": "real", "cursor": first["next_cursor"]},
         ).json()
         assert len(rest["items"]) == 3 and rest["next_cursor"] is None
         ids = [i["id"] for i in first["items"] + rest["items"]]
         assert ids == sorted(ids, reverse=True)  # newest first
         by_phone = admin.get("/v1/deliveries", params={"recipient": "(415) 555-2673"}).json()
-        assert [i["recipient"] for i in by_phone["items"]] == ["+14155552673"]
+        # Both destinations (trial listens to every event) sent to that number.
+        assert [i["recipient"] for i in by_phone["items"]] == ["+14155552673"] * 2
         assert admin.get("/v1/deliveries", params={"recipient": "nope"}).status_code == 422
         assert admin.get("/v1/deliveries/dl_missing").status_code == 404
     with httpx.Client(base_url=service.base_url) as anonymous:

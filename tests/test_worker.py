@@ -41,10 +41,15 @@ def test_500_twice_then_201_sends_once(start_service: Start, fake_twilio: FakeTw
     assert statuses.count("retrying") == 2 and statuses[-1] == "sent"
 
 
-def test_429_is_retried_honouring_retry_after(start_service: Start, fake_twilio: FakeTwilio) -> None:
+def test_429_is_retried_honouring_retry_after(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
     fake_twilio.enqueue(
-        ScriptedResponse(429, {"code": 20429, "message": "Too Many Requests", "status": 429},
-                         headers={"Retry-After": "1"})
+        ScriptedResponse(
+            429,
+            {"code": 20429, "message": "Too Many Requests", "status": 429},
+            headers={"Retry-After": "1"},
+        )
     )
     service = start_service(THROTTLED)
     delivery_id = queue_one(service)
@@ -82,7 +87,9 @@ def test_retries_exhausted_is_failed_with_twilio_error(
     assert (record["error_code"], record["error_message"]) == (20500, "Internal Server Error")
 
 
-def test_timeout_after_sending_is_not_retried(start_service: Start, fake_twilio: FakeTwilio) -> None:
+def test_timeout_after_sending_is_not_retried(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
     fake_twilio.enqueue(ScriptedResponse(201, delay=2.0))
     service = start_service(THROTTLED, twilio_timeout=0.5)
     record = service.wait_for_status(queue_one(service), "failed")
@@ -126,3 +133,20 @@ def test_message_with_twilio_sid_is_not_sent_again(
     asyncio.run(asyncio.sleep(1.0))
     assert len(fake_twilio.message_requests) == 1
     assert redis_client.xlen(keys.SEND_STREAM) == 0
+
+
+async def test_prune_indexes_drops_entries_past_retention(redis_client: redis.Redis) -> None:
+    from app.store.connection import connect
+    from app.store.deliveries import DeliveryLog
+    from tests.conftest import REDIS_URL
+
+    old, new = "dl_000000000001" + "0" * 16, "dl_ffffffffffff" + "0" * 16
+    for index in (keys.DELIVERY_INDEX, keys.DESTINATION_INDEX_PREFIX + "x"):
+        redis_client.zadd(index, {old: 0, new: 0})
+    client = connect(REDIS_URL)
+    try:
+        removed = await DeliveryLog(client, dedupe_ttl_s=60, retention_s=3600).prune_indexes()
+    finally:
+        await client.aclose()
+    assert removed == 2
+    assert redis_client.zrange(keys.DELIVERY_INDEX, 0, -1) == [new]

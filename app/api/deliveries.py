@@ -28,7 +28,7 @@ async def list_deliveries(
             recipient = normalize_phone(recipient, services.settings.default_region)
         except InvalidRecipient as exc:
             raise InvalidInput([{"field": "recipient", "problem": str(exc)}]) from None
-    page = await services.deliveries.list(
+    page = await services.deliveries.query(
         destination=destination, status=status, recipient=recipient, cursor=cursor, limit=limit
     )
     return {"items": [r.to_public() for r in page.items], "next_cursor": page.next_cursor}

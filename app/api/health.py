@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from app.api.deps import ServicesDep
@@ -18,12 +18,12 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=None)
-async def readyz(services: ServicesDep) -> dict[str, str] | ORJSONResponse:
+async def readyz(services: ServicesDep) -> dict[str, str] | JSONResponse:
     """Ready when Redis answers: without it nothing can be accepted safely."""
     try:
         await services.redis.ping()
     except (RedisError, OSError) as exc:
-        return ORJSONResponse(
+        return JSONResponse(
             {"status": "unavailable", "detail": f"Redis: {type(exc).__name__}"}, status_code=503
         )
     return {"status": "ready"}

@@ -6,7 +6,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import ORJSONResponse
 
 from app.api.deps import ServicesDep, require_ingest_token
 from app.errors import InvalidInput, PayloadTooLarge
@@ -39,14 +38,13 @@ async def read_json_body(request: Request, limit: int) -> Any:
     dependencies=[Depends(require_ingest_token)],
     summary="Ingest one event or a batch (PostHog webhook, PostHog event, Segment track)",
 )
-async def post_events(request: Request, services: ServicesDep) -> ORJSONResponse:
+async def post_events(request: Request, services: ServicesDep) -> dict[str, Any]:
     payload = await read_json_body(request, services.settings.max_body_bytes)
     try:
         events = parse_events(payload, services.settings.max_batch)
     except InvalidPayload as exc:
-        raise InvalidInput([{"field": p.field, "problem": p.problem} for p in exc.problems]) from None
+        raise InvalidInput(
+            [{"field": p.field, "problem": p.problem} for p in exc.problems]
+        ) from None
     outcomes = await services.ingest.ingest(events)
-    return ORJSONResponse(
-        {"accepted": len(outcomes), "results": [o.to_json() for o in outcomes]},
-        status_code=202,
-    )
+    return {"accepted": len(outcomes), "results": [o.to_json() for o in outcomes]}

@@ -25,7 +25,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         if retry_after is not None:
             return max(0.0, retry_after)
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         # "Equal jitter": at least half the backoff, so retries never bunch up near zero.
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 

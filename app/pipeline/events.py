@@ -139,11 +139,11 @@ class _PostHogRawEvent(_Wire):
 class _SegmentTrack(_Wire):
     type: Literal["track"]
     event: str = Field(min_length=1)
-    userId: str | int | None = None  # noqa: N815 - Segment's spelling
-    anonymousId: str | None = None  # noqa: N815
+    userId: str | int | None = None
+    anonymousId: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
-    messageId: str | None = None  # noqa: N815
+    messageId: str | None = None
     timestamp: str | None = None
 
 
@@ -181,10 +181,14 @@ def _from_posthog_raw(item: dict[str, Any]) -> Event:
     if person_props is None:
         set_props = wire.properties.get("$set")
         person_props = set_props if isinstance(set_props, dict) else {}
-    groups = {
-        group_type: {"key": key, "properties": {}}
-        for group_type, key in (wire.properties.get("$groups") or {}).items()
-    } if isinstance(wire.properties.get("$groups"), dict) else {}
+    groups = (
+        {
+            group_type: {"key": key, "properties": {}}
+            for group_type, key in (wire.properties.get("$groups") or {}).items()
+        }
+        if isinstance(wire.properties.get("$groups"), dict)
+        else {}
+    )
     return Event(
         name=wire.event,
         uuid=wire.uuid,

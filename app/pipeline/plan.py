@@ -14,8 +14,14 @@ from app.destinations import Destination
 from app.pipeline.events import Event
 from app.pipeline.filters import match_filters
 from app.pipeline.recipients import InvalidRecipient, normalize_phone
-from app.pipeline.render import BodyStats, BodyTooLong, RenderError, fit_body, measure_body
-from app.pipeline.render import render_template
+from app.pipeline.render import (
+    BodyStats,
+    BodyTooLong,
+    RenderError,
+    fit_body,
+    measure_body,
+    render_template,
+)
 from app.twilio.models import OutboundMessage
 
 SkipReason = Literal["invalid_recipient", "render_error", "body_too_long"]
@@ -64,21 +70,28 @@ def evaluate(
         return Evaluation(destination, False, f"filter failed: {failed}")
 
     try:
-        recipient = normalize_phone(render_template(destination.to_template, context), default_region)
+        recipient = normalize_phone(
+            render_template(destination.to_template, context), default_region
+        )
     except (RenderError, InvalidRecipient) as exc:
         return Evaluation(destination, True, skip_reason="invalid_recipient", detail=f"to: {exc}")
 
     try:
         rendered = render_template(destination.body_template, context)
     except RenderError as exc:
-        return Evaluation(destination, True, recipient=recipient, skip_reason="render_error",
-                          detail=str(exc))
+        return Evaluation(
+            destination, True, recipient=recipient, skip_reason="render_error", detail=str(exc)
+        )
     stats = measure_body(rendered)
     try:
         body = fit_body(rendered, config.on_overflow)
     except BodyTooLong:
         return Evaluation(
-            destination, True, recipient=recipient, body=rendered, stats=stats,
+            destination,
+            True,
+            recipient=recipient,
+            body=rendered,
+            stats=stats,
             skip_reason="body_too_long",
             detail=f"body is {stats.length} characters (UTF-16 units); the limit is 1600",
         )

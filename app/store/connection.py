@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +37,9 @@ class EmbeddedRedis:
         """Flush to disk and stop the server (close the async clients first)."""
         import redis
 
-        try:
+        # The server closes the connection as it exits.
+        with contextlib.suppress(redis.ConnectionError):
             self.server.shutdown(save=True, now=True, force=True)
-        except redis.ConnectionError:
-            pass  # the server closes the connection as it exits
 
 
 def connect(url: str, max_connections: int = 64) -> Redis:

@@ -158,7 +158,9 @@ class DeliveryRecord:
             "twilio_status": f.get("twilio_status") or None,
             "error_code": int(f["error_code"]) if f.get("error_code") else None,
             "error_message": f.get("error_message") or None,
-            "twilio_request": orjson.loads(f["twilio_request"]) if f.get("twilio_request") else None,
+            "twilio_request": orjson.loads(f["twilio_request"])
+            if f.get("twilio_request")
+            else None,
             "created_at": f.get("created_at"),
             "updated_at": f.get("updated_at"),
             "history": orjson.loads(f.get("history") or "[]"),
@@ -225,7 +227,7 @@ class DeliveryLog:
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One record, or None when unknown or past retention."""
-        fields = await self._redis.hgetall(keys.delivery(delivery_id))
+        fields: dict[str, str] = await self._redis.hgetall(keys.delivery(delivery_id))  # type: ignore[assignment]
         return DeliveryRecord(delivery_id, fields) if fields else None
 
     async def transition(
@@ -257,7 +259,7 @@ class DeliveryLog:
                 client=pipe if pipe is not None else self._redis,
             )
 
-    async def list(
+    async def query(
         self,
         *,
         destination: str | None = None,
@@ -280,7 +282,9 @@ class DeliveryLog:
         upper = f"({cursor}" if cursor else "+"
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
         for _ in range(20):
-            ids = await self._redis.zrevrangebylex(index, upper, "-", start=0, num=limit)
+            ids: list[str] = await self._redis.zrevrangebylex(  # type: ignore[assignment]
+                index, upper, "-", start=0, num=limit
+            )
             if not ids:
                 return DeliveryPage(items, None)
             for record in await self._fetch(ids):
@@ -292,6 +296,15 @@ class DeliveryLog:
             if len(ids) < limit:
                 return DeliveryPage(items, None)
         return DeliveryPage(items, upper[1:])
+
+    async def prune_indexes(self) -> int:
+        """Drop index entries older than the retention (their records have expired)."""
+        oldest_kept = time.time_ns() // 1_000_000 - self._retention_s * 1000
+        bound = f"(dl_{max(oldest_kept, 0):012x}"
+        removed = 0
+        async for index in self._redis.scan_iter(match=keys.DELIVERY_INDEX + "*", count=500):
+            removed += await self._redis.zremrangebylex(index, "-", bound)
+        return removed
 
     async def _fetch(self, ids: Iterable[str]) -> list[DeliveryRecord]:
         id_list = list(ids)

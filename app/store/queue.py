@@ -49,14 +49,16 @@ class SendQueue:
     async def ensure_group(self) -> None:
         """Create the stream and its consumer group if they do not exist yet."""
         try:
-            await self._redis.xgroup_create(keys.SEND_STREAM, keys.SEND_GROUP, id="0", mkstream=True)
+            await self._redis.xgroup_create(
+                keys.SEND_STREAM, keys.SEND_GROUP, id="0", mkstream=True
+            )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     async def read(self, count: int, block_ms: int) -> list[QueuedSend]:
         """New entries for this consumer, waiting up to `block_ms` for the first one."""
-        reply = await self._redis.xreadgroup(
+        reply: Any = await self._redis.xreadgroup(
             keys.SEND_GROUP,
             self.consumer,
             {keys.SEND_STREAM: ">"},

@@ -68,7 +68,9 @@ class TwilioClient:
 
     def message_request(self, message: OutboundMessage) -> TwilioRequest:
         """The exact request `send_message` makes; test mode records it instead of sending."""
-        account_sid = self._credentials.account_sid if self._credentials else PLACEHOLDER_ACCOUNT_SID
+        account_sid = (
+            self._credentials.account_sid if self._credentials else PLACEHOLDER_ACCOUNT_SID
+        )
         form = {"To": message.to, "Body": message.body}
         if message.messaging_service_sid:
             form["MessagingServiceSid"] = message.messaging_service_sid

@@ -24,7 +24,9 @@ class TwilioApiError(TwilioError):
         more_info: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(f"Twilio {http_status}" + (f" error {code}" if code else "") + f": {message}")
+        super().__init__(
+            f"Twilio {http_status}" + (f" error {code}" if code else "") + f": {message}"
+        )
         self.http_status = http_status
         self.code = code
         self.message = message

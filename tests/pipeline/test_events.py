@@ -39,8 +39,12 @@ def test_raw_posthog_event_takes_person_properties_from_set() -> None:
 
 def test_raw_posthog_event_prefers_person_properties_field() -> None:
     [event] = parse_events(
-        {"event": "x", "distinct_id": "d", "person_properties": {"phone": "1"},
-         "properties": {"$set": {"phone": "2"}}},
+        {
+            "event": "x",
+            "distinct_id": "d",
+            "person_properties": {"phone": "1"},
+            "properties": {"$set": {"phone": "2"}},
+        },
         max_batch=10,
     )
     assert event.person.properties == {"phone": "1"}

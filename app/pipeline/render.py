@@ -1,0 +1,295 @@
+"""Stage 4: render a destination's templates against an event, and measure the SMS body.
+
+Templates are compiled once (when the destinations file loads) by a `TemplateRenderer`;
+per event, `render_template` only renders. Everything here is pure: no network, no Redis.
+
+Security model: templates come from the operator's config and always run in Jinja's
+sandbox; event values are only ever *data* in the render context, never template source,
+so an event property holding `{{ 7*7 }}` is sent literally.
+
+Body measurement follows Twilio: the 1600 limit is in UTF-16 code units, and segments are
+counted for GSM-7 (160 / 153 septets) or UCS-2 (70 / 67 units).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import jinja2
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = [
+    "ELLIPSIS",
+    "MAX_BODY_LENGTH",
+    "BodyStats",
+    "BodyTooLong",
+    "Encoding",
+    "OverflowPolicy",
+    "RenderError",
+    "TemplateConfigError",
+    "TemplateRenderer",
+    "fit_body",
+    "measure_body",
+    "render_template",
+    "utf16_length",
+]
+
+
+class RenderError(Exception):
+    """A template failed to render for one event (undefined variable, sandbox refusal, …)."""
+
+
+class TemplateConfigError(Exception):
+    """A template does not compile, or its file is missing: a configuration error."""
+
+
+# --------------------------------------------------------------------------- templates
+
+
+class TemplateRenderer:
+    """Compiles inline and file templates in one sandboxed Jinja environment.
+
+    Built once per process; the templates it returns are kept by the caller and rendered
+    with `render_template`, so nothing is compiled per event.
+    """
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = Path(templates_dir)
+        # The *immutable* sandbox (a SandboxedEnvironment subclass) also refuses mutating
+        # methods such as `dict.update` / `list.append`: one destination's template must not
+        # be able to change the event context that the next destination renders.
+        # StrictUndefined: a missing variable is an error, not a silently empty SMS.
+        # autoescape off: SMS is plain text, HTML escaping would corrupt `&`, `<`, quotes.
+        self.environment = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(self.templates_dir),
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+        )
+
+    def compile(self, source: str) -> jinja2.Template:
+        """Compile an inline template; raise `TemplateConfigError` if it does not parse."""
+        try:
+            return self.environment.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateConfigError(_describe_syntax_error(exc, None)) from None
+        except jinja2.TemplateError as exc:
+            raise TemplateConfigError(f"{type(exc).__name__}: {exc}") from None
+
+    def load(self, name: str) -> jinja2.Template:
+        """Compile the template file `name` (relative to the templates directory).
+
+        Raises `TemplateConfigError` when the name leaves the directory, the file is
+        missing or unreadable, or the template does not parse.
+        """
+        path = PurePosixPath(name)
+        if not name or path.is_absolute() or ".." in path.parts or "\\" in name:
+            # FileSystemLoader would refuse `..` too (or silently re-root an absolute path
+            # under the directory); say plainly why instead of "not found".
+            raise TemplateConfigError(
+                f"template {name!r}: must be a relative path inside {self.templates_dir} "
+                "(no absolute path, '..' or backslash)"
+            )
+        try:
+            return self.environment.get_template(name)
+        except jinja2.TemplateNotFound:
+            where = (
+                str(self.templates_dir)
+                if self.templates_dir.is_dir()
+                else f"{self.templates_dir} (directory does not exist)"
+            )
+            raise TemplateConfigError(f"template file {name!r} not found in {where}") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateConfigError(_describe_syntax_error(exc, name)) from None
+        except UnicodeDecodeError as exc:
+            raise TemplateConfigError(f"template file {name!r} is not valid UTF-8: {exc}") from None
+        except (OSError, jinja2.TemplateError) as exc:
+            raise TemplateConfigError(
+                f"template file {name!r}: {type(exc).__name__}: {exc}"
+            ) from None
+
+
+def _describe_syntax_error(exc: jinja2.TemplateSyntaxError, name: str | None) -> str:
+    # Jinja marks the exception "translated" once it rewrites the traceback, after which
+    # str(exc) drops the line number; build a one-line message ourselves.
+    where = f"template {name!r}, line {exc.lineno}" if name else f"line {exc.lineno}"
+    return f"{where}: {exc.message or type(exc).__name__}"
+
+
+def render_template(template: jinja2.Template, context: Mapping[str, Any]) -> str:
+    """Render a compiled template for one event; the result is stripped of outer whitespace.
+
+    Every failure becomes `RenderError`: undefined variables (Jinja's message names the
+    variable), sandbox refusals (`__class__` and friends), and any exception raised by
+    the template's own expressions (`"ZeroDivisionError: division by zero"`).
+    """
+    if not template.environment.sandboxed:
+        # A programming error, not a bad event: templates must come from TemplateRenderer.
+        raise TypeError("render_template only renders templates compiled in the sandbox")
+    try:
+        text = template.render(context)
+    except SecurityError as exc:
+        # The sandbox turns unsafe attributes into undefined values; with StrictUndefined,
+        # using them raises SecurityError (not UndefinedError), so this branch comes first.
+        raise RenderError(f"unsafe template operation refused by the sandbox: {exc}") from exc
+    except jinja2.UndefinedError as exc:
+        raise RenderError(str(exc)) from exc
+    except Exception as exc:
+        raise RenderError(f"{type(exc).__name__}: {exc}") from exc
+    # Template files end with a newline, and indentation inside blocks is easy to leak.
+    return text.strip()
+
+
+# --------------------------------------------------------------------------- SMS body
+
+MAX_BODY_LENGTH = 1600
+"""Twilio's limit for `Body`, in UTF-16 code units (error 21617 beyond it)."""
+
+ELLIPSIS = "\u2026"
+"""Appended to a truncated body: 1 UTF-16 unit, but not in GSM-7, so a truncated body
+is always UCS-2."""
+
+Encoding = Literal["GSM-7", "UCS-2"]
+OverflowPolicy = Literal["reject", "truncate"]
+
+# GSM 03.38 default alphabet, in table order (0x00-0x7F). 0x1B is ESC (the escape to the
+# extension table), not a character, so it is deliberately absent.
+_GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅå"
+    "Δ_ΦΓΛΩΠΨΣΘΞÆæßÉ"
+    " !\"#¤%&'()*+,-./"
+    "0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNO"
+    "PQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmno"
+    "pqrstuvwxyzäöñüà"
+)
+# Extension table: each is sent as ESC + code, so costs 2 septets.
+_GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+
+_GSM7_SINGLE_SEGMENT = 160
+_GSM7_MULTI_SEGMENT = 153  # 7 septets go to the concatenation header
+_UCS2_SINGLE_SEGMENT = 70
+_UCS2_MULTI_SEGMENT = 67  # 3 units go to the concatenation header
+
+_ZWJ = "\u200d"
+
+
+@dataclass(frozen=True, slots=True)
+class BodyStats:
+    """What a body costs: Twilio length (UTF-16 units), encoding and segment count."""
+
+    length: int
+    encoding: Encoding
+    segments: int
+
+
+class BodyTooLong(Exception):
+    """The body exceeds `MAX_BODY_LENGTH` UTF-16 units and the policy is "reject"."""
+
+    def __init__(self, length: int, limit: int = MAX_BODY_LENGTH) -> None:
+        super().__init__(f"body is {length} characters (UTF-16 units); the limit is {limit}")
+        self.length = length
+        self.limit = limit
+
+
+def utf16_length(text: str) -> int:
+    """Length of `text` in UTF-16 code units, as Twilio counts it (astral chars count 2)."""
+    # surrogatepass: a lone surrogate (possible from JSON "\\ud83d") counts as one unit
+    # instead of raising here.
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _char_units(char: str) -> int:
+    return 2 if ord(char) > 0xFFFF else 1
+
+
+def _count_segments(costs: Iterable[int], total: int, single: int, multi: int) -> int:
+    """Segments for a message whose characters cost `costs` units each.
+
+    A character is never split across segments (an extension char's ESC+code pair in
+    GSM-7, a surrogate pair in UCS-2): when it does not fit, it moves to the next segment,
+    as handsets and Twilio's segment calculator do. With only 1-unit characters this is
+    exactly ceil(total / multi).
+    """
+    if total <= single:
+        return 1
+    segments, used = 1, 0
+    for cost in costs:
+        if used + cost > multi:
+            segments += 1
+            used = 0
+        used += cost
+    return segments
+
+
+def measure_body(body: str) -> BodyStats:
+    """Length, encoding and segment count of an SMS body, as Twilio would bill it.
+
+    GSM-7 when every character is in the GSM 03.38 default alphabet or its extension
+    table (extension characters cost 2 septets); otherwise UCS-2 (UTF-16 units).
+    An empty body is measured as 1 segment of length 0 (Twilio rejects empty bodies; this
+    only reports what such a message would cost, the caller decides whether to send it).
+    Twilio's "smart encoding" (replacing e.g. curly quotes by GSM look-alikes) is not
+    modelled: the measurement is of the body exactly as sent.
+    """
+    length = utf16_length(body)
+    if all(c in _GSM7_BASIC or c in _GSM7_EXTENSION for c in body):
+        costs = [2 if c in _GSM7_EXTENSION else 1 for c in body]
+        septets = sum(costs)
+        segments = _count_segments(costs, septets, _GSM7_SINGLE_SEGMENT, _GSM7_MULTI_SEGMENT)
+        return BodyStats(length=length, encoding="GSM-7", segments=segments)
+    segments = _count_segments(
+        (_char_units(c) for c in body), length, _UCS2_SINGLE_SEGMENT, _UCS2_MULTI_SEGMENT
+    )
+    return BodyStats(length=length, encoding="UCS-2", segments=segments)
+
+
+def _is_dangling(char: str) -> bool:
+    # Combining marks (Mn/Me, which includes variation selectors) and ZWJ only make sense
+    # attached to what followed or preceded them in the cut-off text; whitespace before "…"
+    # just looks odd.
+    return char == _ZWJ or char.isspace() or unicodedata.category(char) in ("Mn", "Me")
+
+
+def _ends_with_half_flag(text: str) -> bool:
+    # A flag is a pair of regional indicators; an odd run at the end is half a flag.
+    run = 0
+    while run < len(text) and "\U0001f1e6" <= text[-1 - run] <= "\U0001f1ff":
+        run += 1
+    return run % 2 == 1
+
+
+def fit_body(body: str, on_overflow: OverflowPolicy) -> str:
+    """Return `body` if it fits in `MAX_BODY_LENGTH` UTF-16 units, else apply the policy.
+
+    "reject" raises `BodyTooLong`. "truncate" cuts at a code point boundary (never inside a
+    surrogate pair), drops trailing combining marks / ZWJ / whitespace and a half flag,
+    and appends "…" so that the result is at most `MAX_BODY_LENGTH` units. A body that fits
+    is returned as the very same object.
+    """
+    length = utf16_length(body)
+    if length <= MAX_BODY_LENGTH:
+        return body
+    if on_overflow == "reject":
+        raise BodyTooLong(length)
+    if on_overflow != "truncate":
+        raise ValueError(f"unknown overflow policy {on_overflow!r}")
+
+    budget = MAX_BODY_LENGTH - utf16_length(ELLIPSIS)
+    used = end = 0
+    # Walk code points (a str index is a code point), so a surrogate pair is never split.
+    # The body is longer than the budget, so the walk stops before running off its end.
+    while used + _char_units(body[end]) <= budget:
+        used += _char_units(body[end])
+        end += 1
+    kept = body[:end]
+    while kept and (_is_dangling(kept[-1]) or _ends_with_half_flag(kept)):
+        kept = kept[:-1]
+    return kept + ELLIPSIS
