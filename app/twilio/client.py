@@ -82,7 +82,7 @@ class TwilioClient:
             method="POST",
             url=f"{self._base_url}/{API_VERSION}/Accounts/{account_sid}/Messages.json",
             form=form,
-            auth_username=self._credentials.username if self._credentials else "",
+            auth_username=self._credentials.username if self._credentials else account_sid,
         )
 
     async def send_message(self, message: OutboundMessage) -> TwilioMessage:
