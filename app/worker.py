@@ -60,6 +60,7 @@ class SendWorker:
         self._reclaim_idle_ms = reclaim_idle_s * 1000
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight_ids: set[str] = set()  # never reclaim what this worker is sending
 
     def stop(self) -> None:
         self._stopping.set()
@@ -91,6 +92,9 @@ class SendWorker:
 
     def _start(self, sends: list[QueuedSend]) -> None:
         for queued in sends:
+            if queued.delivery_id in self._in_flight_ids:
+                continue
+            self._in_flight_ids.add(queued.delivery_id)
             task = asyncio.create_task(self._handle_safely(queued))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
@@ -101,6 +105,8 @@ class SendWorker:
         except Exception:
             # The entry stays pending and is reclaimed later: logged, never lost.
             log.exception("send worker: delivery %s failed unexpectedly", queued.delivery_id)
+        finally:
+            self._in_flight_ids.discard(queued.delivery_id)
 
     async def handle(self, queued: QueuedSend) -> None:
         """Send one delivery and record what happened, acknowledging the entry atomically."""
@@ -115,7 +121,16 @@ class SendWorker:
             outcome: Sent | RetryLater | Failed = mocked_send(self._twilio, message)
         else:
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)
-        await self._record(queued, record, outcome, attempt)
+        # Once Twilio has answered, recording that answer must not be lost to a Redis blip:
+        # an unrecorded send would be reclaimed and sent again.
+        for pause in (0.1, 0.5, 2.0, None):
+            try:
+                await self._record(queued, record, outcome, attempt)
+                return
+            except RedisError:
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
 
     async def _record(
         self,
