@@ -160,6 +160,15 @@ destinations:
 """
 
 
+THROTTLED_DESTINATION = """
+destinations:
+  - id: welcome
+    body: "Hi"
+    from: "+15005550006"
+    throttle: {window: 1h}
+"""
+
+
 def posthog_webhook(
     uuid: str = "0190e4c6-0000-7000-8000-000000000001",
     event: str = "signed up",

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import (
     ACCOUNT_SID,
     SIGNUP_DESTINATION,
+    THROTTLED_DESTINATION,
     RunningService,
     posthog_webhook,
 )
@@ -113,19 +114,10 @@ def test_concurrent_duplicates_send_once(start_service: Start, fake_twilio: Fake
     fake_twilio.wait_for_requests(1)
 
 
-THROTTLED = """
-destinations:
-  - id: welcome
-    body: "Hi"
-    from: "+15005550006"
-    throttle: {window: 1h}
-"""
-
-
 def test_200_concurrent_events_one_recipient_one_request(
     start_service: Start, fake_twilio: FakeTwilio
 ) -> None:
-    service = start_service(THROTTLED)
+    service = start_service(THROTTLED_DESTINATION)
 
     def post(i: int) -> httpx.Response:
         return service.post_events(posthog_webhook(uuid=f"evt-{i}"))

@@ -8,18 +8,10 @@ from collections.abc import Callable
 import redis
 
 from app.store import keys
-from tests.conftest import RunningService, posthog_webhook
+from tests.conftest import THROTTLED_DESTINATION, RunningService, posthog_webhook
 from tests.fake_twilio import FakeTwilio, ScriptedResponse
 
 Start = Callable[..., RunningService]
-
-THROTTLED = """
-destinations:
-  - id: welcome
-    body: "Hi"
-    from: "+15005550006"
-    throttle: {window: 1h}
-"""
 
 
 def queue_one(service: RunningService, uuid: str = "evt-1") -> str:
@@ -32,7 +24,7 @@ def queue_one(service: RunningService, uuid: str = "evt-1") -> str:
 
 def test_500_twice_then_201_sends_once(start_service: Start, fake_twilio: FakeTwilio) -> None:
     fake_twilio.enqueue(ScriptedResponse(500), ScriptedResponse(503))
-    service = start_service(THROTTLED)
+    service = start_service(THROTTLED_DESTINATION)
     delivery_id = queue_one(service)
     record = service.wait_for_status(delivery_id, "sent")
     assert len(fake_twilio.message_requests) == 3
@@ -51,7 +43,7 @@ def test_429_is_retried_honouring_retry_after(
             headers={"Retry-After": "1"},
         )
     )
-    service = start_service(THROTTLED)
+    service = start_service(THROTTLED_DESTINATION)
     delivery_id = queue_one(service)
     record = service.wait_for_status(delivery_id, "sent")
     first, second = fake_twilio.message_requests
@@ -63,7 +55,7 @@ def test_permanent_error_fails_at_once_and_releases_throttle(
     start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
 ) -> None:
     fake_twilio.enqueue(fake_twilio.fail_with(400, 21211, "The 'To' number is not valid."))
-    service = start_service(THROTTLED)
+    service = start_service(THROTTLED_DESTINATION)
     delivery_id = queue_one(service)
     record = service.wait_for_status(delivery_id, "failed")
     assert len(fake_twilio.message_requests) == 1
@@ -81,7 +73,7 @@ def test_retries_exhausted_is_failed_with_twilio_error(
 ) -> None:
     error = {"code": 20500, "message": "Internal Server Error", "status": 500}
     fake_twilio.enqueue(*[ScriptedResponse(500, error)] * 3)
-    service = start_service(THROTTLED, send_max_attempts=3)
+    service = start_service(THROTTLED_DESTINATION, send_max_attempts=3)
     record = service.wait_for_status(queue_one(service), "failed")
     assert len(fake_twilio.message_requests) == 3
     assert (record["error_code"], record["error_message"]) == (20500, "Internal Server Error")
@@ -91,7 +83,7 @@ def test_timeout_after_sending_is_not_retried(
     start_service: Start, fake_twilio: FakeTwilio
 ) -> None:
     fake_twilio.enqueue(ScriptedResponse(201, delay=2.0))
-    service = start_service(THROTTLED, twilio_timeout=0.5)
+    service = start_service(THROTTLED_DESTINATION, twilio_timeout=0.5)
     record = service.wait_for_status(queue_one(service), "failed")
     assert "outcome unknown" in record["error_message"]
     assert len(fake_twilio.message_requests) == 1
@@ -99,7 +91,9 @@ def test_timeout_after_sending_is_not_retried(
 
 def test_connection_refused_is_retried(start_service: Start, fake_twilio: FakeTwilio) -> None:
     # Nothing listens on the port: the request never left, so retrying is safe.
-    service = start_service(THROTTLED, twilio_base_url="http://127.0.0.1:9", send_max_attempts=2)
+    service = start_service(
+        THROTTLED_DESTINATION, twilio_base_url="http://127.0.0.1:9", send_max_attempts=2
+    )
     record = service.wait_for_status(queue_one(service), "failed")
     assert record["attempts"] == 2
     assert "ConnectError" in record["error_message"]
@@ -109,14 +103,14 @@ def test_killed_worker_message_is_reclaimed(
     start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
 ) -> None:
     # API without a worker: the delivery waits in the stream.
-    service = start_service(THROTTLED, run_worker=False)
+    service = start_service(THROTTLED_DESTINATION, run_worker=False)
     delivery_id = queue_one(service)
     # A worker reads it and dies before acknowledging (nothing sent, nothing recorded).
     redis_client.xgroup_create(keys.SEND_STREAM, keys.SEND_GROUP, id="0", mkstream=True)
     taken = redis_client.xreadgroup(keys.SEND_GROUP, "dead-worker", {keys.SEND_STREAM: ">"})
     assert taken and taken[0][1][0][1]["delivery"] == delivery_id
     # A live worker reclaims it once it has been idle for SMS_RECLAIM_IDLE (1 s here).
-    other = start_service(THROTTLED)
+    other = start_service(THROTTLED_DESTINATION)
     other.wait_for_status(delivery_id, "sent", timeout=10)
     assert len(fake_twilio.message_requests) == 1
     assert redis_client.xpending(keys.SEND_STREAM, keys.SEND_GROUP)["pending"] == 0
@@ -125,7 +119,7 @@ def test_killed_worker_message_is_reclaimed(
 def test_message_with_twilio_sid_is_not_sent_again(
     start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
 ) -> None:
-    service = start_service(THROTTLED)
+    service = start_service(THROTTLED_DESTINATION)
     delivery_id = queue_one(service)
     service.wait_for_status(delivery_id, "sent")
     # Replay the stream entry, as if the worker had died between Twilio's 201 and the ack.
