@@ -26,7 +26,10 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     """Configuration from the environment (and a ``.env`` file, if present)."""
 
-    model_config = SettingsConfigDict(env_prefix="SMS_", env_file=".env", extra="ignore")
+    # Empty variables count as unset: compose files pass `${VAR:-}` through.
+    model_config = SettingsConfigDict(
+        env_prefix="SMS_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
 
     # --- HTTP ---------------------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from app.pipeline.render import TemplateRenderer
 
 from app.destinations import ConfigError, load_destinations
+from app.pipeline.render import TemplateRenderer
 from tests.conftest import REPO, write_destinations
 
 RENDERER = TemplateRenderer(REPO / "templates")

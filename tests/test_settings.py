@@ -71,3 +71,11 @@ def test_durations_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.dedupe_ttl == 172_800
     assert settings.twilio_account_sid == SID
+
+
+def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # docker compose passes `${VAR:-}` as an empty string.
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SMS_TEST_MODE", "SMS_PUBLIC_BASE_URL"):
+        monkeypatch.setenv(name, "")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.twilio_account_sid is None and settings.global_test_mode is True
