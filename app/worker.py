@@ -23,10 +23,12 @@ from app.pipeline.dispatch import (
     mocked_send,
 )
 from app.pipeline.recipients import mask_phone
-from app.store.deliveries import FINAL_STATUSES, DeliveryLog, DeliveryRecord, Status
+from app.store.deliveries import DeliveryLog, DeliveryRecord, Status
 from app.store.queue import QueuedSend, SendQueue
+from app.store.suppressions import SuppressionList
 from app.twilio.client import TwilioClient
-from app.twilio.models import OutboundMessage
+from app.twilio.errors import OPTED_OUT_ERROR_CODE
+from app.twilio.models import MESSAGE_STATUS_RANK, OutboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class SendWorker:
         self._redis = redis
         self._deliveries = deliveries
         self._queue = SendQueue(redis, consumer_name())
+        self._suppressions = SuppressionList(redis)
         self._twilio = twilio
         self._policy = policy
         self._concurrency = concurrency
@@ -110,12 +113,14 @@ class SendWorker:
 
     async def handle(self, queued: QueuedSend) -> None:
         """Send one delivery and record what happened, acknowledging the entry atomically."""
-        record = await self._deliveries.get(queued.delivery_id)
-        if record is None or record.status in FINAL_STATUSES or record.get("twilio_sid"):
-            await self._ack(queued)  # expired, or already done by an earlier owner
+        verdict, record = await self._deliveries.begin_send(queued.delivery_id)
+        if record is None:
+            # Expired, already done by an earlier owner, or the recipient opted out.
+            if verdict == "opted_out":
+                log.info("delivery %s skipped: recipient opted out", queued.delivery_id)
+            await self._ack(queued)
             return
-        attempt = record.attempts + 1
-        await self._deliveries.transition(record.id, "sending", updates={"attempts": attempt})
+        attempt = record.attempts
         message = _message_of(record)
         if record.mode == "test":
             outcome: Sent | RetryLater | Failed = mocked_send(self._twilio, message)
@@ -144,11 +149,13 @@ class SendWorker:
                 updates: dict[str, str | int] = {
                     "twilio_sid": outcome.sid,
                     "twilio_status": outcome.twilio_status,
+                    "twilio_status_rank": MESSAGE_STATUS_RANK.get(outcome.twilio_status, 0),
                 }
                 if outcome.request_json:
                     updates["twilio_request"] = outcome.request_json
                 status: Status = "mocked" if record.mode == "test" else "sent"
                 await self._deliveries.transition(record.id, status, updates=updates, pipe=pipe)
+                self._deliveries.index_twilio_sid(pipe, outcome.sid, record.id)
                 log.info(
                     "delivery %s %s to %s sid=%s",
                     record.id,
@@ -179,6 +186,9 @@ class SendWorker:
                 )
                 if outcome.release_throttle:
                     await self._deliveries.release_throttle(record, pipe=pipe)
+                if getattr(outcome.error, "code", None) == OPTED_OUT_ERROR_CODE:
+                    # Twilio knows this number sent STOP: never try it again.
+                    self._suppressions.add_in(pipe, record.get("recipient") or "", "twilio_21610")
                 log.warning("delivery %s failed: %s", record.id, outcome.error)
             self._queue.ack(pipe, queued.entry_id)
             await pipe.execute()

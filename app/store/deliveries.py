@@ -19,18 +19,52 @@ from redis.asyncio import Redis
 
 from app.store import keys
 
-Status = Literal["queued", "sending", "retrying", "sent", "mocked", "failed", "skipped"]
-FINAL_STATUSES: frozenset[str] = frozenset({"sent", "mocked", "failed", "skipped"})
+Status = Literal[
+    "queued",
+    "sending",
+    "retrying",
+    "sent",
+    "mocked",
+    "failed",
+    "skipped",
+    # reported by Twilio after sending
+    "delivered",
+    "undelivered",
+    "read",
+    "canceled",
+]
+
+# Shared by every script that changes a delivery's status: appends to the history and
+# moves the id between status indexes. `extra` is a flat list of field/value pairs.
+_LUA_TRANSITION = """
+local function transition(key, id, status, now, prefix, detail, extra)
+  local old = redis.call('HGET', key, 'status')
+  local history = cjson.decode(redis.call('HGET', key, 'history') or '[]')
+  local entry = {status = status, at = now}
+  if detail ~= '' then entry.detail = detail end
+  table.insert(history, entry)
+  redis.call('HSET', key, 'status', status, 'updated_at', now,
+             'history', cjson.encode(history), unpack(extra))
+  if old ~= status then
+    if old then redis.call('ZREM', prefix .. old, id) end
+    redis.call('ZADD', prefix .. status, 0, id)
+  end
+  return old
+end
+"""
 
 # KEYS: dedupe, throttle ('' = none), record, stream, index, destination index,
-#       recipient index ('' = none)
+#       recipient index ('' = none), suppression list
 # ARGV: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
-#       status index prefix, then the record's field/value pairs
+#       status index prefix, recipient ('' = none), then the record's field/value pairs
 _ADMIT = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {'duplicate', redis.call('GET', KEYS[1]) or ''}
 end
 local status, reason = ARGV[6], ARGV[7]
+if status == 'queued' and ARGV[9] ~= '' and redis.call('HEXISTS', KEYS[8], ARGV[9]) == 1 then
+  status, reason = 'skipped', 'opted_out'
+end
 if status == 'queued' and KEYS[2] ~= '' then
   if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then
     status, reason = 'skipped', 'throttled'
@@ -39,7 +73,7 @@ end
 local entry = {status = status, at = ARGV[5]}
 if reason ~= '' then entry.reason = reason end
 redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
-           'history', cjson.encode({entry}), unpack(ARGV, 9))
+           'history', cjson.encode({entry}), unpack(ARGV, 10))
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[5], 0, ARGV[1])
 redis.call('ZADD', KEYS[6], 0, ARGV[1])
@@ -51,21 +85,59 @@ return {status, reason}
 
 # KEYS: record.  ARGV: id, new status, now, status index prefix, history detail ('' = none),
 #       then field/value pairs to set.  Returns the previous status (false if expired).
-_TRANSITION = """
-local old = redis.call('HGET', KEYS[1], 'status')
-if not old then return false end
-local history = cjson.decode(redis.call('HGET', KEYS[1], 'history') or '[]')
-local entry = {status = ARGV[2], at = ARGV[3]}
-if ARGV[5] ~= '' then entry.detail = ARGV[5] end
-table.insert(history, entry)
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at', ARGV[3],
-           'history', cjson.encode(history), unpack(ARGV, 6))
-if old ~= ARGV[2] then
-  redis.call('ZREM', ARGV[4] .. old, ARGV[1])
-  redis.call('ZADD', ARGV[4] .. ARGV[2], 0, ARGV[1])
-end
-return old
+_TRANSITION = (
+    _LUA_TRANSITION
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return transition(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 6)})
 """
+)
+
+# The worker's first step for a queued delivery, in one round trip: skip what is gone or
+# done, skip (as opted_out) a recipient who opted out since admission, else mark it
+# sending. KEYS: record, suppression list.  ARGV: id, now, status index prefix.
+# Returns {verdict, record fields as a flat list}.
+_BEGIN_SEND = (
+    _LUA_TRANSITION
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', {}} end
+local sid = redis.call('HGET', KEYS[1], 'twilio_sid')
+if status == 'sent' or status == 'mocked' or status == 'failed' or status == 'skipped'
+   or (sid and sid ~= '') then
+  return {'done', {}}
+end
+local recipient = redis.call('HGET', KEYS[1], 'recipient') or ''
+if redis.call('HEXISTS', KEYS[2], recipient) == 1 then
+  transition(KEYS[1], ARGV[1], 'skipped', ARGV[2], ARGV[3], 'recipient opted out',
+             {'reason', 'opted_out'})
+  return {'opted_out', {}}
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+transition(KEYS[1], ARGV[1], 'sending', ARGV[2], ARGV[3], '', {})
+return {'send', redis.call('HGETALL', KEYS[1])}
+"""
+)
+
+# A Twilio status report (callback or poll) moves a delivery forward only: a late or
+# repeated report never overwrites a later state. KEYS: record.  ARGV: id, now, status index
+# prefix, Twilio status, its rank, our status for it ('' = unchanged), error code, detail.
+_TWILIO_STATUS = (
+    _LUA_TRANSITION
+    + """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return 'missing' end
+local rank = tonumber(redis.call('HGET', KEYS[1], 'twilio_status_rank') or '0') or 0
+if tonumber(ARGV[5]) <= rank then return 'stale' end
+local status = ARGV[6] ~= '' and ARGV[6] or current
+local extra = {'twilio_status', ARGV[4], 'twilio_status_rank', ARGV[5]}
+if ARGV[7] ~= '' then
+  table.insert(extra, 'error_code'); table.insert(extra, ARGV[7])
+end
+transition(KEYS[1], ARGV[1], status, ARGV[2], ARGV[3], ARGV[8], extra)
+return 'applied'
+"""
+)
 
 # Release a throttle window only if this delivery still holds it.
 _RELEASE = """
@@ -183,6 +255,8 @@ class DeliveryLog:
         self._admit = redis.register_script(_ADMIT)
         self._transition = redis.register_script(_TRANSITION)
         self._release = redis.register_script(_RELEASE)
+        self._begin_send = redis.register_script(_BEGIN_SEND)
+        self._twilio_status = redis.register_script(_TWILIO_STATUS)
 
     async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
         """Dedupe, claim throttle windows, record and enqueue — one round trip for all."""
@@ -201,6 +275,7 @@ class DeliveryLog:
                         keys.DELIVERY_INDEX,
                         keys.DESTINATION_INDEX_PREFIX + new.destination_id,
                         keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
+                        keys.SUPPRESSIONS,
                     ],
                     args=[
                         delivery_id,
@@ -211,6 +286,7 @@ class DeliveryLog:
                         "skipped" if new.skip_reason else "queued",
                         new.skip_reason or "",
                         keys.STATUS_INDEX_PREFIX,
+                        new.recipient or "",
                         *_record_fields(delivery_id, new, now),
                     ],
                     client=pipe,
@@ -248,6 +324,50 @@ class DeliveryLog:
             args=[delivery_id, status, now_iso(), keys.STATUS_INDEX_PREFIX, detail or "", *pairs],
             client=pipe if pipe is not None else self._redis,
         )
+
+    async def begin_send(self, delivery_id: str) -> tuple[str, DeliveryRecord | None]:
+        """Claim a queued delivery for sending: ``("send", record)``, or a verdict
+        ``"missing"`` (expired), ``"done"`` (already sent or final) or ``"opted_out"``."""
+        verdict, flat = await self._begin_send(
+            keys=[keys.delivery(delivery_id), keys.SUPPRESSIONS],
+            args=[delivery_id, now_iso(), keys.STATUS_INDEX_PREFIX],
+        )
+        if verdict != "send":
+            return verdict, None
+        return verdict, DeliveryRecord(delivery_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def index_twilio_sid(self, pipe: Any, sid: str, delivery_id: str) -> None:
+        """Remember which delivery a Twilio SID belongs to (for status callbacks)."""
+        pipe.set(keys.twilio_sid(sid), delivery_id, ex=self._retention_s)
+
+    async def delivery_id_for_sid(self, sid: str) -> str | None:
+        found: str | None = await self._redis.get(keys.twilio_sid(sid))
+        return found
+
+    async def apply_twilio_status(
+        self,
+        delivery_id: str,
+        twilio_status: str,
+        rank: int,
+        status: Status | None,
+        error_code: int | None,
+        detail: str,
+    ) -> str:
+        """Record a status Twilio reported; ``"stale"`` when it would move backwards."""
+        result: str = await self._twilio_status(
+            keys=[keys.delivery(delivery_id)],
+            args=[
+                delivery_id,
+                now_iso(),
+                keys.STATUS_INDEX_PREFIX,
+                twilio_status,
+                rank,
+                status or "",
+                error_code if error_code is not None else "",
+                detail,
+            ],
+        )
+        return result
 
     async def release_throttle(self, record: DeliveryRecord, pipe: Any = None) -> None:
         """Free the recipient's window that this delivery claimed (nothing was sent)."""

@@ -37,3 +37,12 @@ def throttle(mode: Mode, scope: str, destination_id: str, recipient: str) -> str
     if scope == "global":
         return f"{PREFIX}throttle:{mode}:global:{recipient}"
     return f"{PREFIX}throttle:{mode}:destination:{destination_id}:{recipient}"
+
+
+SUPPRESSIONS = PREFIX + "suppressions"  # hash: E.164 number → JSON (since, source, keyword)
+UNMATCHED_CALLBACKS = PREFIX + "callbacks:unmatched"  # stream of callbacks for unknown SIDs
+
+
+def twilio_sid(sid: str) -> str:
+    """Which delivery a Twilio message SID belongs to."""
+    return f"{PREFIX}sid:{sid}"

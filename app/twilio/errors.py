@@ -5,6 +5,7 @@ from __future__ import annotations
 # Twilio error codes that no retry can fix (invalid/unreachable number, opted out,
 # region not enabled, bad credentials): fail at once.
 PERMANENT_ERROR_CODES = frozenset({20003, 21211, 21408, 21610, 21614, 21617})
+OPTED_OUT_ERROR_CODE = 21610  # "Attempt to send to unsubscribed recipient"
 
 
 class TwilioError(Exception):

@@ -51,3 +51,19 @@ class TwilioMessage(BaseModel):
     error_code: int | None = None
     error_message: str | None = None
     date_created: str | None = None
+
+
+# How far along a message is, by Twilio's status: reports only ever move a delivery forward,
+# so a late "sent" never overwrites "delivered". Equal ranks are final alternatives.
+MESSAGE_STATUS_RANK: dict[str, int] = {
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}

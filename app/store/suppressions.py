@@ -1,0 +1,70 @@
+"""The suppression list: numbers that opted out (STOP) and must never be texted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from app.store import keys
+from app.store.deliveries import now_iso
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    number: str
+    since: str
+    source: str  # inbound | twilio_21610 | api
+    keyword: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "since": self.since,
+            "source": self.source,
+            "keyword": self.keyword,
+        }
+
+
+class SuppressionList:
+    """One Redis hash; admission and the worker check it inside their Lua scripts."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    @staticmethod
+    def _value(source: str, keyword: str | None) -> bytes:
+        return orjson.dumps({"since": now_iso(), "source": source, "keyword": keyword})
+
+    async def add(self, number: str, source: str, keyword: str | None = None) -> bool:
+        """Suppress `number`; False when it already was (the first record is kept)."""
+        added: int = await self._redis.hsetnx(
+            keys.SUPPRESSIONS, number, self._value(source, keyword)
+        )
+        return bool(added)
+
+    def add_in(self, pipe: Any, number: str, source: str, keyword: str | None = None) -> None:
+        """The same as `add`, inside the caller's pipeline."""
+        pipe.hsetnx(keys.SUPPRESSIONS, number, self._value(source, keyword))
+
+    async def remove(self, number: str) -> bool:
+        """Lift the suppression; False when the number was not suppressed."""
+        removed: int = await self._redis.hdel(keys.SUPPRESSIONS, number)
+        return bool(removed)
+
+    async def get(self, number: str) -> Suppression | None:
+        raw: str | None = await self._redis.hget(keys.SUPPRESSIONS, number)  # type: ignore[assignment]
+        return _parse(number, raw) if raw else None
+
+    async def page(self, cursor: int, limit: int) -> tuple[list[Suppression], int]:
+        """A page of the list (HSCAN order) and the cursor for the next one (0 = done)."""
+        reply: Any = await self._redis.hscan(keys.SUPPRESSIONS, cursor, count=limit)
+        next_cursor, entries = reply
+        return [_parse(n, raw) for n, raw in entries.items()], int(next_cursor)
+
+
+def _parse(number: str, raw: str) -> Suppression:
+    data = orjson.loads(raw)
+    return Suppression(number, data.get("since", ""), data.get("source", ""), data.get("keyword"))
