@@ -341,7 +341,7 @@ class DeliveryLog:
         pipe.set(keys.twilio_sid(sid), delivery_id, ex=self._retention_s)
 
     async def delivery_id_for_sid(self, sid: str) -> str | None:
-        found: str | None = await self._redis.get(keys.twilio_sid(sid))
+        found: str | None = await self._redis.get(keys.twilio_sid(sid))  # type: ignore[assignment]
         return found
 
     async def apply_twilio_status(
