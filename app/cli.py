@@ -54,8 +54,8 @@ def serve(args: argparse.Namespace) -> None:
 
 def worker(_: argparse.Namespace) -> None:
     from app.main import (
+        BackgroundJobs,
         build_twilio_client,
-        build_worker,
         load_configured_destinations,
         open_resources,
     )
@@ -70,14 +70,12 @@ def worker(_: argparse.Namespace) -> None:
     async def run() -> None:
         async with open_resources(settings) as (redis, http):
             deliveries = DeliveryLog(redis, settings.dedupe_ttl, settings.delivery_retention)
-            send_worker = build_worker(
-                settings, redis, deliveries, build_twilio_client(settings, http)
-            )
+            jobs = BackgroundJobs(settings, redis, deliveries, build_twilio_client(settings, http))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, send_worker.stop)
+                loop.add_signal_handler(sig, jobs.stop)
             log.info("worker started")
-            await send_worker.run()
+            await jobs.run()
 
     asyncio.run(run())
 

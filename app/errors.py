@@ -28,6 +28,11 @@ class Unauthorized(ServiceError):
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+class Forbidden(ServiceError):
+    status_code = 403
+    error = "forbidden"
+
+
 class NotFound(ServiceError):
     status_code = 404
     error = "not_found"

@@ -15,17 +15,32 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.api import deliveries, destinations, health, ingest
+from app.api import (
+    deliveries,
+    destinations,
+    health,
+    ingest,
+    messages,
+    twilio_webhooks,
+)
+from app.api import (
+    suppressions as suppressions_api,
+)
 from app.destinations import DestinationSet, load_destinations
 from app.errors import ServiceError
 from app.ingest import IngestService
+from app.messages import MessageService
 from app.pipeline.dispatch import RetryPolicy
 from app.pipeline.render import TemplateRenderer
+from app.reconcile import Reconciler
 from app.services import Services
 from app.settings import Settings
 from app.store.connection import EmbeddedRedis, connect
 from app.store.deliveries import DeliveryLog
+from app.store.suppressions import SuppressionList
 from app.twilio.client import TwilioClient, TwilioCredentials
+from app.twilio.errors import TwilioApiError, TwilioTransportError
+from app.webhooks import TwilioWebhooks
 from app.worker import SendWorker
 
 log = logging.getLogger(__name__)
@@ -59,19 +74,42 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def build_worker(
-    settings: Settings, redis: Redis, log_: DeliveryLog, twilio: TwilioClient
-) -> SendWorker:
-    return SendWorker(
-        redis,
-        log_,
-        twilio,
-        RetryPolicy(
-            settings.send_max_attempts, settings.retry_base_delay, settings.retry_max_delay
-        ),
-        settings.worker_concurrency,
-        settings.reclaim_idle,
-    )
+class BackgroundJobs:
+    """What a worker runs: the send worker, and reconciliation with Twilio when live."""
+
+    def __init__(
+        self, settings: Settings, redis: Redis, deliveries: DeliveryLog, twilio: TwilioClient
+    ) -> None:
+        self._worker = SendWorker(
+            redis,
+            deliveries,
+            twilio,
+            RetryPolicy(
+                settings.send_max_attempts, settings.retry_base_delay, settings.retry_max_delay
+            ),
+            settings.worker_concurrency,
+            settings.reclaim_idle,
+        )
+        reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
+        self._reconciler = (
+            Reconciler(
+                redis, deliveries, twilio, settings.reconcile_after, settings.reconcile_max_pages
+            )
+            if reconcile
+            else None
+        )
+        self._interval = settings.reconcile_interval
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        jobs = [self._worker.run()]
+        if self._reconciler:
+            jobs.append(self._reconciler.run_forever(self._interval, self._stopping))
+        await asyncio.gather(*jobs)
+
+    def stop(self) -> None:
+        self._worker.stop()
+        self._stopping.set()
 
 
 @contextlib.asynccontextmanager
@@ -100,22 +138,31 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         async with open_resources(settings) as (redis, http):
             twilio = build_twilio_client(settings, http)
             delivery_log = DeliveryLog(redis, settings.dedupe_ttl, settings.delivery_retention)
+            suppressions = SuppressionList(redis)
+            ingest_service = IngestService(
+                destination_set,
+                delivery_log,
+                redis,
+                twilio,
+                settings.default_region,
+                settings.global_test_mode,
+            )
             app.state.services = Services(
                 settings=settings,
                 redis=redis,
                 deliveries=delivery_log,
-                ingest=IngestService(
-                    destination_set,
-                    delivery_log,
-                    redis,
-                    twilio,
-                    settings.default_region,
-                    settings.global_test_mode,
+                ingest=ingest_service,
+                suppressions=suppressions,
+                messages=MessageService(
+                    delivery_log, twilio, settings.global_test_mode, settings.delivery_retention
+                ),
+                webhooks=TwilioWebhooks(
+                    redis, delivery_log, suppressions, ingest_service, settings.default_region
                 ),
             )
             if settings.global_test_mode:
                 log.warning("test mode: messages are mocked, nothing is sent to Twilio")
-            worker = build_worker(settings, redis, delivery_log, twilio) if run_worker else None
+            worker = BackgroundJobs(settings, redis, delivery_log, twilio) if run_worker else None
             worker_task = asyncio.create_task(worker.run()) if worker else None
             try:
                 yield
@@ -130,7 +177,15 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         summary="Analytics events in, throttled SMS out through Twilio.",
         lifespan=lifespan,
     )
-    for router in (ingest.router, destinations.router, deliveries.router, health.router):
+    for router in (
+        ingest.router,
+        destinations.router,
+        deliveries.router,
+        messages.router,
+        suppressions_api.router,
+        twilio_webhooks.router,
+        health.router,
+    ):
         app.include_router(router)
     _install_error_handlers(app)
     return app
@@ -148,6 +203,22 @@ def _install_error_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         return JSONResponse({"error": "invalid_input", "detail": problems}, status_code=422)
+
+    @app.exception_handler(TwilioApiError)
+    async def twilio_error(_: Request, exc: TwilioApiError) -> JSONResponse:
+        # Twilio's own words reach the caller; its 5xx are our 502 (a bad gateway).
+        status = exc.http_status if 400 <= exc.http_status < 500 else 502
+        detail = {
+            "code": exc.code,
+            "message": exc.message,
+            "more_info": exc.more_info,
+            "status": exc.http_status,
+        }
+        return JSONResponse({"error": "twilio_error", "detail": detail}, status_code=status)
+
+    @app.exception_handler(TwilioTransportError)
+    async def twilio_unreachable(_: Request, exc: TwilioTransportError) -> JSONResponse:
+        return JSONResponse({"error": "twilio_unreachable", "detail": exc.message}, status_code=502)
 
     async def redis_down(_: Request, exc: Exception) -> JSONResponse:
         # The sender retries on 503; nothing was acknowledged, so nothing is lost.

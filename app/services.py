@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from app.ingest import IngestService
+from app.messages import MessageService
 from app.settings import Settings
 from app.store.deliveries import DeliveryLog
+from app.store.suppressions import SuppressionList
+from app.webhooks import TwilioWebhooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,3 +20,6 @@ class Services:
     redis: Redis
     deliveries: DeliveryLog
     ingest: IngestService
+    suppressions: SuppressionList
+    messages: MessageService
+    webhooks: TwilioWebhooks

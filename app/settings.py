@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     retry_max_delay: float = Field(default=300.0, ge=0)
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
     reclaim_idle: Seconds = Field(default=60, ge=1)
+    # Reconciliation with Twilio (off in test mode): 0 turns it off.
+    reconcile_interval: Seconds = Field(default=300, ge=0)
+    reconcile_after: Seconds = Field(default=600, ge=0)
+    reconcile_max_pages: int = Field(default=5, ge=1, le=100)
 
     twilio_account_sid: str | None = Field(
         default=None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID")

@@ -9,7 +9,9 @@ import os
 import secrets
 import socket
 import time
+from datetime import datetime
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -200,9 +202,16 @@ class SendWorker:
 
 
 def _message_of(record: DeliveryRecord) -> OutboundMessage:
+    media = record.get("media_urls")
+    validity = record.get("validity_period")
+    send_at = record.get("send_at")
     return OutboundMessage(
         to=record.get("recipient") or "",
         body=record.get("body") or "",
         from_number=record.get("from"),
         messaging_service_sid=record.get("messaging_service_sid"),
+        media_urls=tuple(orjson.loads(media)) if media else (),
+        status_callback=record.get("status_callback"),
+        validity_period=int(validity) if validity else None,
+        send_at=datetime.fromisoformat(send_at) if send_at else None,
     )

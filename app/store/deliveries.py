@@ -27,11 +27,13 @@ Status = Literal[
     "mocked",
     "failed",
     "skipped",
+    "scheduled",  # held until its send time (by us, or by Twilio when it has a SID)
     # reported by Twilio after sending
     "delivered",
     "undelivered",
     "read",
     "canceled",
+    "external",  # sent by another system on the account, found by reconciliation
 ]
 
 # Shared by every script that changes a delivery's status: appends to the history and
@@ -54,9 +56,10 @@ end
 """
 
 # KEYS: dedupe, throttle ('' = none), record, stream, index, destination index,
-#       recipient index ('' = none), suppression list
+#       recipient index ('' = none), suppression list, delayed sends
 # ARGV: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
-#       status index prefix, recipient ('' = none), then the record's field/value pairs
+#       status index prefix, recipient ('' = none), due ms ('' = now),
+#       then the record's field/value pairs
 _ADMIT = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {'duplicate', redis.call('GET', KEYS[1]) or ''}
@@ -70,16 +73,18 @@ if status == 'queued' and KEYS[2] ~= '' then
     status, reason = 'skipped', 'throttled'
   end
 end
+if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
 local entry = {status = status, at = ARGV[5]}
 if reason ~= '' then entry.reason = reason end
 redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
-           'history', cjson.encode({entry}), unpack(ARGV, 10))
+           'history', cjson.encode({entry}), unpack(ARGV, 11))
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[5], 0, ARGV[1])
 redis.call('ZADD', KEYS[6], 0, ARGV[1])
 if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
 redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1])
 if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
+if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
 return {status, reason}
 """
 
@@ -139,6 +144,34 @@ return 'applied'
 """
 )
 
+# Cancel a delivery held in our own delayed queue, atomically against its promotion.
+# KEYS: record, delayed sends.  ARGV: id, now, status index prefix.
+_CANCEL_SCHEDULED = (
+    _LUA_TRANSITION
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {0, 'missing'} end
+if status ~= 'scheduled' then return {0, status} end
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return {0, 'queued'} end
+transition(KEYS[1], ARGV[1], 'canceled', ARGV[2], ARGV[3], 'canceled before sending', {})
+return {1, 'canceled'}
+"""
+)
+
+# A message someone else sent on the account, imported once (keyed by its SID).
+# KEYS: SID index, record, index, destination index, recipient index ('' = none).
+# ARGV: id, retention s, status index prefix, status, then the record's field/value pairs.
+_IMPORT_EXTERNAL = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], 'status', ARGV[4], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
+if KEYS[5] ~= '' then redis.call('ZADD', KEYS[5], 0, ARGV[1]) end
+redis.call('ZADD', ARGV[3] .. ARGV[4], 0, ARGV[1])
+return 1
+"""
+
 # Release a throttle window only if this delivery still holds it.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -150,9 +183,15 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_delivery_id() -> str:
+def new_delivery_id(created_ms: int | None = None) -> str:
     """Time-ordered id: sorting ids sorts deliveries by creation (the log's cursor)."""
-    return f"dl_{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
+    ms = created_ms if created_ms is not None else time.time_ns() // 1_000_000
+    return f"dl_{ms:012x}{os.urandom(8).hex()}"
+
+
+def id_bound(epoch_ms: int) -> str:
+    """The smallest possible id created at `epoch_ms`: a bound for range queries."""
+    return f"dl_{max(epoch_ms, 0):012x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +212,10 @@ class NewDelivery:
     detail: str | None = None
     throttle_key: str | None = None
     throttle_window_ms: int = 0
+    # Held in our own delayed queue until this time (epoch ms) instead of sent at once.
+    due_ms: int | None = None
+    # Further message options stored with the record (media, validity, Twilio scheduling).
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +300,8 @@ class DeliveryLog:
         self._release = redis.register_script(_RELEASE)
         self._begin_send = redis.register_script(_BEGIN_SEND)
         self._twilio_status = redis.register_script(_TWILIO_STATUS)
+        self._cancel_scheduled = redis.register_script(_CANCEL_SCHEDULED)
+        self._import_external = redis.register_script(_IMPORT_EXTERNAL)
 
     async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
         """Dedupe, claim throttle windows, record and enqueue — one round trip for all."""
@@ -276,6 +321,7 @@ class DeliveryLog:
                         keys.DESTINATION_INDEX_PREFIX + new.destination_id,
                         keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
                         keys.SUPPRESSIONS,
+                        keys.DELAYED_SENDS,
                     ],
                     args=[
                         delivery_id,
@@ -287,6 +333,7 @@ class DeliveryLog:
                         new.skip_reason or "",
                         keys.STATUS_INDEX_PREFIX,
                         new.recipient or "",
+                        new.due_ms if new.due_ms is not None else "",
                         *_record_fields(delivery_id, new, now),
                     ],
                     client=pipe,
@@ -297,7 +344,7 @@ class DeliveryLog:
             if status == "duplicate":
                 results.append(Admission(new.destination_id, "duplicate", reason))
             else:
-                decision = "queued" if status == "queued" else reason
+                decision = status if status in ("queued", "scheduled") else reason
                 results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
         return results
 
@@ -369,6 +416,53 @@ class DeliveryLog:
         )
         return result
 
+    async def cancel_scheduled(self, delivery_id: str) -> tuple[bool, str]:
+        """Cancel a delivery we hold until its time: (True, "canceled"), else (False, status)."""
+        done, status = await self._cancel_scheduled(
+            keys=[keys.delivery(delivery_id), keys.DELAYED_SENDS],
+            args=[delivery_id, now_iso(), keys.STATUS_INDEX_PREFIX],
+        )
+        return bool(done), str(status)
+
+    async def import_external(
+        self, sid: str, status: Status, fields: Mapping[str, str | int], created_ms: int
+    ) -> bool:
+        """Record a message sent outside this service; False if its SID is already known."""
+        delivery_id = new_delivery_id(created_ms)
+        now = now_iso()
+        history = orjson.dumps([{"status": status, "at": now, "detail": "imported from Twilio"}])
+        recipient = str(fields.get("recipient") or "")
+        flat: list[str | int] = []
+        for name, value in {
+            **fields,
+            "id": delivery_id,
+            "mode": "live",
+            "twilio_sid": sid,
+            "history": history.decode(),
+            "created_at": now,
+            "updated_at": now,
+            "attempts": 0,
+        }.items():
+            flat += [name, value]
+        imported: int = await self._import_external(
+            keys=[
+                keys.twilio_sid(sid),
+                keys.delivery(delivery_id),
+                keys.DELIVERY_INDEX,
+                keys.DESTINATION_INDEX_PREFIX + str(fields.get("destination") or ""),
+                keys.RECIPIENT_INDEX_PREFIX + recipient if recipient else "",
+            ],
+            args=[delivery_id, self._retention_s, keys.STATUS_INDEX_PREFIX, status, *flat],
+        )
+        return bool(imported)
+
+    async def ids_before(self, index_status: str, after: str, before: str, limit: int) -> list[str]:
+        """Ids in a status index strictly between two ids, oldest first (for sweeps)."""
+        ids: list[str] = await self._redis.zrangebylex(  # type: ignore[assignment]
+            keys.STATUS_INDEX_PREFIX + index_status, f"({after}", f"({before}", start=0, num=limit
+        )
+        return ids
+
     async def release_throttle(self, record: DeliveryRecord, pipe: Any = None) -> None:
         """Free the recipient's window that this delivery claimed (nothing was sent)."""
         throttle_key = record.get("throttle_key")
@@ -420,7 +514,7 @@ class DeliveryLog:
     async def prune_indexes(self) -> int:
         """Drop index entries older than the retention (their records have expired)."""
         oldest_kept = time.time_ns() // 1_000_000 - self._retention_s * 1000
-        bound = f"(dl_{max(oldest_kept, 0):012x}"
+        bound = "(" + id_bound(oldest_kept)
         removed = 0
         async for index in self._redis.scan_iter(match=keys.DELIVERY_INDEX + "*", count=500):
             removed += await self._redis.zremrangebylex(index, "-", bound)
@@ -453,6 +547,7 @@ def _record_fields(delivery_id: str, new: NewDelivery, now: str) -> list[str | i
         "created_at": now,
         "updated_at": now,
         **new.sender,
+        **new.options,
     }
     flat: list[str | int] = []
     for name, value in fields.items():

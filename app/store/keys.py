@@ -46,3 +46,10 @@ UNMATCHED_CALLBACKS = PREFIX + "callbacks:unmatched"  # stream of callbacks for 
 def twilio_sid(sid: str) -> str:
     """Which delivery a Twilio message SID belongs to."""
     return f"{PREFIX}sid:{sid}"
+
+
+RECONCILE_LOCK = PREFIX + "reconcile:lock"
+RECONCILE_STALE_CURSOR_PREFIX = PREFIX + "reconcile:stale:"  # + delivery status
+RECONCILE_EXTERNAL_SINCE = PREFIX + "reconcile:external:since"  # ISO time, sweep start
+RECONCILE_EXTERNAL_PAGE = PREFIX + "reconcile:external:page"  # next_page_uri mid-sweep
+RECONCILE_EXTERNAL_NEWEST = PREFIX + "reconcile:external:newest"  # newest seen mid-sweep

@@ -6,6 +6,12 @@ from __future__ import annotations
 # region not enabled, bad credentials): fail at once.
 PERMANENT_ERROR_CODES = frozenset({20003, 21211, 21408, 21610, 21614, 21617})
 OPTED_OUT_ERROR_CODE = 21610  # "Attempt to send to unsubscribed recipient"
+# DELETE of a message Twilio has not finished processing ("Cannot delete this resource before
+# it is complete"): the request is fine, only early, so the API layer answers 409 Conflict.
+MESSAGE_NOT_COMPLETE_ERROR_CODE = 20009
+# Canceling a message that is no longer `scheduled` ("This message cannot be canceled"):
+# also a state conflict, not a malformed request.
+MESSAGE_NOT_CANCELABLE_ERROR_CODE = 30409
 
 
 class TwilioError(Exception):

@@ -3,41 +3,82 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Twilio's accepted range for ValidityPeriod, in seconds (the API's default is the maximum).
+VALIDITY_PERIOD_RANGE = range(1, 36_001)
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
-    """One SMS to create. Exactly one of `from_number` / `messaging_service_sid` is set."""
+    """One SMS/MMS to create. Exactly one of `from_number` / `messaging_service_sid` is set.
+
+    `body` may be empty only when `media_urls` is not (a media-only MMS). `status_callback`
+    overrides the client-wide callback URL for this message. `send_at` (tz-aware) schedules
+    the message; Twilio only schedules through a Messaging Service, which the caller checks.
+    """
 
     to: str
     body: str
     from_number: str | None = None
     messaging_service_sid: str | None = None
+    media_urls: tuple[str, ...] = ()
+    status_callback: str | None = None
+    validity_period: int | None = None
+    send_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # A list would make the frozen message unhashable and mutable behind our back.
+        object.__setattr__(self, "media_urls", tuple(self.media_urls))
+        if self.send_at is not None and self.send_at.utcoffset() is None:
+            raise ValueError("send_at must be timezone-aware (UTC)")
+        if self.validity_period is not None and self.validity_period not in VALIDITY_PERIOD_RANGE:
+            raise ValueError("validity_period must be between 1 and 36000 seconds")
 
 
 @dataclass(frozen=True, slots=True)
 class TwilioRequest:
-    """An HTTP request to Twilio as it goes on the wire, minus the password."""
+    """An HTTP request to Twilio as it goes on the wire, minus the password.
+
+    `form` is the list of form fields in wire order: a key repeats when Twilio takes several
+    values (one `MediaUrl` field per media URL).
+    """
 
     method: str
     url: str
-    form: dict[str, str]
+    form: list[tuple[str, str]]
     auth_username: str
+
+    def form_dict(self) -> dict[str, str | list[str]]:
+        """The form as a dict: a single value as is, a repeated key's values as a list."""
+        view: dict[str, str | list[str]] = {}
+        for key, value in self.form:
+            if key not in view:
+                view[key] = value
+            else:
+                previous = view[key]
+                view[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        return view
 
     def redacted(self) -> dict[str, object]:
         """JSON-ready view for traces and the delivery log: the secret never appears."""
         return {
             "method": self.method,
             "url": self.url,
-            "form": dict(self.form),
+            "form": self.form_dict(),
             "auth": {"username": self.auth_username, "password": "[redacted]"},
         }
 
 
 class TwilioMessage(BaseModel):
-    """Twilio's Message resource (the fields we use; the rest is ignored)."""
+    """Twilio's Message resource (the fields we use; the rest is ignored).
+
+    Dates stay Twilio's RFC 2822 strings ("Fri, 24 May 2019 17:18:27 +0000"); `price` is a
+    decimal string (negative for a charge) and `num_media` / `num_segments` are strings too,
+    exactly as the API answers them.
+    """
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
@@ -51,6 +92,23 @@ class TwilioMessage(BaseModel):
     error_code: int | None = None
     error_message: str | None = None
     date_created: str | None = None
+    account_sid: str | None = None
+    direction: str | None = None
+    num_media: str | None = None
+    price: str | None = None
+    price_unit: str | None = None
+    date_sent: str | None = None
+    date_updated: str | None = None
+    uri: str | None = None
+
+
+class MessagePage(BaseModel):
+    """One page of Twilio's message list; pass `next_page_uri` back to get the next one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    messages: list[TwilioMessage]
+    next_page_uri: str | None = None
 
 
 # How far along a message is, by Twilio's status: reports only ever move a delivery forward,

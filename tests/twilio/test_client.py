@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, date, datetime, timedelta, timezone
+
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from app.twilio.client import TwilioClient, TwilioCredentials
-from app.twilio.errors import TwilioApiError, TwilioTransportError
+from app.twilio.errors import (
+    MESSAGE_NOT_CANCELABLE_ERROR_CODE,
+    MESSAGE_NOT_COMPLETE_ERROR_CODE,
+    TwilioApiError,
+    TwilioTransportError,
+)
 from app.twilio.models import OutboundMessage
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.fake_twilio import FakeTwilio, ScriptedResponse
@@ -118,3 +126,389 @@ def test_redacted_request_hides_the_secret() -> None:
     redacted = client.message_request(MESSAGE).redacted()
     assert AUTH_TOKEN not in str(redacted)
     assert redacted["auth"] == {"username": ACCOUNT_SID, "password": "[redacted]"}
+
+
+# --- create: media, per-message callback, validity, scheduling ------------------------
+
+MEDIA = ("https://cdn.example.com/a.png", "https://cdn.example.com/b.jpg")
+SERVICE_SID = "MG" + "d4" * 16
+
+
+def client_for(
+    http: httpx.AsyncClient, fake: FakeTwilio, callback: str | None = None
+) -> TwilioClient:
+    return TwilioClient(http, token_credentials(), fake.base_url, callback)
+
+
+async def test_media_urls_go_out_as_one_field_each(fake_twilio: FakeTwilio) -> None:
+    message = OutboundMessage(
+        to="+14155552671", body="", from_number="+15005550006", media_urls=MEDIA
+    )
+    async with httpx.AsyncClient() as http:
+        created = await client_for(http, fake_twilio).send_message(message)
+    [request] = fake_twilio.requests
+    # A media-only MMS has no Body at all; each URL is its own MediaUrl field, in order.
+    assert request.body == (
+        b"To=%2B14155552671&From=%2B15005550006"
+        b"&MediaUrl=https%3A%2F%2Fcdn.example.com%2Fa.png"
+        b"&MediaUrl=https%3A%2F%2Fcdn.example.com%2Fb.jpg"
+    )
+    assert request.form_lists["MediaUrl"] == list(MEDIA)
+    assert "Body" not in request.form
+    assert created.sid.startswith("MM") and created.num_media == "2"
+
+
+def test_redacted_form_lists_only_repeated_keys() -> None:
+    client = TwilioClient(httpx.AsyncClient(), token_credentials(), "https://api.twilio.com")
+    plain = client.message_request(MESSAGE).redacted()
+    assert plain["form"] == {"To": "+14155552671", "Body": "Hi ✓", "From": "+15005550006"}
+    one = client.message_request(OutboundMessage("+14155552671", "x", media_urls=MEDIA[:1]))
+    two = client.message_request(OutboundMessage("+14155552671", "x", media_urls=MEDIA))
+    assert one.redacted()["form"] == {"To": "+14155552671", "Body": "x", "MediaUrl": MEDIA[0]}
+    assert two.redacted()["form"] == {"To": "+14155552671", "Body": "x", "MediaUrl": list(MEDIA)}
+    assert two.form[-2:] == [("MediaUrl", MEDIA[0]), ("MediaUrl", MEDIA[1])]
+
+
+async def test_per_message_callback_and_validity_period(fake_twilio: FakeTwilio) -> None:
+    message = OutboundMessage(
+        to="+14155552671",
+        body="x",
+        from_number="+15005550006",
+        status_callback="https://other.example.com/cb",
+        validity_period=600,
+    )
+    async with httpx.AsyncClient() as http:
+        await client_for(http, fake_twilio, "https://sms.example.com/cb").send_message(message)
+    [request] = fake_twilio.requests
+    assert request.form["StatusCallback"] == "https://other.example.com/cb"
+    assert request.form["ValidityPeriod"] == "600"
+    assert "ScheduleType" not in request.form and "SendAt" not in request.form
+
+
+async def test_scheduled_send_carries_schedule_type_and_utc_send_at(
+    fake_twilio: FakeTwilio,
+) -> None:
+    # Given in UTC+02:00 with microseconds: on the wire it is whole seconds, UTC, with a Z.
+    local = timezone(timedelta(hours=2))
+    send_at = (datetime.now(UTC) + timedelta(hours=1)).astimezone(local)
+    message = OutboundMessage(
+        to="+14155552671", body="later", messaging_service_sid=SERVICE_SID, send_at=send_at
+    )
+    async with httpx.AsyncClient() as http:
+        created = await client_for(http, fake_twilio).send_message(message)
+    [request] = fake_twilio.requests
+    assert request.form["ScheduleType"] == "fixed"
+    assert request.form["SendAt"] == send_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", request.form["SendAt"])
+    assert created.status == "scheduled"
+
+
+async def test_scheduling_without_a_service_is_twilios_35118(fake_twilio: FakeTwilio) -> None:
+    # The client leaves this rule to its caller; the fake answers like Twilio.
+    send_at = datetime.now(UTC) + timedelta(hours=1)
+    message = OutboundMessage("+14155552671", "x", from_number="+15005550006", send_at=send_at)
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(TwilioApiError) as caught:
+            await client_for(http, fake_twilio).send_message(message)
+    assert caught.value.code == 35118
+
+
+def test_outbound_message_refuses_naive_send_at_and_bad_validity() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        OutboundMessage("+14155552671", "x", send_at=datetime(2030, 1, 1, 12))
+    with pytest.raises(ValueError, match="validity_period"):
+        OutboundMessage("+14155552671", "x", validity_period=0)
+
+
+# --- fetch / list ---------------------------------------------------------------------
+
+
+async def test_fetch_message_parses_the_resource(fake_twilio: FakeTwilio) -> None:
+    seeded = fake_twilio.add_message(
+        body="hello", status="delivered", price="-0.00790", direction="outbound-api"
+    )
+    async with httpx.AsyncClient() as http:
+        message = await client_for(http, fake_twilio).fetch_message(seeded["sid"])
+    [request] = fake_twilio.requests
+    assert (request.method, request.path) == (
+        "GET",
+        f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{seeded['sid']}.json",
+    )
+    assert request.basic_auth == (ACCOUNT_SID, AUTH_TOKEN)
+    assert message.sid == seeded["sid"] and message.body == "hello"
+    assert (message.account_sid, message.direction) == (ACCOUNT_SID, "outbound-api")
+    assert (message.price, message.price_unit, message.num_media) == ("-0.00790", "USD", "0")
+    assert message.date_sent == seeded["date_sent"] and message.uri == seeded["uri"]
+    assert message.date_updated
+
+
+async def test_fetch_unknown_message_is_twilios_404(fake_twilio: FakeTwilio) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(TwilioApiError) as caught:
+            await client_for(http, fake_twilio).fetch_message("SM" + "0" * 32)
+    assert (caught.value.http_status, caught.value.code) == (404, 20404)
+
+
+BAD_SIDS = [
+    "SM123",
+    "SM" + "g" * 32,
+    "AC" + "a" * 32,
+    "SM" + "a" * 32 + "\n",
+    "../../Calls",
+    "SM" + "a" * 31 + "/",
+    "",
+]
+
+
+@pytest.mark.parametrize("sid", BAD_SIDS)
+async def test_malformed_sids_never_reach_the_url(fake_twilio: FakeTwilio, sid: str) -> None:
+    async with httpx.AsyncClient() as http:
+        client = client_for(http, fake_twilio)
+        with pytest.raises(ValueError):
+            await client.fetch_message(sid)
+        with pytest.raises(ValueError):
+            await client.redact_message(sid)
+        with pytest.raises(ValueError):
+            await client.delete_message(sid)
+    assert fake_twilio.requests == []
+
+
+async def test_list_messages_filters_on_the_wire(fake_twilio: FakeTwilio) -> None:
+    day = datetime(2024, 3, 5, 12, 0, tzinfo=UTC)
+    older = fake_twilio.add_message(to="+14155552671", date_sent=day - timedelta(days=2))
+    newer = fake_twilio.add_message(to="+14155552671", date_sent=day)
+    fake_twilio.add_message(to="+14155550000", date_sent=day)
+    fake_twilio.add_message(to="+14155552671", date_sent=None, status="queued")
+    async with httpx.AsyncClient() as http:
+        client = client_for(http, fake_twilio)
+        page = await client.list_messages(
+            to="+14155552671", date_sent_after=date(2024, 3, 4), page_size=20
+        )
+        both = await client.list_messages(
+            to="+14155552671",
+            from_="+15005550006",
+            # 01:30 on the 6th in UTC+03:00 is the 5th, 22:30 UTC
+            date_sent_before=datetime(2024, 3, 6, 1, 30, tzinfo=timezone(timedelta(hours=3))),
+            date_sent=date(2024, 3, 5),
+        )
+    assert [m.sid for m in page.messages] == [newer["sid"]] and page.next_page_uri is None
+    assert [m.sid for m in both.messages] == [newer["sid"]]
+    first, second = fake_twilio.requests
+    assert first.query == {
+        "To": ["+14155552671"],
+        "DateSent>": ["2024-03-04T00:00:00Z"],
+        "PageSize": ["20"],
+    }
+    assert "DateSent%3E=2024-03-04T00%3A00%3A00Z" in first.path  # `>` is percent-encoded
+    assert second.query == {
+        "To": ["+14155552671"],
+        "From": ["+15005550006"],
+        "DateSent": ["2024-03-05T00:00:00Z"],
+        "DateSent<": ["2024-03-05T22:30:00Z"],
+        "PageSize": ["50"],
+    }
+    assert older["sid"] not in {m.sid for m in page.messages}
+
+
+async def test_list_messages_follows_next_page_uri(fake_twilio: FakeTwilio) -> None:
+    seeded = [fake_twilio.add_message(body=f"m{i}") for i in range(5)]
+    async with httpx.AsyncClient() as http:
+        client = client_for(http, fake_twilio)
+        page = await client.list_messages(to="+14155552671", page_size=2)
+        sids = [m.sid for m in page.messages]
+        cursors = []
+        while page.next_page_uri:
+            cursors.append(page.next_page_uri)
+            # the filters are ignored when a cursor is given: it already carries them
+            page = await client.list_messages(to="+14155550000", page_uri=page.next_page_uri)
+            sids += [m.sid for m in page.messages]
+    assert sids == [m["sid"] for m in reversed(seeded)]  # newest first, each exactly once
+    assert len(cursors) == 2
+    assert [r.path for r in fake_twilio.requests[1:]] == cursors
+    assert all(c.startswith(f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json?") for c in cursors)
+
+
+@pytest.mark.parametrize("size", [0, 1001, -5])
+async def test_page_size_out_of_range(fake_twilio: FakeTwilio, size: int) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ValueError, match="page_size"):
+            await client_for(http, fake_twilio).list_messages(page_size=size)
+    assert fake_twilio.requests == []
+
+
+MESSAGES_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+
+
+@pytest.mark.parametrize(
+    "page_uri",
+    [
+        f"https://evil.example.com{MESSAGES_PATH}?Page=1",
+        f"//evil.example.com{MESSAGES_PATH}?Page=1",
+        f"/2010-04-01/Accounts/AC{'b' * 32}/Messages.json?Page=1",  # another account
+        f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json?Page=1",
+        f"{MESSAGES_PATH}/../../Calls.json?Page=1",
+        f"{MESSAGES_PATH}%2F..%2FCalls.json?Page=1",
+        f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/SM{'a' * 32}.json",
+        f"{MESSAGES_PATH}#x",
+        "Messages.json?Page=1",
+        f" {MESSAGES_PATH}?Page=1",
+    ],
+)
+async def test_page_uri_must_be_this_accounts_message_list(
+    fake_twilio: FakeTwilio, page_uri: str
+) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ValueError, match="page_uri"):
+            await client_for(http, fake_twilio).list_messages(page_uri=page_uri)
+    assert fake_twilio.requests == []
+
+
+# --- update / delete ------------------------------------------------------------------
+
+
+async def test_redact_sends_an_empty_body(fake_twilio: FakeTwilio) -> None:
+    seeded = fake_twilio.add_message(body="secret code 1234")
+    async with httpx.AsyncClient() as http:
+        message = await client_for(http, fake_twilio).redact_message(seeded["sid"])
+    [request] = fake_twilio.requests
+    assert request.method == "POST" and request.path.endswith(f"/Messages/{seeded['sid']}.json")
+    assert request.body == b"Body=" and request.form_lists == {"Body": [""]}
+    assert message.body == "" and fake_twilio.messages[seeded["sid"]]["body"] == ""
+
+
+async def test_cancel_scheduled_message(fake_twilio: FakeTwilio) -> None:
+    send_at = datetime.now(UTC) + timedelta(days=1)
+    scheduled = OutboundMessage(
+        "+14155552671", "x", messaging_service_sid=SERVICE_SID, send_at=send_at
+    )
+    async with httpx.AsyncClient() as http:
+        client = client_for(http, fake_twilio)
+        created = await client.send_message(scheduled)
+        canceled = await client.cancel_message(created.sid)
+        # once canceled it is final: canceling again is Twilio's 30409, not retryable
+        with pytest.raises(TwilioApiError) as caught:
+            await client.cancel_message(created.sid)
+    assert (created.status, canceled.status) == ("scheduled", "canceled")
+    assert fake_twilio.requests[1].form_lists == {"Status": ["canceled"]}
+    error = caught.value
+    assert (error.http_status, error.code, error.retryable) == (
+        400,
+        MESSAGE_NOT_CANCELABLE_ERROR_CODE,
+        False,
+    )
+
+
+async def test_update_with_body_and_status_sends_both(fake_twilio: FakeTwilio) -> None:
+    seeded = fake_twilio.add_message(status="scheduled", date_sent=None)
+    async with httpx.AsyncClient() as http:
+        client = client_for(http, fake_twilio)
+        message = await client.update_message(seeded["sid"], body="", status="canceled")
+        with pytest.raises(ValueError, match="nothing to update"):
+            await client.update_message(seeded["sid"])
+    assert fake_twilio.requests[0].body == b"Body=&Status=canceled"
+    assert (message.body, message.status) == ("", "canceled")
+
+
+async def test_delete_message(fake_twilio: FakeTwilio) -> None:
+    seeded = fake_twilio.add_message(status="delivered")
+    async with httpx.AsyncClient() as http:
+        client = client_for(http, fake_twilio)
+        assert await client.delete_message(seeded["sid"]) is None
+        with pytest.raises(TwilioApiError) as caught:
+            await client.fetch_message(seeded["sid"])
+    assert fake_twilio.requests[0].method == "DELETE"
+    assert caught.value.http_status == 404 and seeded["sid"] not in fake_twilio.messages
+
+
+async def test_delete_incomplete_message_is_error_20009(fake_twilio: FakeTwilio) -> None:
+    seeded = fake_twilio.add_message(status="sending")
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(TwilioApiError) as caught:
+            await client_for(http, fake_twilio).delete_message(seeded["sid"])
+    assert caught.value.code == MESSAGE_NOT_COMPLETE_ERROR_CODE
+    assert (caught.value.http_status, caught.value.retryable) == (409, False)
+    assert seeded["sid"] in fake_twilio.messages
+
+
+# --- failures on the new operations ---------------------------------------------------
+
+
+async def test_get_and_delete_errors_map_like_create(fake_twilio: FakeTwilio) -> None:
+    sid = fake_twilio.add_message()["sid"]
+    fake_twilio.enqueue(
+        ScriptedResponse(503, {"code": 20503, "message": "busy"}, headers={"Retry-After": "3"}),
+        ScriptedResponse(200, {"not": "a message"}),
+        ScriptedResponse(204, delay=1.0),
+    )
+    async with httpx.AsyncClient(timeout=0.3) as http:
+        client = client_for(http, fake_twilio)
+        with pytest.raises(TwilioApiError) as api_error:
+            await client.list_messages()
+        with pytest.raises(TwilioTransportError) as unreadable:
+            await client.fetch_message(sid)
+        with pytest.raises(TwilioTransportError) as timed_out:
+            await client.delete_message(sid)
+    assert api_error.value.retryable and api_error.value.retry_after == 3.0
+    assert "unreadable" in unreadable.value.message and unreadable.value.request_sent
+    assert timed_out.value.request_sent and not timed_out.value.retryable
+
+
+async def test_new_operations_classify_unsent_requests() -> None:
+    async with httpx.AsyncClient() as http:
+        refused = TwilioClient(http, token_credentials(), "http://127.0.0.1:9")
+        with pytest.raises(TwilioTransportError) as caught:
+            await refused.fetch_message("SM" + "a" * 32)
+        assert not caught.value.request_sent and caught.value.retryable
+        unconfigured = TwilioClient(http, None, "http://127.0.0.1:9")
+        with pytest.raises(TwilioTransportError, match="no Twilio credentials"):
+            await unconfigured.fetch_message("SM" + "a" * 32)
+        with pytest.raises(TwilioTransportError, match="no Twilio credentials"):
+            await unconfigured.list_messages()
+        with pytest.raises(TwilioTransportError, match="no Twilio credentials"):
+            await unconfigured.raw_request("GET", "/Accounts.json")
+
+
+# --- raw ------------------------------------------------------------------------------
+
+
+async def test_raw_request_expands_the_account_sid(fake_twilio: FakeTwilio) -> None:
+    seeded = fake_twilio.add_message()
+    async with httpx.AsyncClient() as http:
+        client = client_for(http, fake_twilio)
+        fetched = await client.raw_request(
+            "get", f"/Accounts/$TWILIO_ACCOUNT_SID/Messages/{seeded['sid']}.json"
+        )
+        listed = await client.raw_request(
+            "GET", "/Accounts/{AccountSid}/Messages.json", params={"PageSize": "1"}
+        )
+        as_given = await client.raw_request("GET", seeded["uri"])  # Twilio's own `uri`
+        posted = await client.raw_request(
+            "POST", "/Accounts/${TWILIO_ACCOUNT_SID}/Messages.json", form={"To": "+14155552671"}
+        )
+        missing = await client.raw_request("GET", "/Accounts/$TWILIO_ACCOUNT_SID/Nope.json")
+    paths = [r.path for r in fake_twilio.requests]
+    assert paths[0] == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{seeded['sid']}.json"
+    assert paths[1] == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json?PageSize=1"
+    assert paths[2] == paths[0]
+    assert all(r.basic_auth == (ACCOUNT_SID, AUTH_TOKEN) for r in fake_twilio.requests)
+    assert fetched.status_code == 200 and fetched.json()["sid"] == seeded["sid"]
+    assert listed.json()["page_size"] == 1 and as_given.status_code == 200
+    # Twilio's refusals come back as responses, not exceptions.
+    assert (posted.status_code, posted.json()["code"]) == (400, 21602)
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "https://evil.example.com/2010-04-01/Accounts.json",
+        "//evil.example.com/Accounts.json",
+        "Accounts.json",
+        "",
+    ],
+)
+async def test_raw_request_refuses_anything_but_a_path(fake_twilio: FakeTwilio, path: str) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ValueError):
+            await client_for(http, fake_twilio).raw_request("GET", path)
+    assert fake_twilio.requests == []

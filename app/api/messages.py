@@ -1,0 +1,72 @@
+"""Message operations: send now or later, get, list, cancel, redact, delete."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+
+from app.api.deps import ServicesDep, require_admin_token
+from app.messages import MessageCreate, MessageListQuery
+
+router = APIRouter(tags=["messages"], dependencies=[Depends(require_admin_token)])
+
+
+@router.post("/v1/messages", status_code=202)
+async def send_message(
+    request: MessageCreate,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Queue a message (or hold it until `send_at`) through the delivery pipeline."""
+    admission = await services.messages.send(request, idempotency_key)
+    return {
+        "delivery_id": admission.delivery_id,
+        "decision": admission.decision,
+        **({"detail": admission.detail} if admission.detail else {}),
+    }
+
+
+@router.get("/v1/messages")
+async def list_messages(
+    services: ServicesDep,
+    to: str | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    date_sent: date | None = None,
+    date_sent_before: date | None = None,
+    date_sent_after: date | None = None,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Twilio's message list; pass `next_cursor` back as `cursor` for the next page."""
+    page = await services.messages.list(
+        MessageListQuery(to, from_, date_sent, date_sent_before, date_sent_after, page_size, cursor)
+    )
+    return {
+        "items": [m.model_dump(mode="json", by_alias=True) for m in page.messages],
+        "next_cursor": page.next_page_uri,
+    }
+
+
+@router.get("/v1/messages/{sid}")
+async def get_message(sid: str, services: ServicesDep) -> dict[str, Any]:
+    message = await services.messages.get(sid)
+    return message.model_dump(mode="json", by_alias=True)
+
+
+@router.post("/v1/messages/{reference}/cancel")
+async def cancel_message(reference: str, services: ServicesDep) -> dict[str, Any]:
+    """Cancel a scheduled message: ours by delivery id (`dl_…`), or Twilio's by SID."""
+    return await services.messages.cancel(reference)
+
+
+@router.post("/v1/messages/{sid}/redact")
+async def redact_message(sid: str, services: ServicesDep) -> dict[str, Any]:
+    message = await services.messages.redact(sid)
+    return message.model_dump(mode="json", by_alias=True)
+
+
+@router.delete("/v1/messages/{sid}", status_code=204)
+async def delete_message(sid: str, services: ServicesDep) -> None:
+    await services.messages.delete(sid)

@@ -1,0 +1,58 @@
+"""The suppression list: numbers that opted out, never texted."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from app.api.deps import ServicesDep, require_admin_token
+from app.errors import InvalidInput, NotFound
+from app.pipeline.recipients import InvalidRecipient, normalize_phone
+
+router = APIRouter(tags=["suppressions"], dependencies=[Depends(require_admin_token)])
+
+
+class SuppressionCreate(BaseModel):
+    number: str
+
+
+def _number(raw: str, services: ServicesDep, field: str) -> str:
+    try:
+        return normalize_phone(raw, services.settings.default_region)
+    except InvalidRecipient as exc:
+        raise InvalidInput([{"field": field, "problem": str(exc)}]) from None
+
+
+@router.get("/v1/suppressions")
+async def list_suppressions(
+    services: ServicesDep,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """A page of suppressed numbers; `next_cursor` is null on the last page."""
+    items, next_cursor = await services.suppressions.page(cursor, limit)
+    return {"items": [s.to_json() for s in items], "next_cursor": next_cursor or None}
+
+
+@router.get("/v1/suppressions/{number}")
+async def get_suppression(number: str, services: ServicesDep) -> dict[str, Any]:
+    found = await services.suppressions.get(_number(number, services, "number"))
+    if found is None:
+        raise NotFound(f"{number} is not suppressed")
+    return found.to_json()
+
+
+@router.post("/v1/suppressions", status_code=201)
+async def add_suppression(request: SuppressionCreate, services: ServicesDep) -> dict[str, Any]:
+    number = _number(request.number, services, "number")
+    added = await services.suppressions.add(number, "api")
+    found = await services.suppressions.get(number)
+    return {**(found.to_json() if found else {"number": number}), "added": added}
+
+
+@router.delete("/v1/suppressions/{number}", status_code=204)
+async def remove_suppression(number: str, services: ServicesDep) -> None:
+    if not await services.suppressions.remove(_number(number, services, "number")):
+        raise NotFound(f"{number} is not suppressed")

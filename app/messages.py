@@ -1,0 +1,283 @@
+"""Direct message operations: send (now or scheduled), get, list, cancel, redact, delete.
+
+Sends go through the same admission, queue, retries and delivery log as destination
+sends (pseudo-destination ``$api``); the other operations talk to Twilio directly.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.errors import Conflict, InvalidInput, NotFound
+from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
+from app.store.deliveries import Admission, DeliveryLog, NewDelivery
+from app.twilio.client import MessagePage, TwilioClient
+from app.twilio.errors import MESSAGE_NOT_COMPLETE_ERROR_CODE, TwilioApiError
+from app.twilio.models import MESSAGE_STATUS_RANK, TwilioMessage
+
+API_DESTINATION = "$api"
+MAX_MEDIA = 10
+# Twilio holds a scheduled message itself only within this window, and only when it is
+# sent through a Messaging Service; anything else we hold in our own delayed queue.
+TWILIO_SCHEDULE_MIN = timedelta(minutes=15)
+TWILIO_SCHEDULE_MAX = timedelta(days=35)
+
+_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
+_URL = re.compile(r"^https?://\S+$")
+_MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+
+
+class MessageCreate(BaseModel):
+    """`POST /v1/messages` and `smsdest messages send`: checked before anything is queued."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    to: str
+    body: str | None = None
+    media_url: list[str] = Field(default_factory=list, max_length=MAX_MEDIA)
+    from_number: str | None = Field(default=None, alias="from")
+    messaging_service_sid: str | None = None
+    status_callback: str | None = None
+    validity_period: int | None = Field(default=None, ge=1, le=36_000)
+    send_at: datetime | None = None
+
+    @field_validator("to", "from_number")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _E164.match(value):
+            raise ValueError(f"must be an E.164 number such as +14155552671, got {value!r}")
+        if not phonenumbers.is_valid_number(phonenumbers.parse(value, None)):
+            raise ValueError(f"{value} is not a valid phone number")
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _body_length(cls, value: str | None) -> str | None:
+        if value is not None and utf16_length(value) > MAX_BODY_LENGTH:
+            raise ValueError(
+                f"is {utf16_length(value)} characters (UTF-16 units); Twilio's limit is 1600"
+            )
+        return value
+
+    @field_validator("media_url")
+    @classmethod
+    def _media(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not _URL.match(url):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+    @field_validator("messaging_service_sid")
+    @classmethod
+    def _service(cls, value: str | None) -> str | None:
+        if value is not None and not _SERVICE_SID.match(value):
+            raise ValueError("must be 'MG' followed by 32 hex digits")
+        return value
+
+    @field_validator("status_callback")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        if value is not None and not _URL.match(value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # ISO 8601 without an offset is read as UTC, the documented unit.
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _content_and_sender(self) -> MessageCreate:
+        if not self.body and not self.media_url:
+            raise ValueError("a message needs a 'body' or at least one 'media_url'")
+        if (self.from_number is None) == (self.messaging_service_sid is None):
+            raise ValueError("set exactly one of 'from' or 'messaging_service_sid'")
+        return self
+
+
+Schedule = Literal["now", "twilio", "local"]
+
+
+def plan_schedule(
+    send_at: datetime | None, now: datetime, has_service: bool, horizon: timedelta
+) -> Schedule:
+    """Who holds a message until `send_at`: Twilio when it can, else our delayed queue.
+
+    Raises ValueError (the reason) for a time in the past or beyond `horizon` (the
+    delivery log's retention: a record must outlive the message it describes).
+    """
+    if send_at is None:
+        return "now"
+    ahead = send_at - now
+    if ahead <= timedelta(0):
+        raise ValueError(f"is in the past ({send_at.isoformat()}); send without it to send now")
+    if ahead > horizon:
+        raise ValueError(
+            f"is more than {horizon.days} days ahead, beyond SMS_DELIVERY_RETENTION "
+            f"({horizon.days} days) during which we keep its record"
+        )
+    if has_service and TWILIO_SCHEDULE_MIN < ahead <= TWILIO_SCHEDULE_MAX:
+        return "twilio"
+    return "local"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageListQuery:
+    to: str | None = None
+    from_: str | None = None
+    date_sent: date | None = None
+    date_sent_before: date | None = None
+    date_sent_after: date | None = None
+    page_size: int = 50
+    cursor: str | None = None
+
+
+class MessageService:
+    """Message operations for the API and the CLI."""
+
+    def __init__(
+        self,
+        deliveries: DeliveryLog,
+        twilio: TwilioClient,
+        global_test_mode: bool,
+        retention_s: int,
+    ) -> None:
+        self._deliveries = deliveries
+        self._twilio = twilio
+        self._test_mode = global_test_mode
+        self._horizon = timedelta(seconds=retention_s)
+
+    async def send(self, request: MessageCreate, idempotency_key: str | None = None) -> Admission:
+        """Queue one message (or hold it until `send_at`); answers the delivery id."""
+        try:
+            schedule = plan_schedule(
+                request.send_at,
+                datetime.now(UTC),
+                request.messaging_service_sid is not None,
+                self._horizon,
+            )
+        except ValueError as exc:
+            raise InvalidInput([{"field": "send_at", "problem": str(exc)}]) from None
+        options: dict[str, str] = {}
+        if request.media_url:
+            options["media_urls"] = orjson.dumps(request.media_url).decode()
+        if request.status_callback:
+            options["status_callback"] = request.status_callback
+        if request.validity_period:
+            options["validity_period"] = str(request.validity_period)
+        if schedule == "twilio" and request.send_at:
+            options["send_at"] = request.send_at.isoformat()
+        stats = measure_body(request.body or "")
+        sender = (
+            {"messaging_service_sid": request.messaging_service_sid}
+            if request.messaging_service_sid
+            else {"from": request.from_number or ""}
+        )
+        [admission] = await self._deliveries.admit(
+            [
+                NewDelivery(
+                    destination_id=API_DESTINATION,
+                    mode="test" if self._test_mode else "live",
+                    # A client retrying with the same Idempotency-Key gets the same delivery.
+                    event_identity=f"key:{idempotency_key}"
+                    if idempotency_key
+                    else uuid.uuid4().hex,
+                    event_uuid=None,
+                    event_name=API_DESTINATION,
+                    recipient=request.to,
+                    body=request.body or "",
+                    encoding=stats.encoding,
+                    segments=stats.segments,
+                    sender=sender,
+                    due_ms=(
+                        int(request.send_at.timestamp() * 1000)
+                        if schedule == "local" and request.send_at
+                        else None
+                    ),
+                    options=options,
+                )
+            ]
+        )
+        return admission
+
+    async def get(self, sid: str) -> TwilioMessage:
+        return await self._twilio.fetch_message(_sid(sid))
+
+    async def list(self, query: MessageListQuery) -> MessagePage:
+        """One page of the account's messages; `cursor` is Twilio's `next_page_uri`."""
+        try:
+            return await self._twilio.list_messages(
+                to=query.to,
+                from_=query.from_,
+                date_sent=query.date_sent,
+                date_sent_before=query.date_sent_before,
+                date_sent_after=query.date_sent_after,
+                page_size=query.page_size,
+                page_uri=query.cursor,
+            )
+        except ValueError as exc:
+            raise InvalidInput([{"field": "cursor", "problem": str(exc)}]) from None
+
+    async def cancel(self, reference: str) -> dict[str, Any]:
+        """Cancel a scheduled message: one we hold (by delivery id), or Twilio's (by SID)."""
+        if reference.startswith("dl_"):
+            record = await self._deliveries.get(reference)
+            if record is None:
+                raise NotFound(f"no delivery with id {reference!r}")
+            sid = record.get("twilio_sid")
+            if sid is None:
+                canceled, status = await self._deliveries.cancel_scheduled(reference)
+                if not canceled:
+                    raise Conflict(f"delivery {reference} is {status}: only scheduled ones cancel")
+                return {"delivery_id": reference, "status": "canceled"}
+            reference = sid
+        message = await self._twilio.cancel_message(_sid(reference))
+        await self._record_twilio_status(message)
+        return {"sid": message.sid, "status": message.status}
+
+    async def redact(self, sid: str) -> TwilioMessage:
+        return await self._twilio.redact_message(_sid(sid))
+
+    async def delete(self, sid: str) -> None:
+        try:
+            await self._twilio.delete_message(_sid(sid))
+        except TwilioApiError as exc:
+            if exc.code == MESSAGE_NOT_COMPLETE_ERROR_CODE:
+                raise Conflict(
+                    f"Twilio will not delete {sid} before it is complete (error 20009): "
+                    "cancel it or wait for a final status"
+                ) from None
+            raise
+
+    async def _record_twilio_status(self, message: TwilioMessage) -> None:
+        delivery_id = await self._deliveries.delivery_id_for_sid(message.sid)
+        status = message.status or ""
+        if delivery_id and status == "canceled":
+            await self._deliveries.apply_twilio_status(
+                delivery_id,
+                status,
+                MESSAGE_STATUS_RANK[status],
+                "canceled",
+                None,
+                "canceled through Twilio",
+            )
+
+
+def _sid(value: str) -> str:
+    if not _MESSAGE_SID.match(value):
+        raise InvalidInput([{"field": "sid", "problem": "must be SM… or MM… followed by 32 hex"}])
+    return value

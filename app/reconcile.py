@@ -1,0 +1,210 @@
+"""Reconciliation: ask Twilio what callbacks did not tell us.
+
+Each run (one process at a time across the fleet, by a Redis lock):
+
+1. **Stale deliveries** — deliveries Twilio accepted more than `stale_after` ago but never
+   reported final are fetched and moved forward (never backwards). A cursor walks the
+   window so that messages without delivery receipts cannot starve the rest.
+2. **External messages** — outbound messages sent on the account by other systems are
+   imported into the delivery log as destination ``$external``. The account's list is read
+   with ``DateSent>`` a cursor, page by page, at most `max_pages` per run; the cursor only
+   moves once a whole sweep is done (at-least-once; known SIDs are skipped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.pipeline.render import measure_body
+from app.store import keys
+from app.store.deliveries import DeliveryLog, Status, id_bound
+from app.twilio.client import TwilioClient
+from app.twilio.errors import TwilioError
+from app.twilio.models import MESSAGE_STATUS_RANK, TwilioMessage
+
+log = logging.getLogger(__name__)
+
+EXTERNAL_DESTINATION = "$external"
+# Twilio gives up on a message after its validity period (at most 10 h): past three days a
+# non-final status will not change any more.
+_WINDOW = timedelta(days=3)
+_STALE_BATCH = 200
+
+# Delivery statuses whose Twilio side may still change.
+_OPEN_STATUSES = ("sent", "scheduled")
+_DELIVERY_STATUS: dict[str, Status] = {
+    "delivered": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "read": "read",
+    "canceled": "canceled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    checked: int = 0
+    updated: int = 0
+    imported: int = 0
+    sweep_done: bool = False
+
+
+class Reconciler:
+    """One reconciliation run at a time; see the module docstring."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        deliveries: DeliveryLog,
+        twilio: TwilioClient,
+        stale_after_s: int,
+        max_pages: int,
+        page_size: int = 100,
+    ) -> None:
+        self._redis = redis
+        self._deliveries = deliveries
+        self._twilio = twilio
+        self._stale_after = timedelta(seconds=stale_after_s)
+        self._max_pages = max_pages
+        self._page_size = page_size
+
+    async def run_once(self, lock_s: int) -> ReconcileReport | None:
+        """Run if no other process holds the lock for this interval; None when skipped."""
+        if not await self._redis.set(keys.RECONCILE_LOCK, "1", nx=True, ex=max(lock_s, 1)):
+            return None
+        checked, updated = await self._refresh_stale()
+        imported, sweep_done = await self._import_external()
+        return ReconcileReport(checked, updated, imported, sweep_done)
+
+    async def run_forever(self, interval_s: int, stopping: asyncio.Event) -> None:
+        """Every `interval_s` until `stopping` is set; errors are logged, never fatal."""
+        while not stopping.is_set():
+            try:
+                report = await self.run_once(lock_s=interval_s)
+                if report and (report.updated or report.imported):
+                    log.info("reconcile: %s", report)
+            except (RedisError, TwilioError, ValueError) as exc:
+                log.warning("reconcile run failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=interval_s)
+
+    async def _refresh_stale(self) -> tuple[int, int]:
+        now = datetime.now(UTC)
+        window_start = id_bound(int((now - _WINDOW).timestamp() * 1000))
+        window_end = id_bound(int((now - self._stale_after).timestamp() * 1000))
+        checked = updated = 0
+        for status in _OPEN_STATUSES:
+            cursor_key = keys.RECONCILE_STALE_CURSOR_PREFIX + status
+            cursor = max(await self._get(cursor_key) or "", window_start)
+            ids = await self._deliveries.ids_before(status, cursor, window_end, _STALE_BATCH)
+            # Wrap around once the window is walked: the oldest are checked again later.
+            await self._redis.set(cursor_key, ids[-1] if len(ids) == _STALE_BATCH else "")
+            for delivery_id in ids:
+                record = await self._deliveries.get(delivery_id)
+                sid = record.get("twilio_sid") if record else None
+                if not sid or record is None or record.mode != "live":
+                    continue
+                checked += 1
+                try:
+                    message = await self._twilio.fetch_message(sid)
+                except TwilioError as exc:
+                    log.warning("reconcile: cannot fetch %s: %s", sid, exc)
+                    continue
+                if await self._apply(delivery_id, message) == "applied":
+                    updated += 1
+        return checked, updated
+
+    async def _get(self, key: str) -> str | None:
+        value: str | None = await self._redis.get(key)  # type: ignore[assignment]
+        return value
+
+    async def _apply(self, delivery_id: str, message: TwilioMessage) -> str:
+        status = message.status or ""
+        return await self._deliveries.apply_twilio_status(
+            delivery_id,
+            status,
+            MESSAGE_STATUS_RANK.get(status, 0),
+            _DELIVERY_STATUS.get(status),
+            message.error_code,
+            f"reconciled with Twilio: {status}",
+        )
+
+    async def _import_external(self) -> tuple[int, bool]:
+        since_raw = await self._get(keys.RECONCILE_EXTERNAL_SINCE)
+        if since_raw is None:
+            # First run: follow what is sent from now on, not the account's whole history.
+            await self._redis.set(keys.RECONCILE_EXTERNAL_SINCE, datetime.now(UTC).isoformat())
+            return 0, True
+        since = datetime.fromisoformat(since_raw)
+        page_uri = await self._get(keys.RECONCILE_EXTERNAL_PAGE)
+        newest_seen = datetime.fromisoformat(
+            await self._get(keys.RECONCILE_EXTERNAL_NEWEST) or since.isoformat()
+        )
+        imported = 0
+        for _ in range(self._max_pages):
+            page = await self._twilio.list_messages(
+                date_sent_after=since, page_size=self._page_size, page_uri=page_uri or None
+            )
+            for message in page.messages:
+                sent = _parse_date(message.date_sent) or _parse_date(message.date_created)
+                if sent is not None:
+                    newest_seen = max(newest_seen, sent)
+                if (message.direction or "").startswith("outbound") and await self._import(
+                    message, sent
+                ):
+                    imported += 1
+            page_uri = page.next_page_uri
+            # Progress is saved page by page, so a crash resumes instead of restarting.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if page_uri:
+                    pipe.set(keys.RECONCILE_EXTERNAL_PAGE, page_uri)
+                    pipe.set(keys.RECONCILE_EXTERNAL_NEWEST, newest_seen.isoformat())
+                else:
+                    # Sweep done: only now may the cursor pass what was processed.
+                    pipe.set(keys.RECONCILE_EXTERNAL_SINCE, newest_seen.isoformat())
+                    pipe.delete(keys.RECONCILE_EXTERNAL_PAGE, keys.RECONCILE_EXTERNAL_NEWEST)
+                await pipe.execute()
+            if not page_uri:
+                return imported, True
+        return imported, False
+
+    async def _import(self, message: TwilioMessage, sent: datetime | None) -> bool:
+        status = message.status or ""
+        body = message.body or ""
+        stats = measure_body(body)
+        fields: dict[str, str | int] = {
+            "destination": EXTERNAL_DESTINATION,
+            "event_name": EXTERNAL_DESTINATION,
+            "recipient": message.to or "",
+            "body": body,
+            "encoding": stats.encoding,
+            "segments": message.num_segments or stats.segments,
+            "from": message.from_ or "",
+            "messaging_service_sid": message.messaging_service_sid or "",
+            "twilio_status": status,
+            "twilio_status_rank": MESSAGE_STATUS_RANK.get(status, 0),
+            "error_code": message.error_code if message.error_code is not None else "",
+            "error_message": message.error_message or "",
+        }
+        created = sent or datetime.now(UTC)
+        return await self._deliveries.import_external(
+            message.sid, "external", fields, int(created.timestamp() * 1000)
+        )
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    """Twilio's dates are RFC 2822 (``Mon, 23 Nov 2026 10:00:00 +0000``)."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).astimezone(UTC)
+    except (TypeError, ValueError):
+        return None
