@@ -66,6 +66,8 @@ class DestinationConfig(BaseModel):
     messaging_service_sid: str | None = None
     throttle: ThrottleConfig | None = None
     on_overflow: OverflowPolicy = "reject"
+    delay: Seconds | None = Field(default=None, ge=1, le=MAX_THROTTLE_WINDOW)
+    send_at: str | None = None  # a template rendering an ISO 8601 time
 
     @field_validator("from_number")
     @classmethod
@@ -87,6 +89,8 @@ class DestinationConfig(BaseModel):
             raise ValueError("set exactly one of 'body' (inline template) or 'template' (a file)")
         if (self.from_number is None) == (self.messaging_service_sid is None):
             raise ValueError("set exactly one of 'from' or 'messaging_service_sid'")
+        if self.delay is not None and self.send_at is not None:
+            raise ValueError("set at most one of 'delay' or 'send_at'")
         return self
 
 
@@ -105,6 +109,7 @@ class Destination:
     config: DestinationConfig
     to_template: jinja2.Template
     body_template: jinja2.Template
+    send_at_template: jinja2.Template | None = None
 
     @property
     def id(self) -> str:
@@ -184,7 +189,11 @@ def load_destinations(path: Path, renderer: TemplateRenderer) -> DestinationSet:
             )
         except TemplateConfigError as exc:
             raise ConfigError(f"{where}: {'body' if config.body else 'template'}: {exc}") from None
-        compiled.append(Destination(config, to_template, body_template))
+        try:
+            send_at_template = renderer.compile(config.send_at) if config.send_at else None
+        except TemplateConfigError as exc:
+            raise ConfigError(f"{where}: send_at: {exc}") from None
+        compiled.append(Destination(config, to_template, body_template, send_at_template))
     return DestinationSet(compiled)
 
 

@@ -7,6 +7,7 @@ nothing consumed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -55,6 +56,7 @@ class IngestService:
         twilio: TwilioClient,
         default_region: str,
         global_test_mode: bool,
+        horizon: timedelta,
     ) -> None:
         self._destinations = destinations
         self._deliveries = deliveries
@@ -62,6 +64,7 @@ class IngestService:
         self._twilio = twilio
         self._default_region = default_region
         self._global_test_mode = global_test_mode
+        self._horizon = horizon
 
     @property
     def destinations(self) -> DestinationSet:
@@ -74,13 +77,16 @@ class IngestService:
     async def ingest(self, events: list[Event]) -> list[EventOutcome]:
         """Evaluate every event against its destinations; admit all in one round trip."""
         planned: list[tuple[int, NewDelivery]] = []
+        now = datetime.now(UTC)
         for index, event in enumerate(events):
             candidates = self._destinations.for_event(event.name)
             if not candidates:
                 continue
             context = event.template_context()
             for destination in candidates:
-                evaluation = evaluate(destination, event, context, self._default_region)
+                evaluation = evaluate(
+                    destination, event, context, self._default_region, now, self._horizon
+                )
                 if evaluation.matched:
                     planned.append((index, self._new_delivery(event, evaluation)))
         admissions = await self._deliveries.admit([new for _, new in planned])
@@ -118,6 +124,16 @@ class IngestService:
             detail=evaluation.detail,
             throttle_key=throttle_key,
             throttle_window_ms=config.throttle.window * 1000 if config.throttle else 0,
+            due_ms=(
+                int(evaluation.send_at.timestamp() * 1000)
+                if evaluation.schedule == "local" and evaluation.send_at
+                else None
+            ),
+            options=(
+                {"send_at": evaluation.send_at.isoformat()}
+                if evaluation.schedule == "twilio" and evaluation.send_at
+                else {}
+            ),
         )
 
     async def trace(self, destination: Destination, event: Event, mock: bool) -> dict[str, Any]:
@@ -127,7 +143,14 @@ class IngestService:
         """
         config = destination.config
         mode = self.mode_of(destination)
-        evaluation = evaluate(destination, event, event.template_context(), self._default_region)
+        evaluation = evaluate(
+            destination,
+            event,
+            event.template_context(),
+            self._default_region,
+            datetime.now(UTC),
+            self._horizon,
+        )
         stats = evaluation.stats
         trace: dict[str, Any] = {
             "destination": config.id,
@@ -143,6 +166,8 @@ class IngestService:
             "segments": stats.segments if stats else None,
             "decision": "not_matched" if not evaluation.matched else evaluation.skip_reason,
             "detail": evaluation.detail,
+            "schedule": evaluation.schedule,
+            "send_at": evaluation.send_at.isoformat() if evaluation.send_at else None,
             "throttle": None,
             "duplicate_of": await self._redis.get(keys.dedupe(config.id, event.identity)),
             "twilio_request": None,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI, Request
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 twilio,
                 settings.default_region,
                 settings.global_test_mode,
+                timedelta(seconds=settings.delivery_retention),
             )
             app.state.services = Services(
                 settings=settings,

@@ -10,7 +10,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import phonenumbers
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
+from app.pipeline.schedule import plan_schedule
 from app.store.deliveries import Admission, DeliveryLog, NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
 from app.twilio.errors import MESSAGE_NOT_COMPLETE_ERROR_CODE, TwilioApiError
@@ -25,10 +26,6 @@ from app.twilio.models import MESSAGE_STATUS_RANK, TwilioMessage
 
 API_DESTINATION = "$api"
 MAX_MEDIA = 10
-# Twilio holds a scheduled message itself only within this window, and only when it is
-# sent through a Messaging Service; anything else we hold in our own delayed queue.
-TWILIO_SCHEDULE_MIN = timedelta(minutes=15)
-TWILIO_SCHEDULE_MAX = timedelta(days=35)
 
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -109,32 +106,6 @@ class MessageCreate(BaseModel):
         return self
 
 
-Schedule = Literal["now", "twilio", "local"]
-
-
-def plan_schedule(
-    send_at: datetime | None, now: datetime, has_service: bool, horizon: timedelta
-) -> Schedule:
-    """Who holds a message until `send_at`: Twilio when it can, else our delayed queue.
-
-    Raises ValueError (the reason) for a time in the past or beyond `horizon` (the
-    delivery log's retention: a record must outlive the message it describes).
-    """
-    if send_at is None:
-        return "now"
-    ahead = send_at - now
-    if ahead <= timedelta(0):
-        raise ValueError(f"is in the past ({send_at.isoformat()}); send without it to send now")
-    if ahead > horizon:
-        raise ValueError(
-            f"is more than {horizon.days} days ahead, beyond SMS_DELIVERY_RETENTION "
-            f"({horizon.days} days) during which we keep its record"
-        )
-    if has_service and TWILIO_SCHEDULE_MIN < ahead <= TWILIO_SCHEDULE_MAX:
-        return "twilio"
-    return "local"
-
-
 @dataclass(frozen=True, slots=True)
 class MessageListQuery:
     to: str | None = None
@@ -163,6 +134,9 @@ class MessageService:
 
     async def send(self, request: MessageCreate, idempotency_key: str | None = None) -> Admission:
         """Queue one message (or hold it until `send_at`); answers the delivery id."""
+        if request.send_at is not None and request.send_at <= datetime.now(UTC):
+            # An explicit time in the past is a mistake worth hearing about, not "now".
+            raise InvalidInput([{"field": "send_at", "problem": "is in the past"}])
         try:
             schedule = plan_schedule(
                 request.send_at,

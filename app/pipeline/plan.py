@@ -8,6 +8,7 @@ No I/O here: dedupe, throttle and the queue are the store's job.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from app.destinations import Destination
@@ -22,6 +23,7 @@ from app.pipeline.render import (
     measure_body,
     render_template,
 )
+from app.pipeline.schedule import Schedule, plan_schedule
 from app.twilio.models import OutboundMessage
 
 SkipReason = Literal["invalid_recipient", "render_error", "body_too_long"]
@@ -39,6 +41,8 @@ class Evaluation:
     stats: BodyStats | None = None
     skip_reason: SkipReason | None = None
     detail: str | None = None
+    send_at: datetime | None = None  # from `delay` or `send_at`; None: send now
+    schedule: Schedule = "now"
 
     @property
     def message(self) -> OutboundMessage | None:
@@ -51,6 +55,7 @@ class Evaluation:
             body=self.body,
             from_number=config.from_number,
             messaging_service_sid=config.messaging_service_sid,
+            send_at=self.send_at if self.schedule == "twilio" else None,
         )
 
 
@@ -59,8 +64,13 @@ def evaluate(
     event: Event,
     context: dict[str, Any],
     default_region: str,
+    now: datetime,
+    horizon: timedelta,
 ) -> Evaluation:
-    """Run one event through one destination's filters, recipient and body templates."""
+    """Run one event through one destination's filters, recipient and body templates.
+
+    `now` and `horizon` (how far ahead a message may be held) place a delayed message.
+    """
     config = destination.config
     if config.events is not None and event.name not in config.events:
         return Evaluation(destination, False, f"event {event.name!r} is not in events")
@@ -97,4 +107,39 @@ def evaluate(
         )
     if body is not rendered:
         stats = measure_body(body)
-    return Evaluation(destination, True, recipient=recipient, body=body, stats=stats)
+    try:
+        send_at = _send_at(destination, context, now)
+        schedule = plan_schedule(send_at, now, config.messaging_service_sid is not None, horizon)
+    except (RenderError, ValueError) as exc:
+        return Evaluation(
+            destination,
+            True,
+            recipient=recipient,
+            body=body,
+            stats=stats,
+            skip_reason="render_error",
+            detail=f"send_at: {exc}",
+        )
+    return Evaluation(
+        destination,
+        True,
+        recipient=recipient,
+        body=body,
+        stats=stats,
+        send_at=send_at if schedule != "now" else None,
+        schedule=schedule,
+    )
+
+
+def _send_at(destination: Destination, context: dict[str, Any], now: datetime) -> datetime | None:
+    config = destination.config
+    if config.delay is not None:
+        return now + timedelta(seconds=config.delay)
+    if destination.send_at_template is None:
+        return None
+    text = render_template(destination.send_at_template, context)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
