@@ -7,7 +7,6 @@ destination and the field) instead of failing event by event.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from app.durations import Seconds
 from app.pipeline.filters import PropertyFilter
 from app.pipeline.render import OverflowPolicy, TemplateConfigError, TemplateRenderer
+from app.twilio.models import E164Number, MessagingServiceSid
 
 MAX_THROTTLE_WINDOW = 31_536_000  # one year, in seconds
-_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-_MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 
 
 class ConfigError(Exception):
@@ -62,26 +60,12 @@ class DestinationConfig(BaseModel):
     to: str = "{{ person.properties.phone }}"
     body: str | None = None
     template: str | None = None
-    from_number: str | None = Field(default=None, alias="from")
-    messaging_service_sid: str | None = None
+    from_number: E164Number | None = Field(default=None, alias="from")
+    messaging_service_sid: MessagingServiceSid | None = None
     throttle: ThrottleConfig | None = None
     on_overflow: OverflowPolicy = "reject"
     delay: Seconds | None = Field(default=None, ge=1, le=MAX_THROTTLE_WINDOW)
     send_at: str | None = None  # a template rendering an ISO 8601 time
-
-    @field_validator("from_number")
-    @classmethod
-    def _from_e164(cls, value: str | None) -> str | None:
-        if value is not None and not _E164.match(value):
-            raise ValueError(f"must be an E.164 number such as +15551234567, got {value!r}")
-        return value
-
-    @field_validator("messaging_service_sid")
-    @classmethod
-    def _service_sid(cls, value: str | None) -> str | None:
-        if value is not None and not _MESSAGING_SERVICE_SID.match(value):
-            raise ValueError("must be 'MG' followed by 32 hex digits")
-        return value
 
     @model_validator(mode="after")
     def _one_of_each(self) -> DestinationConfig:

@@ -22,13 +22,16 @@ from app.pipeline.schedule import plan_schedule
 from app.store.deliveries import Admission, DeliveryLog, NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
 from app.twilio.errors import MESSAGE_NOT_COMPLETE_ERROR_CODE, TwilioApiError
-from app.twilio.models import MESSAGE_STATUS_RANK, TwilioMessage
+from app.twilio.models import (
+    MESSAGE_STATUS_RANK,
+    E164Number,
+    MessagingServiceSid,
+    TwilioMessage,
+)
 
 API_DESTINATION = "$api"
 MAX_MEDIA = 10
 
-_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 _URL = re.compile(r"^https?://\S+$")
 _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 
@@ -38,22 +41,18 @@ class MessageCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    to: str
+    to: E164Number
     body: str | None = None
     media_url: list[str] = Field(default_factory=list, max_length=MAX_MEDIA)
-    from_number: str | None = Field(default=None, alias="from")
-    messaging_service_sid: str | None = None
+    from_number: E164Number | None = Field(default=None, alias="from")
+    messaging_service_sid: MessagingServiceSid | None = None
     status_callback: str | None = None
     validity_period: int | None = Field(default=None, ge=1, le=36_000)
     send_at: datetime | None = None
 
-    @field_validator("to", "from_number")
+    @field_validator("to")
     @classmethod
-    def _e164(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not _E164.match(value):
-            raise ValueError(f"must be an E.164 number such as +14155552671, got {value!r}")
+    def _valid_number(cls, value: str) -> str:
         if not phonenumbers.is_valid_number(phonenumbers.parse(value, None)):
             raise ValueError(f"{value} is not a valid phone number")
         return value
@@ -73,13 +72,6 @@ class MessageCreate(BaseModel):
         for url in value:
             if not _URL.match(url):
                 raise ValueError(f"{url!r} is not an http(s) URL")
-        return value
-
-    @field_validator("messaging_service_sid")
-    @classmethod
-    def _service(cls, value: str | None) -> str | None:
-        if value is not None and not _SERVICE_SID.match(value):
-            raise ValueError("must be 'MG' followed by 32 hex digits")
         return value
 
     @field_validator("status_callback")
