@@ -71,11 +71,14 @@ class SendWorker:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Main loop; survives Redis outages by backing off and trying again."""
-        await self._queue.ensure_group()
+        """Main loop; survives Redis outages (and a lost stream) by backing off and retrying."""
+        group_ready = False
         next_reclaim = next_prune = 0.0
         while not self._stopping.is_set():
             try:
+                if not group_ready:
+                    await self._queue.ensure_group()
+                    group_ready = True
                 await self._queue.promote_due()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + _PRUNE_EVERY_S
@@ -89,6 +92,8 @@ class SendWorker:
                     continue
                 self._start(await self._queue.read(free, _READ_BLOCK_MS))
             except RedisError as exc:
+                # NOGROUP: the stream was deleted (a flushed or replaced Redis): recreate it.
+                group_ready = group_ready and "NOGROUP" not in str(exc)
                 log.warning("send worker: Redis error, retrying in 1 s: %s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=1.0)

@@ -144,3 +144,14 @@ async def test_prune_indexes_drops_entries_past_retention(redis_client: redis.Re
         await client.aclose()
     assert removed == 2
     assert redis_client.zrange(keys.DELIVERY_INDEX, 0, -1) == [new]
+
+
+def test_worker_recovers_when_the_stream_disappears(
+    start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
+) -> None:
+    service = start_service(THROTTLED_DESTINATION)
+    service.wait_for_status(queue_one(service), "sent")
+    redis_client.flushdb()  # the stream and its consumer group are gone
+    record = service.wait_for_status(queue_one(service, uuid="after-flush"), "sent", timeout=10)
+    assert record["attempts"] == 1
+    assert len(fake_twilio.message_requests) == 2
