@@ -149,6 +149,10 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 settings.global_test_mode,
                 timedelta(seconds=settings.delivery_retention),
             )
+            if settings.global_test_mode:
+                log.warning("test mode: messages are mocked, nothing is sent to Twilio")
+            worker = BackgroundJobs(settings, redis, delivery_log, twilio) if run_worker else None
+            worker_task = asyncio.create_task(worker.run()) if worker else None
             app.state.services = Services(
                 settings=settings,
                 redis=redis,
@@ -161,11 +165,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 webhooks=TwilioWebhooks(
                     redis, delivery_log, suppressions, ingest_service, settings.default_region
                 ),
+                background=worker_task,
             )
-            if settings.global_test_mode:
-                log.warning("test mode: messages are mocked, nothing is sent to Twilio")
-            worker = BackgroundJobs(settings, redis, delivery_log, twilio) if run_worker else None
-            worker_task = asyncio.create_task(worker.run()) if worker else None
             try:
                 yield
             finally:

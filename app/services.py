@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -23,3 +24,5 @@ class Services:
     suppressions: SuppressionList
     messages: MessageService
     webhooks: TwilioWebhooks
+    # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
+    background: asyncio.Task[None] | None = None

@@ -19,11 +19,17 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 async def readyz(services: ServicesDep) -> dict[str, str] | JSONResponse:
-    """Ready when Redis answers: without it nothing can be accepted safely."""
+    """Ready when Redis answers (nothing can be accepted safely without it) and the
+    in-process send worker, if any, is still running."""
     try:
         await services.redis.ping()
     except (RedisError, OSError) as exc:
         return JSONResponse(
             {"status": "unavailable", "detail": f"Redis: {type(exc).__name__}"}, status_code=503
+        )
+    if services.background is not None and services.background.done():
+        return JSONResponse(
+            {"status": "unavailable", "detail": "the send worker has stopped; see the logs"},
+            status_code=503,
         )
     return {"status": "ready"}
