@@ -53,7 +53,11 @@ class MessageCreate(BaseModel):
     @field_validator("to")
     @classmethod
     def _valid_number(cls, value: str) -> str:
-        if not phonenumbers.is_valid_number(phonenumbers.parse(value, None)):
+        try:
+            valid = phonenumbers.is_valid_number(phonenumbers.parse(value, None))
+        except phonenumbers.NumberParseException:
+            valid = False
+        if not valid:
             raise ValueError(f"{value} is not a valid phone number")
         return value
 

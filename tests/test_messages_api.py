@@ -64,6 +64,8 @@ def test_validation_happens_before_anything_is_queued(
     base = {"to": "+14155552671", "body": "x", "from": "+15005550006"}
     cases = [
         ({**base, "to": "4155552671"}, "to"),
+        ({**base, "to": "+12"}, "to"),
+        ({**base, "to": "+15551234567"}, "to"),
         ({**base, "body": "x" * 1601}, "body"),
         ({**base, "body": None}, ""),
         ({**base, "media_url": [f"https://e.com/{i}" for i in range(11)]}, "media_url"),

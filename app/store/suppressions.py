@@ -16,7 +16,7 @@ from app.store.deliveries import now_iso
 class Suppression:
     number: str
     since: str
-    source: str  # inbound | twilio_21610 | api
+    source: str  # inbound | twilio_21610 | api | cli
     keyword: str | None = None
 
     def to_json(self) -> dict[str, Any]:
