@@ -161,6 +161,8 @@ class SendWorker:
                 if outcome.request_json:
                     updates["twilio_request"] = outcome.request_json
                 status: Status = "mocked" if record.mode == "test" else "sent"
+                if outcome.twilio_status == "scheduled":
+                    status = "scheduled"  # Twilio holds it until SendAt
                 await self._deliveries.transition(record.id, status, updates=updates, pipe=pipe)
                 self._deliveries.index_twilio_sid(pipe, outcome.sid, record.id)
                 log.info(
