@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import (
     ACCOUNT_SID,
@@ -272,3 +273,14 @@ def test_health_and_readiness(start_service: Start) -> None:
     with httpx.Client(base_url=service.base_url) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_admission_survives_a_flushed_script_cache(
+    start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
+) -> None:
+    service = start_service(SIGNUP_DESTINATION)
+    assert service.post_events(posthog_webhook(uuid="a")).status_code == 202
+    redis_client.script_flush()  # as after a Redis restart
+    answer = service.post_events(posthog_webhook(uuid="b")).json()
+    assert answer["results"][0]["deliveries"][0]["decision"] == "queued"
+    fake_twilio.wait_for_requests(2)

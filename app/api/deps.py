@@ -11,7 +11,7 @@ from app.errors import Unauthorized
 from app.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -29,14 +29,14 @@ def _check_bearer(request: Request, expected: str | None, what: str) -> None:
         raise Unauthorized(f"invalid {what}")
 
 
-def require_ingest_token(request: Request, services: ServicesDep) -> None:
+async def require_ingest_token(request: Request, services: ServicesDep) -> None:
     settings = services.settings
     if settings.ingest_auth == "bearer":
         token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
         _check_bearer(request, token, "SMS_INGEST_TOKEN")
 
 
-def require_admin_token(request: Request, services: ServicesDep) -> None:
+async def require_admin_token(request: Request, services: ServicesDep) -> None:
     settings = services.settings
     if settings.admin_auth == "bearer":
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
