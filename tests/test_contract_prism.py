@@ -5,8 +5,6 @@ description, as checked by Stoplight Prism serving `../shared/twilio/twilio_api_
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -19,38 +17,24 @@ from pydantic import SecretStr
 from app.twilio.client import TwilioClient, TwilioCredentials
 from app.twilio.errors import TwilioApiError
 from app.twilio.models import OutboundMessage
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, REPO, RunningService, free_port, posthog_webhook
-
-PRISM = REPO / ".tools" / "node_modules" / ".bin" / "prism"
-SPEC = REPO.parent / "shared" / "twilio" / "twilio_api_v2010.json"
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, RunningService, free_port, posthog_webhook
+from tests.prism import prism_available, start_prism, stop_prism, wait_ready
 
 
 @pytest.fixture(scope="module")
 def prism_url() -> Iterator[str]:
-    if not (PRISM.exists() and SPEC.exists()):
+    if not prism_available():
         if os.environ.get("SMS_REQUIRE_PRISM"):
-            pytest.fail(f"Prism or the spec is missing ({PRISM}, {SPEC}); run `make prism`")
+            pytest.fail("Prism or Twilio's description is missing; run `make prism`")
         pytest.skip("Prism not installed (make prism)")
     port = free_port()
-    process = subprocess.Popen(
-        [str(PRISM), "mock", "-p", str(port), "-h", "127.0.0.1", str(SPEC)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_prism(port)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("Prism did not start")
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        wait_ready(url, timeout=90, process=process)
+        yield url
+    finally:
+        stop_prism(process)
 
 
 def token_auth() -> TwilioCredentials | None:
