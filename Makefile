@@ -39,3 +39,19 @@ check: lint typecheck test
 ## prism: Twilio's OpenAPI description served as a validating mock (contract tests)
 prism:
 	test -x .tools/node_modules/.bin/prism || npm install --silent --prefix .tools @stoplight/prism-cli@5
+
+# --- benchmark (bench/): everything on loopback, its own redis-server, results in
+# bench/results/latest.{json,md}. wrk comes from apt when missing (else a Python fallback).
+.PHONY: bench bench-quick
+
+## bench: every figure, 5 runs of 10 s each (median)
+bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
+		|| echo "wrk could not be installed: the Python load generator will be used"
+	$(BIN)/python -m bench.run
+
+## bench-quick: the same figures, 3 runs of 1 s each, in under a minute
+bench-quick: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
+		|| echo "wrk could not be installed: the Python load generator will be used"
+	$(BIN)/python -m bench.run --quick

@@ -1,0 +1,177 @@
+"""Processes the benchmark starts, on loopback only, and always stops again.
+
+Every child is started in its own process group, tracked by `Processes`, and killed on
+exit (SIGTERM, then SIGKILL) — including on an exception or Ctrl-C in the orchestrator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+INGEST_TOKEN = "bench-ingest-" + secrets.token_hex(8)
+ADMIN_TOKEN = "bench-admin-" + secrets.token_hex(8)
+ACCOUNT_SID = "AC" + "be" * 16
+AUTH_TOKEN = "bench-auth-" + secrets.token_hex(8)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Proc:
+    """A started child process, with the port it serves (if any)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, wait up to `timeout`, then SIGKILL; idempotent."""
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+
+@dataclass
+class Processes:
+    """Starts children and stops every one of them at the end (a context manager)."""
+
+    log_dir: Path
+    running: list[Proc] = field(default_factory=list)
+
+    def __enter__(self) -> Processes:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for proc in reversed(self.running):
+            proc.stop()
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], port: int = 0) -> Proc:
+        """Spawn `argv` with its output in `log_dir/<name>.log`."""
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            popen = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env={**_clean_environ(), **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc = Proc(name, popen, port)
+        self.running.append(proc)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        """Stop one child now."""
+        proc.stop()
+        self.running.remove(proc)
+
+
+def start_redis(procs: Processes) -> tuple[Proc, redis.Redis]:
+    """Our own redis-server (no persistence) on a free port, and a client to it."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+    proc = procs.start("redis", argv, {}, port)
+    client = redis.Redis(port=port, decode_responses=True)
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(redis.ConnectionError):
+            if client.ping():
+                return proc, client
+        _check_alive(proc, deadline)
+        time.sleep(0.05)
+
+
+def service_env(redis_port: int, destinations: Path, twilio_url: str) -> dict[str, str]:
+    """The environment a user would set to run the service against our Redis and fake."""
+    return {
+        "SMS_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "SMS_INGEST_TOKEN": INGEST_TOKEN,
+        "SMS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "SMS_DESTINATIONS_FILE": str(destinations),
+        "SMS_TWILIO_BASE_URL": twilio_url,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "SMS_LOG_LEVEL": "WARNING",
+        "SMS_RECONCILE_INTERVAL": "0",
+    }
+
+
+def start_service(
+    procs: Processes, name: str, env: dict[str, str], *, worker: bool = False
+) -> Proc:
+    """`smsdest serve [--no-worker]` on a free port (waited for by `wait_ready`)."""
+    port = free_port()
+    argv = [str(VENV_BIN / "smsdest"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return procs.start(name, argv if worker else [*argv, "--no-worker"], env, port)
+
+
+def start_worker(procs: Processes, name: str, env: dict[str, str]) -> Proc:
+    """One `smsdest worker`."""
+    return procs.start(name, [str(VENV_BIN / "smsdest"), "worker"], env)
+
+
+def start_module(procs: Processes, name: str, module: str, *args: str) -> Proc:
+    """`python -m bench.<module> --port <free port> …` (the fake Twilio, the bare app)."""
+    port = free_port()
+    argv = [sys.executable, "-m", module, "--port", str(port), *args]
+    return procs.start(name, argv, {"PYTHONPATH": str(REPO)}, port)
+
+
+def wait_ready(proc: Proc, path: str = "/readyz", timeout: float = 30.0) -> None:
+    """Poll `path` until it answers 200; raise if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(proc.url + path, timeout=1.0).status_code == 200:
+                return
+        _check_alive(proc, deadline)
+        time.sleep(0.05)
+
+
+def _clean_environ() -> dict[str, str]:
+    """This environment without SMS_* / TWILIO_* settings: only ours reach the children."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SMS_", "TWILIO_"))}
+
+
+def _check_alive(proc: Proc, deadline: float) -> None:
+    if proc.popen.poll() is not None:
+        raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}: see its log")
+    if time.monotonic() > deadline:
+        raise RuntimeError(f"{proc.name} did not become ready in time")

@@ -1,0 +1,121 @@
+"""The orchestrator: `python -m bench.run [--quick]` starts everything, runs every figure,
+prints one table and writes bench/results/latest.{json,md}."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import dispatch_figures as dispatch
+from bench import ingest_figures as ingest
+from bench.context import Bench, Plan
+from bench.destinations import write_destinations
+from bench.markdown import render
+from bench.procs import (
+    Processes,
+    service_env,
+    start_module,
+    start_redis,
+    start_service,
+    wait_ready,
+)
+from bench.report import Row, machine, now_iso, table, versions, write
+from bench.sampler import rss_mb
+from bench.wrk import wrk_available
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def start_servers(bench: Bench, many_destinations: Path) -> None:
+    """The bare app and three ingest-only services; wait for all, note their idle RSS."""
+    servers = bench.servers
+    servers["bare"] = start_module(bench.procs, "bare", "bench.bare_app")
+    servers["service"] = start_service(bench.procs, "service", bench.env)
+    servers["service-b"] = start_service(bench.procs, "service-b", bench.env)
+    many_env = {**bench.env, "SMS_DESTINATIONS_FILE": str(many_destinations)}
+    servers["service-1000"] = start_service(bench.procs, "service-1000", many_env)
+    for proc in servers.values():
+        wait_ready(proc)
+    time.sleep(0.5)  # let start-up settle before reading idle memory
+    for name in ("service", "service-b", "service-1000"):
+        bench.idle_rss_mb[name] = rss_mb(servers[name].pid)
+
+
+def progress(started: float, what: str) -> None:
+    """One line on stderr per step, with the time elapsed."""
+    print(f"[{time.monotonic() - started:6.1f} s] {what}", file=sys.stderr, flush=True)
+
+
+def run_figures(bench: Bench, started: float) -> list[Row]:
+    """Every figure, in an order that reuses the running processes; rows sorted."""
+    progress(started, "0: the fake Twilio alone")
+    rows = [dispatch.fake_alone(bench)]
+    progress(started, "1, 7, 8, 9: single-event ingest, four configurations interleaved")
+    runs = ingest.run_ingest(bench)
+    rows += [ingest.single_vs_bare(runs), ingest.many_destinations(runs)]
+    rows += [ingest.two_processes(runs), *ingest.memory(bench, runs)]
+    progress(started, "6: Redis commands under MONITOR")
+    rows.append(ingest.redis_commands(bench, runs))
+    progress(started, "2: batch ingest")
+    rows.append(ingest.batch_ingest(bench))
+    for name in ("bare", "service-b", "service-1000"):
+        bench.procs.stop(bench.servers.pop(name))
+    progress(started, f"3, 4: dispatch, fake 0 ms then {bench.plan.slow_latency_ms:g} ms")
+    rows += dispatch.dispatch(bench)
+    progress(started, "5: latency at a steady rate")
+    rows += dispatch.latency(bench)
+    progress(started, "done")
+    return sorted(rows, key=lambda row: (len(row.figure.rstrip("ab")), row.figure))
+
+
+def main() -> None:
+    """Run the benchmark and report."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="3 runs of 3 s, under a minute")
+    args = parser.parse_args()
+    plan = Plan.make(args.quick)
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="smsdest-bench-") as tmp,
+        Processes(Path(tmp) / "logs") as procs,
+    ):
+        single, many = write_destinations(Path(tmp))
+        redis_proc, client = start_redis(procs)
+        fake = start_module(procs, "fake-twilio", "bench.fake_twilio")
+        wait_ready(fake, "/stats")
+        env = service_env(redis_proc.port, single, fake.url)
+        bench = Bench(plan, procs, client, redis_proc, fake, env)
+        if not wrk_available():
+            bench.notes.append("wrk not found: load came from the Python asyncio+httpx fallback")
+        progress(started, "starting the servers")
+        start_servers(bench, many)
+        rows = run_figures(bench, started)
+    document = _document(bench, rows, time.monotonic() - started)
+    json_path, md_path = write(RESULTS, document, render(document, rows))
+    print(table(rows))
+    for note in bench.notes:
+        print(f"note: {note}")
+    print(f"\n{json_path}\n{md_path}")
+
+
+def _document(bench: Bench, rows: list[Row], elapsed_s: float) -> dict[str, Any]:
+    plan = bench.plan
+    return {
+        "when": now_iso(),
+        "mode": "quick" if plan.quick else "full",
+        "plan": vars(plan),
+        "elapsed_s": round(elapsed_s, 1),
+        "machine": machine(),
+        "versions": versions(),
+        "rows": [row.to_json() for row in rows],
+        "cpu_percent": bench.cpu_summary(),
+        "notes": bench.notes,
+    }
+
+
+if __name__ == "__main__":
+    main()
