@@ -73,16 +73,19 @@ class SendWorker:
     async def run(self) -> None:
         """Main loop; survives Redis outages (and a lost stream) by backing off and retrying."""
         group_ready = False
-        next_reclaim = next_prune = 0.0
+        next_reclaim = 0.0
+        # Pruning SCANs the keyspace: never at start-up, never in the way of sending.
+        next_prune = time.monotonic() + _PRUNE_EVERY_S
+        pruning: asyncio.Task[None] | None = None
         while not self._stopping.is_set():
             try:
                 if not group_ready:
                     await self._queue.ensure_group()
                     group_ready = True
                 await self._queue.promote_due()
-                if time.monotonic() >= next_prune:
+                if time.monotonic() >= next_prune and (pruning is None or pruning.done()):
                     next_prune = time.monotonic() + _PRUNE_EVERY_S
-                    await self._deliveries.prune_indexes()
+                    pruning = asyncio.create_task(self._prune())
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + self._reclaim_idle_ms / 2000
                     self._start(await self._queue.reclaim(self._reclaim_idle_ms))
@@ -97,8 +100,19 @@ class SendWorker:
                 log.warning("send worker: Redis error, retrying in 1 s: %s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+        if pruning is not None:
+            pruning.cancel()
         if self._in_flight:
             await asyncio.wait(self._in_flight)
+
+    async def _prune(self) -> None:
+        try:
+            removed = await self._deliveries.prune_indexes()
+        except RedisError as exc:
+            log.warning("send worker: pruning the delivery indexes failed: %s", exc)
+            return
+        if removed:
+            log.info("send worker: pruned %d index entries past retention", removed)
 
     def _start(self, sends: list[QueuedSend]) -> None:
         for queued in sends:

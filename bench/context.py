@@ -14,7 +14,7 @@ from app.store.keys import SEND_STREAM
 from bench.loadgen import load
 from bench.procs import Proc, Processes
 from bench.redis_stats import CommandCounts
-from bench.sampler import cpu_window
+from bench.sampler import CpuWindow, cpu_window
 from bench.wrk import LoadResult
 
 
@@ -57,9 +57,17 @@ class Bench:
     cpu_runs: dict[str, list[dict[str, float]]] = field(default_factory=lambda: defaultdict(list))
     notes: list[str] = field(default_factory=list)
 
-    def record_cpu(self, phase: str, percent: dict[str, float]) -> None:
-        """Keep one run's CPU use (% of one core, by process) for the phase's summary."""
-        self.cpu_runs[phase].append(percent)
+    def record_cpu(
+        self, phase: str, window: CpuWindow, extra: dict[str, float] | None = None
+    ) -> None:
+        """Keep one run's CPU use (% of one core, by process) for the phase's summary.
+
+        `extra` adds processes measured otherwise (wrk, from its rusage); "other
+        processes" is what the machine spent beyond every process listed.
+        """
+        percent = {**window.percent, **(extra or {})}
+        others = window.machine_percent - sum(percent.values())
+        self.cpu_runs[phase].append({**percent, "other processes": round(max(others, 0.0), 1)})
 
     def cpu_summary(self) -> dict[str, dict[str, float]]:
         """Median CPU % per process per phase."""
@@ -107,5 +115,5 @@ def measure(
     time.sleep(0.2)  # answers still in flight when the load stopped
     commands = CommandCounts.read(bench.redis).since(before)
     generator_cpu = sum(result.cpu_s for result in loads) / plan.duration_s
-    bench.record_cpu(phase, {**window.percent, "wrk": round(100 * generator_cpu, 1)})
+    bench.record_cpu(phase, window, {"wrk": round(100 * generator_cpu, 1)})
     return Measurement(loads, commands, bench.redis.xlen(SEND_STREAM))

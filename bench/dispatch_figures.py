@@ -103,7 +103,7 @@ def drain_once(bench: Bench, n: int, latency_ms: float) -> DrainRun:
     wall = time.monotonic() - released
     queue_gate.hold(bench.redis)
     queue_gate.empty(bench.redis)
-    bench.record_cpu(f"dispatch, fake {latency_ms:g} ms", window.percent)
+    bench.record_cpu(f"dispatch, fake {latency_ms:g} ms", window)
     spread = (stats["last"] or 0) - (stats["first"] or 0)
     rate = (stats["count"] - 1) / spread if spread > 0 else float("nan")
     return DrainRun(rate, stats["count"], queued, wall)
@@ -197,7 +197,7 @@ def _latency_run(bench: Bench, service: Proc) -> LatencyRun:
         result = open_loop(
             service.url + "/v1/events", plan.latency_rate, plan.duration_s, plan.duration_s
         )
-    bench.record_cpu("latency, service with worker", window.percent)
+    bench.record_cpu("latency, service with worker", window)
     wait_for_count(bench.fake, len(result.accepted_at), plan.duration_s)
     arrivals = fake_stats(bench.fake, times=True)["arrivals"]
     queue_gate.hold(bench.redis)  # what is still queued is not the next run's business

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -102,8 +103,10 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    """python, redis-server, wrk and the Python packages the service runs on."""
-    found = {"python": platform.python_version(), "redis-server": _redis_version()}
+    """python, redis-server, wrk, the Python packages the service runs on, and a digest
+    of app/ (the code measured changes between runs; this tells runs apart)."""
+    found = {"app (sha256 of app/**/*.py)": _app_digest()}
+    found |= {"python": platform.python_version(), "redis-server": _redis_version()}
     found["wrk"] = wrk_version()
     for package in PACKAGES:
         try:
@@ -111,6 +114,14 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[package] = "absent"
     return found
+
+
+def _app_digest() -> str:
+    digest = hashlib.sha256()
+    app = Path(__file__).resolve().parent.parent / "app"
+    for path in sorted(app.rglob("*.py")):
+        digest.update(str(path.relative_to(app)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _redis_version() -> str:
@@ -123,13 +134,15 @@ def _redis_version() -> str:
 
 
 def write(folder: Path, document: dict[str, Any], markdown: str) -> tuple[Path, Path]:
-    """Write latest.json and latest.md into `folder`."""
+    """Write latest.json and latest.md into `folder`, and a copy of each named after the
+    run (`<when>-<mode>.*`), so that a later run does not erase this one."""
     folder.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = folder / "latest.json", folder / "latest.md"
     text = json.dumps(_finite(document), indent=2, ensure_ascii=False, allow_nan=False)
-    json_path.write_text(text + "\n")
-    md_path.write_text(markdown)
-    return json_path, md_path
+    stamp = f"{document['when'].replace(':', '')}-{document['mode']}"
+    for name in (stamp, "latest"):
+        (folder / f"{name}.json").write_text(text + "\n")
+        (folder / f"{name}.md").write_text(markdown)
+    return folder / "latest.json", folder / "latest.md"
 
 
 def _finite(value: Any) -> Any:

@@ -4,9 +4,12 @@ prints one table and writes bench/results/latest.{json,md}."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +75,47 @@ def run_figures(bench: Bench, started: float) -> list[Row]:
     return sorted(rows, key=lambda row: (len(row.figure.rstrip("ab")), row.figure))
 
 
+@contextlib.contextmanager
+def one_at_a_time(lock: Path, timeout_s: float = 1200.0) -> Iterator[None]:
+    """Two benchmarks at once on one machine would measure each other: wait (bounded)
+    for the one already running, saying so."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("another benchmark is still running: giving up") from None
+                print("another benchmark is running: waiting for it", file=sys.stderr)
+                time.sleep(5)
+        yield
+
+
+def warn_about_others(bench: Bench, threshold: float = 15.0) -> None:
+    """Note every phase in which processes outside the benchmark used the CPU."""
+    for phase, by_process in bench.cpu_summary().items():
+        others = by_process.get("other processes", 0.0)
+        if others > threshold:
+            bench.notes.append(
+                f"{phase}: other processes on the machine used {others:.0f}% of a core "
+                "(median): the figure may be disturbed"
+            )
+
+
 def main() -> None:
-    """Run the benchmark and report."""
+    """Run the benchmark (one at a time on this machine) and report."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="3 runs of 3 s, under a minute")
+    parser.add_argument("--quick", action="store_true", help="3 runs of 1 s, under a minute")
     args = parser.parse_args()
-    plan = Plan.make(args.quick)
+    with one_at_a_time(RESULTS / ".lock"):
+        run(Plan.make(args.quick))
+
+
+def run(plan: Plan) -> None:
+    """Start everything, run every figure, stop everything, write and print the report."""
     started = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="smsdest-bench-") as tmp,
@@ -94,6 +132,7 @@ def main() -> None:
         progress(started, "starting the servers")
         start_servers(bench, many)
         rows = run_figures(bench, started)
+    warn_about_others(bench)
     document = _document(bench, rows, time.monotonic() - started)
     json_path, md_path = write(RESULTS, document, render(document, rows))
     print(table(rows))

@@ -35,24 +35,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine has spent busy (not idle, not iowait) so far."""
+    with open("/proc/stat") as stat:
+        fields = [int(n) for n in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / _TICKS
+
+
 @dataclass
 class CpuWindow:
-    """Average CPU use (% of one core) of named processes over a stretch of time."""
+    """Average CPU use (% of one core) of named processes over a stretch of time, and of
+    the whole machine (100 per busy core), to see what else was running."""
 
     pids: dict[str, int]
     percent: dict[str, float] = field(default_factory=dict)
+    machine_percent: float = 0.0
 
 
 @contextlib.contextmanager
 def cpu_window(pids: dict[str, int]) -> Iterator[CpuWindow]:
-    """Measure the CPU each named pid uses inside the `with` block."""
+    """Measure the CPU each named pid (and this process) uses inside the `with` block."""
+    if os.getpid() not in pids.values():
+        pids = {**pids, "bench.run": os.getpid()}
     window = CpuWindow(dict(pids))
     start = time.monotonic()
+    machine_before = machine_busy_seconds()
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     yield window
     elapsed = max(time.monotonic() - start, 1e-9)
     for name, pid in pids.items():
         window.percent[name] = round(100 * (cpu_seconds(pid) - before[name]) / elapsed, 1)
+    window.machine_percent = 100 * (machine_busy_seconds() - machine_before) / elapsed
 
 
 class RssSampler:
