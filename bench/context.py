@@ -62,10 +62,11 @@ class Bench:
     ) -> None:
         """Keep one run's CPU use (% of one core, by process) for the phase's summary.
 
-        `extra` adds processes measured otherwise (wrk, from its rusage); "other
-        processes" is what the machine spent beyond every process listed.
+        `extra` adds processes measured otherwise (wrk, from its rusage); "interrupts" is
+        the machine's irq + softirq time; "other processes" is what the machine spent
+        beyond all of these.
         """
-        percent = {**window.percent, **(extra or {})}
+        percent = {**window.percent, **(extra or {}), "interrupts": window.interrupts_percent}
         others = window.machine_percent - sum(percent.values())
         self.cpu_runs[phase].append({**percent, "other processes": round(max(others, 0.0), 1)})
 

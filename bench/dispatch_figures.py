@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from app.store.keys import SEND_STREAM
 from bench import queue_gate
 from bench.context import Bench
 from bench.destinations import uuid_of_body
@@ -41,12 +42,12 @@ def fake_alone(bench: Bench) -> Row:
 
 def reset_fake(fake: Proc, latency_ms: float) -> None:
     """Forget the fake's arrivals and set its answer delay."""
-    httpx.post(f"{fake.url}/reset", params={"latency_ms": latency_ms}).raise_for_status()
+    fake.client.post("/reset", params={"latency_ms": latency_ms}).raise_for_status()
 
 
 def fake_stats(fake: Proc, times: bool = False) -> dict[str, Any]:
     """The fake's count, first/last arrival and (optionally) every arrival by body."""
-    response = httpx.get(f"{fake.url}/stats", params={"times": int(times)}, timeout=30)
+    response = fake.client.get("/stats", params={"times": int(times)})
     response.raise_for_status()
     stats: dict[str, Any] = response.json()
     return stats
@@ -72,7 +73,7 @@ def preload(bench: Bench, n: int) -> int:
             size = min(PRELOAD_BATCH, n - start)
             batch = [posthog_webhook(uuid, start + i) for i, uuid in enumerate(islice(ids, size))]
             client.post("/v1/events", json=batch).raise_for_status()
-    return int(bench.redis.xlen(queue_gate.SEND_STREAM))
+    return int(bench.redis.xlen(SEND_STREAM))
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,20 @@ METHOD = """\
   by run, so they share the same conditions.
 - **1** the service's req/s over the bare app's, in the same runs.
 - **2** req/s × 100 for 100-event JSON arrays.
-- **3, 4** N deliveries are queued first (through `serve --no-worker`), then one
-  `smsdest worker` starts; the rate is (N − 1) / (last − first arrival at the fake), so
-  the worker's start-up (imports) is not counted; "worker start to last arrival" is.
-- **5** a Python asyncio + httpx open-loop generator sends {rate:g} events/s on schedule
-  (whatever the answers do) to `smsdest serve` (API + its embedded worker); the latency
-  of an event is the fake's `time.time()` at arrival minus the generator's `time.time()`
-  when the 202 came back, matched by the event uuid at the end of the message body.
-  Negative values are possible: the worker can reach Twilio before the 202 is read.
+- **3, 4** one `smsdest worker` runs through both figures. Each run queues N deliveries
+  (through `serve --no-worker`) while the workers' consumer group is held at an id far
+  in the future (`bench/queue_gate.py`: the worker reads nothing), then sets the group
+  back to 0: the worker gets them all at once. The rate is (arrivals − 1) / (last − first
+  arrival at the fake), counted until N arrived or the run's duration after the first
+  arrival, whichever comes first; then the queue is held and emptied for the next run.
+- **5** a Python asyncio + httpx open-loop generator makes {rate:g} events/s due on
+  schedule, whatever the answers do, sent over 64 keep-alive connections (one httpx
+  client each), to `smsdest serve` (API + its embedded worker). The latency of an event
+  is the fake's `time.time()` at arrival minus the generator's `time.time()` when the
+  202 came back, matched by the event uuid at the end of the message body. An accepted
+  event still missing one run duration after the last answer counts as ∞; a request
+  unanswered one run duration after the schedule ends counts as failed. Negative values
+  are possible: the worker can reach Twilio before the 202 is read.
 - **6** counted two ways. The figure: 200 events sent one by one while MONITOR runs;
   commands sent by clients (each is one round trip unless pipelined with others) are
   divided by the events accepted (queued). Commands the admission Lua script runs inside
@@ -40,6 +46,11 @@ METHOD = """\
   per port at the same time with half the connections each; their req/s are added.
 - **9** VmRSS from /proc/<pid>/status every 100 ms during the runs of figures 1, 7, 8
   (peak), and once right after start (idle).
+- **CPU** per process from /proc/<pid>/stat over each run (wrk from its rusage);
+  "other processes" is the machine's busy time (/proc/stat) beyond every process listed:
+  when it is high, something else ran on the machine and the figures are suspect.
+- **quick** uses runs of 1 s: wrk takes whole seconds, and 8 load configurations × 3 runs
+  × 3 s would already be 72 s of load, over the minute quick is for.
 """
 
 

@@ -35,12 +35,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def machine_busy_seconds() -> float:
-    """CPU time every core of the machine has spent busy (not idle, not iowait) so far."""
+def machine_busy_seconds() -> tuple[float, float]:
+    """CPU time all cores have spent busy so far (not idle, not iowait), and how much of
+    it went to interrupts (irq + softirq: loopback TCP is largely softirq work)."""
     with open("/proc/stat") as stat:
         fields = [int(n) for n in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / _TICKS
+    idle, interrupts = fields[3] + fields[4], fields[5] + fields[6]
+    return (sum(fields[:8]) - idle) / _TICKS, interrupts / _TICKS
 
 
 @dataclass
@@ -51,6 +52,7 @@ class CpuWindow:
     pids: dict[str, int]
     percent: dict[str, float] = field(default_factory=dict)
     machine_percent: float = 0.0
+    interrupts_percent: float = 0.0
 
 
 @contextlib.contextmanager
@@ -60,13 +62,15 @@ def cpu_window(pids: dict[str, int]) -> Iterator[CpuWindow]:
         pids = {**pids, "bench.run": os.getpid()}
     window = CpuWindow(dict(pids))
     start = time.monotonic()
-    machine_before = machine_busy_seconds()
+    busy_before, interrupts_before = machine_busy_seconds()
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     yield window
     elapsed = max(time.monotonic() - start, 1e-9)
     for name, pid in pids.items():
         window.percent[name] = round(100 * (cpu_seconds(pid) - before[name]) / elapsed, 1)
-    window.machine_percent = 100 * (machine_busy_seconds() - machine_before) / elapsed
+    busy, interrupts = machine_busy_seconds()
+    window.machine_percent = 100 * (busy - busy_before) / elapsed
+    window.interrupts_percent = round(100 * (interrupts - interrupts_before) / elapsed, 1)
 
 
 class RssSampler:

@@ -13,6 +13,7 @@ counted for GSM-7 (160 / 153 septets) or UCS-2 (70 / 67 units).
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -122,6 +123,11 @@ def _describe_syntax_error(exc: jinja2.TemplateSyntaxError, name: str | None) ->
     return f"{where}: {exc.message or type(exc).__name__}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _globals_of(template: jinja2.Template) -> dict[str, Any]:
+    return dict(template.globals)
+
+
 def render_template(template: jinja2.Template, context: Mapping[str, Any]) -> str:
     """Render a compiled template for one event; the result is stripped of outer whitespace.
 
@@ -133,7 +139,10 @@ def render_template(template: jinja2.Template, context: Mapping[str, Any]) -> st
         # A programming error, not a bad event: templates must come from TemplateRenderer.
         raise TypeError("render_template only renders templates compiled in the sandbox")
     try:
-        text = template.render(context)
+        # What `template.render` does, minus rebuilding a dict from the globals ChainMap
+        # on every call (the bulk of a small template's render time).
+        ctx = template.new_context({**_globals_of(template), **context}, shared=True)
+        text = template.environment.concat(template.root_render_func(ctx))
     except SecurityError as exc:
         # The sandbox turns unsafe attributes into undefined values; with StrictUndefined,
         # using them raises SecurityError (not UndefinedError), so this branch comes first.
