@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,6 +177,23 @@ def wait_ready(proc: Proc, path: str = "/readyz", timeout: float = 30.0) -> None
                 return
         _check_alive(proc, deadline)
         time.sleep(0.05)
+
+
+_ERROR_LINE = re.compile(r"^\S+ \S+ (?:ERROR|CRITICAL) (.*)$")
+
+
+def error_summary(log_dir: Path) -> list[str]:
+    """One line per process log holding errors: how many, and the most frequent one."""
+    summary = []
+    for log in sorted(log_dir.glob("*.log")):
+        found = (_ERROR_LINE.match(line) for line in log.read_text(errors="replace").splitlines())
+        errors = Counter(re.sub(r"\bdl_\w+", "dl_…", m.group(1))[:120] for m in found if m)
+        if errors:
+            top, count = errors.most_common(1)[0]
+            summary.append(
+                f"{log.stem} logged {errors.total()} errors, most often ({count}×): {top}"
+            )
+    return summary
 
 
 def _clean_environ() -> dict[str, str]:

@@ -32,9 +32,20 @@ def release(client: redis.Redis) -> None:
     client.xgroup_setid(SEND_STREAM, SEND_GROUP, id="0")
 
 
-def empty(client: redis.Redis, timeout_s: float = 15.0) -> None:
-    """Once held: wait (bounded) for the entries read to be acknowledged, then drop all."""
+def empty(client: redis.Redis, timeout_s: float = 15.0, stall_s: float = 1.0) -> int:
+    """Once held: wait for the entries read to be acknowledged, then drop every entry.
+
+    Bounded: gives up after `timeout_s`, or once the pending count has not moved for
+    `stall_s` (entries a worker read and will never acknowledge, e.g. after an error).
+    Returns how many entries were still pending; dropped entries are never reclaimed.
+    """
     deadline = time.monotonic() + timeout_s
-    while client.xpending(SEND_STREAM, SEND_GROUP)["pending"] and time.monotonic() < deadline:
+    pending = client.xpending(SEND_STREAM, SEND_GROUP)["pending"]
+    moved = time.monotonic()
+    while pending and time.monotonic() < min(deadline, moved + stall_s):
         time.sleep(0.05)
+        now_pending = client.xpending(SEND_STREAM, SEND_GROUP)["pending"]
+        if now_pending != pending:
+            pending, moved = now_pending, time.monotonic()
     client.xtrim(SEND_STREAM, maxlen=0, approximate=False)
+    return int(pending)

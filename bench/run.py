@@ -20,6 +20,7 @@ from bench.destinations import write_destinations
 from bench.markdown import render
 from bench.procs import (
     Processes,
+    error_summary,
     service_env,
     start_module,
     start_redis,
@@ -27,10 +28,19 @@ from bench.procs import (
     wait_ready,
 )
 from bench.report import Row, machine, now_iso, table, versions, write
-from bench.sampler import rss_mb
+from bench.sampler import machine_percent_over, rss_mb
 from bench.wrk import wrk_available
 
 RESULTS = Path(__file__).resolve().parent / "results"
+LOGS = RESULTS / "logs"  # every process's output, from the last run only
+
+
+def fresh_folder(folder: Path) -> Path:
+    """`folder`, emptied of the previous run's logs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.log"):
+        old.unlink()
+    return folder
 
 
 def start_servers(bench: Bench, many_destinations: Path) -> None:
@@ -94,7 +104,17 @@ def one_at_a_time(lock: Path, timeout_s: float = 1200.0) -> Iterator[None]:
         yield
 
 
-def warn_about_others(bench: Bench, threshold: float = 15.0) -> None:
+def wait_for_quiet(limit: float = 25.0, timeout_s: float = 120.0) -> str | None:
+    """Wait (bounded) until the machine is nearly idle; a note when it never was."""
+    deadline = time.monotonic() + timeout_s
+    busy = machine_percent_over(1.0)
+    while busy > limit and time.monotonic() < deadline:
+        print(f"the machine is busy ({busy:.0f}% of a core): waiting", file=sys.stderr)
+        busy = machine_percent_over(5.0)
+    return None if busy <= limit else f"the machine was busy at start ({busy:.0f}% of a core)"
+
+
+def warn_about_others(bench: Bench, threshold: float = 20.0) -> None:
     """Note every phase in which processes outside the benchmark used the CPU."""
     for phase, by_process in bench.cpu_summary().items():
         others = by_process.get("other processes", 0.0)
@@ -116,10 +136,11 @@ def main() -> None:
 
 def run(plan: Plan) -> None:
     """Start everything, run every figure, stop everything, write and print the report."""
+    busy_note = wait_for_quiet()
     started = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="smsdest-bench-") as tmp,
-        Processes(Path(tmp) / "logs") as procs,
+        Processes(fresh_folder(LOGS)) as procs,
     ):
         single, many = write_destinations(Path(tmp))
         redis_proc, client = start_redis(procs)
@@ -127,12 +148,14 @@ def run(plan: Plan) -> None:
         wait_ready(fake, "/stats")
         env = service_env(redis_proc.port, single, fake.url)
         bench = Bench(plan, procs, client, redis_proc, fake, env)
+        bench.notes += [busy_note] if busy_note else []
         if not wrk_available():
             bench.notes.append("wrk not found: load came from the Python asyncio+httpx fallback")
         progress(started, "starting the servers")
         start_servers(bench, many)
         rows = run_figures(bench, started)
     warn_about_others(bench)
+    bench.notes += error_summary(LOGS)
     document = _document(bench, rows, time.monotonic() - started)
     json_path, md_path = write(RESULTS, document, render(document, rows))
     print(table(rows))

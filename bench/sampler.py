@@ -95,3 +95,11 @@ class RssSampler:
         while not self._stop.wait(self._interval):
             for name, pid in self._pids.items():
                 self.peak_mb[name] = max(self.peak_mb[name], rss_mb(pid))
+
+
+def machine_percent_over(seconds: float) -> float:
+    """How busy the machine is over the next `seconds` (100 per busy core)."""
+    before, _ = machine_busy_seconds()
+    time.sleep(seconds)
+    after, _ = machine_busy_seconds()
+    return 100 * (after - before) / seconds
