@@ -14,9 +14,9 @@ METHOD = """\
   uvloop + httptools), the bare FastAPI app (`bench/bare_app.py`, served with the same
   `uvicorn.run` call as the service) and the service as a user runs it (`smsdest serve
   --no-worker`, `smsdest worker`, `smsdest serve`).
-- Each figure is the median of the runs (per-run values in latest.json). Load is wrk, one
-  thread, {connections} connections (batches: {batch_connections}), each request a new
-  event uuid, recipients cycling over 1,000 numbers (`bench/wrk_events.lua`,
+- Each figure is the median of the runs (per-run values in latest.json). Load is wrk,
+  one thread, {connections} connections (batches: {batch_connections}), each request a
+  new event uuid, recipients cycling over 1,000 numbers (`bench/wrk_events.lua`,
   `bench/wrk_batch.lua`). The configurations of figures 1, 7 and 8 run interleaved, run
   by run, so they share the same conditions.
 - **1** the service's req/s over the bare app's, in the same runs.
@@ -26,8 +26,9 @@ METHOD = """\
   queues N deliveries (through `serve --no-worker`) while the workers' consumer group is
   held at an id far in the future (`bench/queue_gate.py`: the worker reads nothing),
   then sets the group back to 0: the worker gets them all at once. The rate is
-  (arrivals − 1) / (last − first arrival at the fake), counted until N arrived or the run's duration after the first
-  arrival, whichever comes first; then the queue is held and emptied for the next run.
+  (arrivals − 1) / (last − first arrival at the fake), counted until N arrived or the
+  run's duration after the first arrival, whichever comes first; then the queue is held
+  and emptied for the next run.
 - **5** a Python asyncio + httpx open-loop generator makes {rate:g} events/s due on
   schedule, whatever the answers do, sent over 64 keep-alive connections (one httpx
   client each), to `smsdest serve` (API + its embedded worker). The latency of an event

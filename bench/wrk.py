@@ -48,7 +48,7 @@ def wrk_version() -> str:
         return "absent"
     out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=5)
     first_line = (out.stdout or out.stderr).splitlines()[0]
-    return first_line.split(" Copyright")[0].strip()
+    return first_line.split(" Copyright")[0].removeprefix("wrk ").strip()
 
 
 def start_wrk(url: str, script: Path, connections: int, duration_s: float) -> subprocess.Popen[str]:
