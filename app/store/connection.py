@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,17 @@ class EmbeddedRedis:
                 time.sleep(0.05)
 
 
-def connect(url: str, max_connections: int = 64) -> Redis:
-    """One pooled client per process, shared by the API and the worker."""
-    return Redis.from_url(
+def connect(url: str, max_connections: int = 128) -> Redis:
+    """One pooled client per process, shared by the API and the worker.
+
+    A blocking pool: under a burst a request waits (up to 5 s) for a free connection
+    instead of failing with "Too many connections".
+    """
+    pool = BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         max_connections=max_connections,
+        timeout=5,
         health_check_interval=30,
     )
+    return Redis(connection_pool=pool)
