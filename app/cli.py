@@ -656,26 +656,12 @@ def _raw_request_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _backoff(args: argparse.Namespace, attempt: int, response: httpx.Response | None) -> float:
     """Retry-After when the answer has one, else --retry-delay (doubling if asked)."""
-    retry_after = _retry_after(response.headers.get("Retry-After")) if response else None
+    from app.twilio.client import retry_after_seconds
+
+    retry_after = retry_after_seconds(response.headers.get("Retry-After")) if response else None
     if retry_after is not None:
         return retry_after
     return float(args.retry_delay * (2**attempt if args.exponential_backoff else 1))
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After is delta-seconds or an HTTP date."""
-    import email.utils
-    import time
-
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _write_body(response: httpx.Response, kind: str) -> None:

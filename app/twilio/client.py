@@ -395,11 +395,11 @@ def _api_error(response: httpx.Response) -> TwilioApiError:
         code,
         message,
         more_info,
-        retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
     )
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After is either delta-seconds or an HTTP date."""
     if not value:
         return None
