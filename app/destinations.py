@@ -17,7 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.durations import Seconds
-from app.pipeline.filters import PropertyFilter
+from app.pipeline.events import Event
+from app.pipeline.filters import PropertyFilter, exact_key
 from app.pipeline.render import OverflowPolicy, TemplateConfigError, TemplateRenderer
 from app.twilio.models import E164Number, MessagingServiceSid
 
@@ -100,23 +101,103 @@ class Destination:
         return self.config.id
 
 
+@dataclass(frozen=True, slots=True)
+class _ExactIndex:
+    """Destinations whose chosen `exact` filter reads one property, by the values it accepts.
+
+    Every list is in file order.
+    """
+
+    reader: PropertyFilter  # one of their filters: all read the same property of an event
+    by_value: dict[str, list[Destination]]
+    every: list[Destination]
+
+    def admitted(self, event: Event) -> list[Destination]:
+        """The destinations whose filter could hold for `event`: one dict lookup.
+
+        A property with no `exact_key` (missing, null, a container) prunes nothing.
+        """
+        key = exact_key(self.reader.property_of(event))
+        if key is None:
+            return self.every
+        return self.by_value.get(key, [])
+
+
+@dataclass(frozen=True, slots=True)
+class _EventCandidates:
+    """The destinations one event name reaches, with their exact filters indexed.
+
+    `unindexed` (no `exact` filter) are always candidates; the others only when their
+    filter's index admits the event. `every` is all of them, in file order.
+    """
+
+    unindexed: list[Destination]
+    indexes: list[_ExactIndex]
+    every: list[Destination]
+    # Set when one index covers them all: its answer is the candidates, no merging needed.
+    only_index: _ExactIndex | None
+
+
+def _first_exact_filter(config: DestinationConfig) -> tuple[PropertyFilter, frozenset[str]] | None:
+    """The destination's first `exact` filter and the folded values it accepts, if any."""
+    # Filters are ANDed, so any one `exact` filter failing rules the destination out.
+    for property_filter in config.filters:
+        values = property_filter.exact_values()
+        if values is not None:
+            return property_filter, values
+    return None
+
+
+def _index_candidates(destinations: list[Destination]) -> _EventCandidates:
+    """Group `destinations` (in file order) by the property their first `exact` filter reads."""
+    unindexed: list[Destination] = []
+    indexes: dict[tuple[str, str | None, str], _ExactIndex] = {}
+    for destination in destinations:
+        found = _first_exact_filter(destination.config)
+        if found is None:
+            unindexed.append(destination)
+            continue
+        exact, values = found
+        index = indexes.setdefault(exact.property_address(), _ExactIndex(exact, {}, []))
+        index.every.append(destination)
+        for value in values:
+            index.by_value.setdefault(value, []).append(destination)
+    only_index = next(iter(indexes.values())) if len(indexes) == 1 and not unindexed else None
+    return _EventCandidates(unindexed, list(indexes.values()), destinations, only_index)
+
+
 class DestinationSet:
-    """All enabled destinations, indexed by event name so unrelated ones cost nothing."""
+    """All enabled destinations, indexed so that ones an event cannot match cost nothing.
+
+    The index is by event name, then by the values of each destination's first `exact`
+    filter. It only prunes destinations that would surely fail; every candidate is still
+    evaluated in full.
+    """
 
     def __init__(self, destinations: Iterable[Destination]) -> None:
         self._by_id: dict[str, Destination] = {}
-        self._by_event: dict[str, list[Destination]] = {}
-        self._every_event: list[Destination] = []
+        listed: dict[str, list[Destination]] = {}
+        every_event: list[Destination] = []
         for destination in destinations:
             self._by_id[destination.id] = destination
             if not destination.config.enabled:
                 continue
             if destination.config.events is None:
-                self._every_event.append(destination)
+                every_event.append(destination)
             else:
                 for name in dict.fromkeys(destination.config.events):
-                    self._by_event.setdefault(name, []).append(destination)
-        self._order = {d: i for i, d in enumerate(self._by_id)}
+                    listed.setdefault(name, []).append(destination)
+        self._order = {destination_id: i for i, destination_id in enumerate(self._by_id)}
+        # Destinations without `events` join every name's list, so merge them in file order.
+        self._by_event: dict[str, _EventCandidates] = {
+            name: _index_candidates(
+                sorted([*named, *every_event], key=lambda d: self._order[d.id])
+                if every_event
+                else named
+            )
+            for name, named in listed.items()
+        }
+        self._unlisted_event = _index_candidates(every_event)
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -129,14 +210,21 @@ class DestinationSet:
         """Any destination by id, enabled or not (for the test endpoint)."""
         return self._by_id.get(destination_id)
 
-    def for_event(self, event_name: str) -> list[Destination]:
-        """Enabled destinations whose `events` list admits `event_name`, in file order."""
-        listed = self._by_event.get(event_name)
-        if not listed:
-            return self._every_event
-        if not self._every_event:
-            return listed
-        return sorted([*listed, *self._every_event], key=lambda d: self._order[d.id])
+    def candidates(self, event: Event) -> list[Destination]:
+        """Enabled destinations `event` might match, in file order (do not mutate the list).
+
+        Those left out surely fail: their `events` list excludes the event's name, or their
+        first `exact` filter rejects the event's (scalar) property value.
+        """
+        reached = self._by_event.get(event.name, self._unlisted_event)
+        if reached.only_index is not None:
+            return reached.only_index.admitted(event)  # the common case: already in file order
+        if not reached.indexes:
+            return reached.every
+        merged = [*reached.unindexed]
+        for index in reached.indexes:
+            merged.extend(index.admitted(event))
+        return sorted(merged, key=lambda d: self._order[d.id])
 
 
 def load_destinations(path: Path, renderer: TemplateRenderer) -> DestinationSet:

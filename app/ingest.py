@@ -79,7 +79,7 @@ class IngestService:
         planned: list[tuple[int, NewDelivery]] = []
         now = datetime.now(UTC)
         for index, event in enumerate(events):
-            candidates = self._destinations.for_event(event.name)
+            candidates = self._destinations.candidates(event)
             if not candidates:
                 continue
             context = event.template_context()

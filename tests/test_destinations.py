@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.destinations import ConfigError, load_destinations
+from app.pipeline.events import Event, Person
 from app.pipeline.render import TemplateRenderer
 from tests.conftest import REPO, write_destinations
 
@@ -106,6 +107,12 @@ def test_duplicate_ids_and_missing_file(tmp_path: Path) -> None:
         load_destinations(tmp_path / "nope.yaml", RENDERER)
 
 
+def named(name: str) -> Event:
+    return Event(
+        name=name, uuid=None, distinct_id=None, properties={}, timestamp=None, person=Person()
+    )
+
+
 def test_destinations_indexed_by_event(tmp_path: Path) -> None:
     destinations = load(
         tmp_path,
@@ -117,9 +124,9 @@ destinations:
   - {id: d, events: [x], enabled: false, body: d, from: "+15005550006"}
 """,
     )
-    assert [d.id for d in destinations.for_event("x")] == ["a", "b", "c"]
-    assert [d.id for d in destinations.for_event("y")] == ["b", "c"]
-    assert [d.id for d in destinations.for_event("other")] == ["b"]
+    assert [d.id for d in destinations.candidates(named("x"))] == ["a", "b", "c"]
+    assert [d.id for d in destinations.candidates(named("y"))] == ["b", "c"]
+    assert [d.id for d in destinations.candidates(named("other"))] == ["b"]
     assert destinations.get("d") is not None
 
 

@@ -68,6 +68,18 @@ def _fold(value: object) -> str:
     return _text(value).casefold()
 
 
+def exact_key(value: object) -> str | None:
+    """The folded form `exact` compares a property value by, for indexing filters.
+
+    Only scalars get a key: for a missing (None) or container value an index should not
+    prune, so callers fall back to evaluating every filter. For a scalar, ``exact_key(v) in
+    f.exact_values()`` is by construction the same test `PropertyFilter.matches` does.
+    """
+    if type(value) is str:
+        return value.casefold()  # the hot case; what `_fold` does to a plain str
+    return _fold(value) if _is_scalar(value) else None
+
+
 def _number(value: object) -> Decimal | None:
     """`value` as a finite number, or None: ints, floats and numeric strings; never bools.
 
@@ -186,10 +198,29 @@ class PropertyFilter(BaseModel):
             return event.group_properties(self.group)
         return event.properties
 
+    def property_of(self, event: Event) -> Any:
+        """The property this filter reads from `event`, or None when it is missing."""
+        source = self._source(event)
+        return None if source is None else source.get(self.key)
+
+    def property_address(self) -> tuple[str, str | None, str]:
+        """Which property this filter reads: (type, group type or None, key).
+
+        Filters with the same address read the same value from any event.
+        """
+        return (self.type, self.group, self.key)
+
+    def exact_values(self) -> frozenset[str] | None:
+        """For an `exact` filter, the folded values it accepts (see `exact_key`), else None.
+
+        An event whose property has an `exact_key` outside this set surely fails the filter,
+        which lets `DestinationSet` skip such destinations without evaluating them.
+        """
+        return self._needles if self.operator == "exact" else None
+
     def matches(self, event: Event) -> bool:
         """Whether `event` satisfies this filter (a missing or null property is "not set")."""
-        source = self._source(event)
-        prop = None if source is None else source.get(self.key)
+        prop = self.property_of(event)
         if self.operator == "is_set":
             return prop is not None
         if self.operator == "is_not_set":
