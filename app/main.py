@@ -41,6 +41,7 @@ from app.store.deliveries import DeliveryLog
 from app.store.suppressions import SuppressionList
 from app.twilio.client import TwilioClient, TwilioCredentials
 from app.twilio.errors import TwilioApiError, TwilioTransportError
+from app.twilio.transport import AiohttpTransport
 from app.webhooks import TwilioWebhooks
 from app.worker import SendWorker
 
@@ -65,12 +66,10 @@ def build_twilio_client(settings: Settings, http: httpx.AsyncClient) -> TwilioCl
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The process's one HTTP client: httpx's API, aiohttp's pool (see twilio/transport.py)."""
     return httpx.AsyncClient(
+        transport=AiohttpTransport(max_connections=settings.worker_concurrency + 4),
         timeout=httpx.Timeout(settings.twilio_timeout, connect=min(5.0, settings.twilio_timeout)),
-        limits=httpx.Limits(
-            max_connections=settings.worker_concurrency + 4,
-            max_keepalive_connections=settings.worker_concurrency + 4,
-        ),
         headers={"User-Agent": "smsdest/0.1"},
     )
 

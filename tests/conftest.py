@@ -20,6 +20,7 @@ import uvicorn
 
 from app.main import create_app
 from app.settings import Settings
+from app.twilio.transport import AiohttpTransport
 from tests.fake_twilio import FakeTwilio
 
 REDIS_URL = os.environ.get("SMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -45,6 +46,11 @@ def fake_twilio() -> Iterator[FakeTwilio]:
     server.start()
     yield server
     server.stop()
+
+
+def twilio_http(**options: Any) -> httpx.AsyncClient:
+    """An HTTP client for `TwilioClient` with the transport production uses."""
+    return httpx.AsyncClient(transport=AiohttpTransport(max_connections=8), **options)
 
 
 def free_port() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 import redis
 from pydantic import SecretStr
@@ -23,6 +22,7 @@ from tests.conftest import (
     SIGNUP_DESTINATION,
     RunningService,
     posthog_webhook,
+    twilio_http,
 )
 from tests.fake_twilio import FakeTwilio
 
@@ -38,7 +38,7 @@ async def async_redis(redis_client: redis.Redis) -> AsyncIterator[Redis]:
 async def make_reconciler(
     async_redis: Redis, fake_twilio: FakeTwilio
 ) -> AsyncIterator[Callable[..., Reconciler]]:
-    http = httpx.AsyncClient()
+    http = twilio_http()
     credentials = TwilioCredentials.from_values(ACCOUNT_SID, SecretStr(AUTH_TOKEN), None, None)
     twilio = TwilioClient(http, credentials, fake_twilio.base_url)
     deliveries = DeliveryLog(async_redis, dedupe_ttl_s=3600, retention_s=86_400)

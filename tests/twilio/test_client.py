@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -17,7 +18,8 @@ from app.twilio.errors import (
     TwilioTransportError,
 )
 from app.twilio.models import OutboundMessage
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from app.twilio.transport import AiohttpTransport
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, twilio_http
 from tests.fake_twilio import FakeTwilio, ScriptedResponse
 
 API_KEY = "SK" + "b2" * 16
@@ -29,7 +31,7 @@ def token_credentials() -> TwilioCredentials | None:
 
 
 async def test_send_message_form_and_auth(fake_twilio: FakeTwilio) -> None:
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         client = TwilioClient(
             http,
             token_credentials(),
@@ -54,7 +56,7 @@ async def test_send_message_form_and_auth(fake_twilio: FakeTwilio) -> None:
 async def test_api_key_auth_keeps_account_in_path(fake_twilio: FakeTwilio) -> None:
     credentials = TwilioCredentials.from_values(ACCOUNT_SID, None, API_KEY, SecretStr("key-secret"))
     message = OutboundMessage(to="+14155552671", body="x", messaging_service_sid="MG" + "0" * 32)
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         await TwilioClient(http, credentials, fake_twilio.base_url).send_message(message)
     [request] = fake_twilio.requests
     assert request.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
@@ -64,7 +66,7 @@ async def test_api_key_auth_keeps_account_in_path(fake_twilio: FakeTwilio) -> No
 
 async def test_twilio_error_json_becomes_typed_error(fake_twilio: FakeTwilio) -> None:
     fake_twilio.enqueue(fake_twilio.fail_with(400, 21211, "The 'To' number is not valid."))
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(TwilioApiError) as caught:
             await TwilioClient(http, token_credentials(), fake_twilio.base_url).send_message(
                 MESSAGE
@@ -83,7 +85,7 @@ async def test_retryable_statuses(fake_twilio: FakeTwilio, status: int, retryabl
             status, {"code": 20000 + status, "message": "m"}, headers={"Retry-After": "7"}
         )
     )
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(TwilioApiError) as caught:
             await TwilioClient(http, token_credentials(), fake_twilio.base_url).send_message(
                 MESSAGE
@@ -94,7 +96,7 @@ async def test_retryable_statuses(fake_twilio: FakeTwilio, status: int, retryabl
 
 async def test_non_json_error_body(fake_twilio: FakeTwilio) -> None:
     fake_twilio.enqueue(ScriptedResponse(502))
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(TwilioApiError) as caught:
             await TwilioClient(http, token_credentials(), fake_twilio.base_url).send_message(
                 MESSAGE
@@ -104,7 +106,7 @@ async def test_non_json_error_body(fake_twilio: FakeTwilio) -> None:
 
 async def test_timeout_after_sending_is_not_retryable(fake_twilio: FakeTwilio) -> None:
     fake_twilio.enqueue(ScriptedResponse(201, delay=1.0))
-    async with httpx.AsyncClient(timeout=0.2) as http:
+    async with twilio_http(timeout=0.2) as http:
         with pytest.raises(TwilioTransportError) as caught:
             await TwilioClient(http, token_credentials(), fake_twilio.base_url).send_message(
                 MESSAGE
@@ -112,8 +114,34 @@ async def test_timeout_after_sending_is_not_retryable(fake_twilio: FakeTwilio) -
     assert caught.value.request_sent and not caught.value.retryable
 
 
+async def test_connection_dropped_after_sending_is_not_retryable(fake_twilio: FakeTwilio) -> None:
+    # Twilio may have created the message before the connection broke: no second SMS.
+    fake_twilio.enqueue(ScriptedResponse(201, drop=True))
+    async with twilio_http() as http:
+        client = TwilioClient(http, token_credentials(), fake_twilio.base_url)
+        with pytest.raises(TwilioTransportError) as caught:
+            await client.send_message(MESSAGE)
+        assert caught.value.request_sent and not caught.value.retryable
+        assert (await client.send_message(MESSAGE)).sid.startswith("SM")  # pool recovered
+    assert len(fake_twilio.requests) == 2
+
+
+async def test_waiting_for_a_pooled_connection_times_out_unsent(fake_twilio: FakeTwilio) -> None:
+    fake_twilio.latency = 1.0
+    transport = AiohttpTransport(max_connections=1)
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5, pool=0.2)) as http:
+        client = TwilioClient(http, token_credentials(), fake_twilio.base_url)
+        slow = asyncio.create_task(client.send_message(MESSAGE))
+        await asyncio.sleep(0.1)  # the slow request holds the only connection
+        with pytest.raises(TwilioTransportError) as caught:
+            await client.send_message(MESSAGE)
+        assert not caught.value.request_sent and caught.value.retryable
+        await slow
+    assert len(fake_twilio.requests) == 1
+
+
 async def test_connection_refused_is_retryable() -> None:
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(TwilioTransportError) as caught:
             await TwilioClient(http, token_credentials(), "http://127.0.0.1:9").send_message(
                 MESSAGE
@@ -122,7 +150,7 @@ async def test_connection_refused_is_retryable() -> None:
 
 
 def test_redacted_request_hides_the_secret() -> None:
-    client = TwilioClient(httpx.AsyncClient(), token_credentials(), "https://api.twilio.com")
+    client = TwilioClient(twilio_http(), token_credentials(), "https://api.twilio.com")
     redacted = client.message_request(MESSAGE).redacted()
     assert AUTH_TOKEN not in str(redacted)
     assert redacted["auth"] == {"username": ACCOUNT_SID, "password": "[redacted]"}
@@ -144,7 +172,7 @@ async def test_media_urls_go_out_as_one_field_each(fake_twilio: FakeTwilio) -> N
     message = OutboundMessage(
         to="+14155552671", body="", from_number="+15005550006", media_urls=MEDIA
     )
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         created = await client_for(http, fake_twilio).send_message(message)
     [request] = fake_twilio.requests
     # A media-only MMS has no Body at all; each URL is its own MediaUrl field, in order.
@@ -159,7 +187,7 @@ async def test_media_urls_go_out_as_one_field_each(fake_twilio: FakeTwilio) -> N
 
 
 def test_redacted_form_lists_only_repeated_keys() -> None:
-    client = TwilioClient(httpx.AsyncClient(), token_credentials(), "https://api.twilio.com")
+    client = TwilioClient(twilio_http(), token_credentials(), "https://api.twilio.com")
     plain = client.message_request(MESSAGE).redacted()
     assert plain["form"] == {"To": "+14155552671", "Body": "Hi ✓", "From": "+15005550006"}
     one = client.message_request(OutboundMessage("+14155552671", "x", media_urls=MEDIA[:1]))
@@ -177,7 +205,7 @@ async def test_per_message_callback_and_validity_period(fake_twilio: FakeTwilio)
         status_callback="https://other.example.com/cb",
         validity_period=600,
     )
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         await client_for(http, fake_twilio, "https://sms.example.com/cb").send_message(message)
     [request] = fake_twilio.requests
     assert request.form["StatusCallback"] == "https://other.example.com/cb"
@@ -194,7 +222,7 @@ async def test_scheduled_send_carries_schedule_type_and_utc_send_at(
     message = OutboundMessage(
         to="+14155552671", body="later", messaging_service_sid=SERVICE_SID, send_at=send_at
     )
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         created = await client_for(http, fake_twilio).send_message(message)
     [request] = fake_twilio.requests
     assert request.form["ScheduleType"] == "fixed"
@@ -207,7 +235,7 @@ async def test_scheduling_without_a_service_is_twilios_35118(fake_twilio: FakeTw
     # The client leaves this rule to its caller; the fake answers like Twilio.
     send_at = datetime.now(UTC) + timedelta(hours=1)
     message = OutboundMessage("+14155552671", "x", from_number="+15005550006", send_at=send_at)
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(TwilioApiError) as caught:
             await client_for(http, fake_twilio).send_message(message)
     assert caught.value.code == 35118
@@ -227,7 +255,7 @@ async def test_fetch_message_parses_the_resource(fake_twilio: FakeTwilio) -> Non
     seeded = fake_twilio.add_message(
         body="hello", status="delivered", price="-0.00790", direction="outbound-api"
     )
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         message = await client_for(http, fake_twilio).fetch_message(seeded["sid"])
     [request] = fake_twilio.requests
     assert (request.method, request.path) == (
@@ -243,7 +271,7 @@ async def test_fetch_message_parses_the_resource(fake_twilio: FakeTwilio) -> Non
 
 
 async def test_fetch_unknown_message_is_twilios_404(fake_twilio: FakeTwilio) -> None:
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(TwilioApiError) as caught:
             await client_for(http, fake_twilio).fetch_message("SM" + "0" * 32)
     assert (caught.value.http_status, caught.value.code) == (404, 20404)
@@ -262,7 +290,7 @@ BAD_SIDS = [
 
 @pytest.mark.parametrize("sid", BAD_SIDS)
 async def test_malformed_sids_never_reach_the_url(fake_twilio: FakeTwilio, sid: str) -> None:
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         client = client_for(http, fake_twilio)
         with pytest.raises(ValueError):
             await client.fetch_message(sid)
@@ -279,7 +307,7 @@ async def test_list_messages_filters_on_the_wire(fake_twilio: FakeTwilio) -> Non
     newer = fake_twilio.add_message(to="+14155552671", date_sent=day)
     fake_twilio.add_message(to="+14155550000", date_sent=day)
     fake_twilio.add_message(to="+14155552671", date_sent=None, status="queued")
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         client = client_for(http, fake_twilio)
         page = await client.list_messages(
             to="+14155552671", date_sent_after=date(2024, 3, 4), page_size=20
@@ -312,7 +340,7 @@ async def test_list_messages_filters_on_the_wire(fake_twilio: FakeTwilio) -> Non
 
 async def test_list_messages_follows_next_page_uri(fake_twilio: FakeTwilio) -> None:
     seeded = [fake_twilio.add_message(body=f"m{i}") for i in range(5)]
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         client = client_for(http, fake_twilio)
         page = await client.list_messages(to="+14155552671", page_size=2)
         sids = [m.sid for m in page.messages]
@@ -330,7 +358,7 @@ async def test_list_messages_follows_next_page_uri(fake_twilio: FakeTwilio) -> N
 
 @pytest.mark.parametrize("size", [0, 1001, -5])
 async def test_page_size_out_of_range(fake_twilio: FakeTwilio, size: int) -> None:
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(ValueError, match="page_size"):
             await client_for(http, fake_twilio).list_messages(page_size=size)
     assert fake_twilio.requests == []
@@ -357,7 +385,7 @@ MESSAGES_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 async def test_page_uri_must_be_this_accounts_message_list(
     fake_twilio: FakeTwilio, page_uri: str
 ) -> None:
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(ValueError, match="page_uri"):
             await client_for(http, fake_twilio).list_messages(page_uri=page_uri)
     assert fake_twilio.requests == []
@@ -368,7 +396,7 @@ async def test_page_uri_must_be_this_accounts_message_list(
 
 async def test_redact_sends_an_empty_body(fake_twilio: FakeTwilio) -> None:
     seeded = fake_twilio.add_message(body="secret code 1234")
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         message = await client_for(http, fake_twilio).redact_message(seeded["sid"])
     [request] = fake_twilio.requests
     assert request.method == "POST" and request.path.endswith(f"/Messages/{seeded['sid']}.json")
@@ -381,7 +409,7 @@ async def test_cancel_scheduled_message(fake_twilio: FakeTwilio) -> None:
     scheduled = OutboundMessage(
         "+14155552671", "x", messaging_service_sid=SERVICE_SID, send_at=send_at
     )
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         client = client_for(http, fake_twilio)
         created = await client.send_message(scheduled)
         canceled = await client.cancel_message(created.sid)
@@ -400,7 +428,7 @@ async def test_cancel_scheduled_message(fake_twilio: FakeTwilio) -> None:
 
 async def test_update_with_body_and_status_sends_both(fake_twilio: FakeTwilio) -> None:
     seeded = fake_twilio.add_message(status="scheduled", date_sent=None)
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         client = client_for(http, fake_twilio)
         message = await client.update_message(seeded["sid"], body="", status="canceled")
         with pytest.raises(ValueError, match="nothing to update"):
@@ -411,7 +439,7 @@ async def test_update_with_body_and_status_sends_both(fake_twilio: FakeTwilio) -
 
 async def test_delete_message(fake_twilio: FakeTwilio) -> None:
     seeded = fake_twilio.add_message(status="delivered")
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         client = client_for(http, fake_twilio)
         assert await client.delete_message(seeded["sid"]) is None
         with pytest.raises(TwilioApiError) as caught:
@@ -422,7 +450,7 @@ async def test_delete_message(fake_twilio: FakeTwilio) -> None:
 
 async def test_delete_incomplete_message_is_error_20009(fake_twilio: FakeTwilio) -> None:
     seeded = fake_twilio.add_message(status="sending")
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(TwilioApiError) as caught:
             await client_for(http, fake_twilio).delete_message(seeded["sid"])
     assert caught.value.code == MESSAGE_NOT_COMPLETE_ERROR_CODE
@@ -440,7 +468,7 @@ async def test_get_and_delete_errors_map_like_create(fake_twilio: FakeTwilio) ->
         ScriptedResponse(200, {"not": "a message"}),
         ScriptedResponse(204, delay=1.0),
     )
-    async with httpx.AsyncClient(timeout=0.3) as http:
+    async with twilio_http(timeout=0.3) as http:
         client = client_for(http, fake_twilio)
         with pytest.raises(TwilioApiError) as api_error:
             await client.list_messages()
@@ -454,7 +482,7 @@ async def test_get_and_delete_errors_map_like_create(fake_twilio: FakeTwilio) ->
 
 
 async def test_new_operations_classify_unsent_requests() -> None:
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         refused = TwilioClient(http, token_credentials(), "http://127.0.0.1:9")
         with pytest.raises(TwilioTransportError) as caught:
             await refused.fetch_message("SM" + "a" * 32)
@@ -473,7 +501,7 @@ async def test_new_operations_classify_unsent_requests() -> None:
 
 async def test_raw_request_expands_the_account_sid(fake_twilio: FakeTwilio) -> None:
     seeded = fake_twilio.add_message()
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         client = client_for(http, fake_twilio)
         fetched = await client.raw_request(
             "get", f"/Accounts/$TWILIO_ACCOUNT_SID/Messages/{seeded['sid']}.json"
@@ -508,7 +536,7 @@ async def test_raw_request_expands_the_account_sid(fake_twilio: FakeTwilio) -> N
     ],
 )
 async def test_raw_request_refuses_anything_but_a_path(fake_twilio: FakeTwilio, path: str) -> None:
-    async with httpx.AsyncClient() as http:
+    async with twilio_http() as http:
         with pytest.raises(ValueError):
             await client_for(http, fake_twilio).raw_request("GET", path)
     assert fake_twilio.requests == []
