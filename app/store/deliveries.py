@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from app.store import keys
+from app.store.pipelining import CommandBatcher, RedisCommand
 
 Status = Literal[
     "queued",
@@ -60,7 +61,8 @@ end
 #       recipient index ('' = none), suppression list, delayed sends
 # ARGV: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
 #       status index prefix, recipient ('' = none), due ms ('' = now),
-#       then the record's field/value pairs
+#       the record's fields as one JSON object of strings (one argument, not dozens:
+#       redis-py encodes arguments one by one, in Python, on the hot path)
 _ADMIT = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {'duplicate', redis.call('GET', KEYS[1]) or ''}
@@ -77,8 +79,12 @@ end
 if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
 local entry = {status = status, at = ARGV[5]}
 if reason ~= '' then entry.reason = reason end
-redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
-           'history', cjson.encode({entry}), unpack(ARGV, 11))
+local record = {'status', status, 'reason', reason, 'history', cjson.encode({entry})}
+for name, value in pairs(cjson.decode(ARGV[11])) do
+  record[#record + 1] = name
+  record[#record + 1] = value
+end
+redis.call('HSET', KEYS[3], unpack(record))
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[5], 0, ARGV[1])
 redis.call('ZADD', KEYS[6], 0, ARGV[1])
@@ -296,6 +302,7 @@ class DeliveryLog:
         self._redis = redis
         self._dedupe_ttl_ms = dedupe_ttl_s * 1000
         self._retention_s = retention_s
+        self._batcher = CommandBatcher(redis)
         self._admit = redis.register_script(_ADMIT)
         self._transition = redis.register_script(_TRANSITION)
         self._release = redis.register_script(_RELEASE)
@@ -305,20 +312,26 @@ class DeliveryLog:
         self._import_external = redis.register_script(_IMPORT_EXTERNAL)
 
     async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
-        """Dedupe, claim throttle windows, record and enqueue — one round trip for all."""
+        """Dedupe, claim throttle windows, record and enqueue — one round trip for all
+        (shared with whatever else this process sends to Redis in the same loop turn)."""
         if not deliveries:
             return []
         now = now_iso()
         ids = [new_delivery_id() for _ in deliveries]
-        try:
-            replies = await self._admit_pipeline(ids, deliveries, now)
-        except NoScriptError:
+        commands = [
+            self._admit_command(i, new, now) for i, new in zip(ids, deliveries, strict=True)
+        ]
+        replies = await self._batcher.execute(commands)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
             # Redis restarted or was flushed since start-up: load the script, then retry.
-            # Safe: every command of the pipeline is this script, so none of them ran.
+            # Safe: a command refused with NOSCRIPT ran nothing.
             await self._redis.script_load(_ADMIT)
-            replies = await self._admit_pipeline(ids, deliveries, now)
+            replies = await self._batcher.execute(commands)
         results = []
-        for delivery_id, new, (status, reason) in zip(ids, deliveries, replies, strict=True):
+        for delivery_id, new, reply in zip(ids, deliveries, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            status, reason = reply
             if status == "duplicate":
                 results.append(Admission(new.destination_id, "duplicate", reason))
             else:
@@ -326,42 +339,37 @@ class DeliveryLog:
                 results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
         return results
 
-    async def _admit_pipeline(
-        self, ids: list[str], deliveries: Sequence[NewDelivery], now: str
-    ) -> list[Any]:
+    def _admit_command(self, delivery_id: str, new: NewDelivery, now: str) -> RedisCommand:
         # Plain EVALSHA, not redis-py's Script in a pipeline: that one prefixes every
         # execution with a SCRIPT EXISTS round trip, doubling the hot path's round trips.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for delivery_id, new in zip(ids, deliveries, strict=True):
-                script_keys = [
-                    keys.dedupe(new.destination_id, new.event_identity),
-                    new.throttle_key or "",
-                    keys.delivery(delivery_id),
-                    keys.SEND_STREAM,
-                    keys.DELIVERY_INDEX,
-                    keys.DESTINATION_INDEX_PREFIX + new.destination_id,
-                    keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
-                    keys.SUPPRESSIONS,
-                    keys.DELAYED_SENDS,
-                ]
-                pipe.evalsha(
-                    self._admit.sha,
-                    len(script_keys),
-                    *script_keys,
-                    delivery_id,
-                    self._dedupe_ttl_ms,
-                    new.throttle_window_ms,
-                    self._retention_s,
-                    now,
-                    "skipped" if new.skip_reason else "queued",
-                    new.skip_reason or "",
-                    keys.STATUS_INDEX_PREFIX,
-                    new.recipient or "",
-                    new.due_ms if new.due_ms is not None else "",
-                    *_record_fields(delivery_id, new, now),
-                )
-            replies: list[Any] = await pipe.execute()
-        return replies
+        script_keys = (
+            keys.dedupe(new.destination_id, new.event_identity),
+            new.throttle_key or "",
+            keys.delivery(delivery_id),
+            keys.SEND_STREAM,
+            keys.DELIVERY_INDEX,
+            keys.DESTINATION_INDEX_PREFIX + new.destination_id,
+            keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
+            keys.SUPPRESSIONS,
+            keys.DELAYED_SENDS,
+        )
+        return (
+            "EVALSHA",
+            self._admit.sha,
+            len(script_keys),
+            *script_keys,
+            delivery_id,
+            self._dedupe_ttl_ms,
+            new.throttle_window_ms,
+            self._retention_s,
+            now,
+            "skipped" if new.skip_reason else "queued",
+            new.skip_reason or "",
+            keys.STATUS_INDEX_PREFIX,
+            new.recipient or "",
+            new.due_ms if new.due_ms is not None else "",
+            _record_json(delivery_id, new, now),
+        )
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One record, or None when unknown or past retention."""
@@ -545,26 +553,25 @@ class DeliveryLog:
         return [DeliveryRecord(i, row) for i, row in zip(id_list, rows, strict=True) if row]
 
 
-def _record_fields(delivery_id: str, new: NewDelivery, now: str) -> list[str | int]:
-    fields: dict[str, str | int] = {
-        "id": delivery_id,
-        "destination": new.destination_id,
-        "mode": new.mode,
-        "event_uuid": new.event_uuid or "",
-        "event_name": new.event_name,
-        "recipient": new.recipient or "",
-        "body": new.body or "",
-        "encoding": new.encoding or "",
-        "segments": new.segments if new.segments is not None else "",
-        "detail": new.detail or "",
-        "attempts": 0,
-        "throttle_key": new.throttle_key or "",
-        "created_at": now,
-        "updated_at": now,
-        **new.sender,
-        **new.options,
-    }
-    flat: list[str | int] = []
-    for name, value in fields.items():
-        flat += [name, value]
-    return flat
+def _record_json(delivery_id: str, new: NewDelivery, now: str) -> bytes:
+    """The new record's fields, every value a string (Lua would print numbers as floats)."""
+    return orjson.dumps(
+        {
+            "id": delivery_id,
+            "destination": new.destination_id,
+            "mode": new.mode,
+            "event_uuid": new.event_uuid or "",
+            "event_name": new.event_name,
+            "recipient": new.recipient or "",
+            "body": new.body or "",
+            "encoding": new.encoding or "",
+            "segments": str(new.segments) if new.segments is not None else "",
+            "detail": new.detail or "",
+            "attempts": "0",
+            "throttle_key": new.throttle_key or "",
+            "created_at": now,
+            "updated_at": now,
+            **new.sender,
+            **new.options,
+        }
+    )
