@@ -17,16 +17,18 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
 from app.destinations import ConfigError
 from app.settings import Settings, SettingsError
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     import httpx
@@ -62,6 +64,15 @@ def _settings() -> Settings:
             for e in exc.errors()
         )
         raise SettingsError(f"invalid settings:\n{problems}") from None
+
+
+def run_event_loop(main: Coroutine[Any, Any, _T]) -> _T:
+    """Run `main` on uvloop when installed (as uvicorn does for serve), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _configure_logging(level: str) -> None:
@@ -116,7 +127,7 @@ def worker(_: argparse.Namespace) -> None:
             log.info("worker started")
             await jobs.run()
 
-    asyncio.run(run())
+    run_event_loop(run())
 
 
 def check_config(args: argparse.Namespace) -> None:

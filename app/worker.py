@@ -27,14 +27,15 @@ from app.pipeline.dispatch import (
 from app.pipeline.recipients import mask_phone
 from app.store.deliveries import DeliveryLog, DeliveryRecord, Status
 from app.store.queue import QueuedSend, SendQueue
-from app.store.suppressions import SuppressionList
+from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
 from app.twilio.errors import OPTED_OUT_ERROR_CODE
 from app.twilio.models import MESSAGE_STATUS_RANK, OutboundMessage
 
 log = logging.getLogger(__name__)
 
-_READ_BLOCK_MS = 200  # also the cadence at which due retries are promoted
+_READ_BLOCK_MS = 200
+_PROMOTE_EVERY_S = 0.1  # how late a due retry or held message may be moved to the queue
 _PRUNE_EVERY_S = 600.0
 
 
@@ -58,10 +59,10 @@ class SendWorker:
         self._redis = redis
         self._deliveries = deliveries
         self._queue = SendQueue(redis, consumer_name())
-        self._suppressions = SuppressionList(redis)
         self._twilio = twilio
         self._policy = policy
         self._concurrency = concurrency
+        self._read_chunk = max(1, concurrency // 4)
         self._reclaim_idle_ms = reclaim_idle_s * 1000
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -73,7 +74,7 @@ class SendWorker:
     async def run(self) -> None:
         """Main loop; survives Redis outages (and a lost stream) by backing off and retrying."""
         group_ready = False
-        next_reclaim = 0.0
+        next_reclaim = next_promote = 0.0
         # Pruning SCANs the keyspace: never at start-up, never in the way of sending.
         next_prune = time.monotonic() + _PRUNE_EVERY_S
         pruning: asyncio.Task[None] | None = None
@@ -82,7 +83,9 @@ class SendWorker:
                 if not group_ready:
                     await self._queue.ensure_group()
                     group_ready = True
-                await self._queue.promote_due()
+                if time.monotonic() >= next_promote:
+                    next_promote = time.monotonic() + _PROMOTE_EVERY_S
+                    await self._queue.promote_due()
                 if time.monotonic() >= next_prune and (pruning is None or pruning.done()):
                     next_prune = time.monotonic() + _PRUNE_EVERY_S
                     pruning = asyncio.create_task(self._prune())
@@ -90,7 +93,9 @@ class SendWorker:
                     next_reclaim = time.monotonic() + self._reclaim_idle_ms / 2000
                     self._start(await self._queue.reclaim(self._reclaim_idle_ms))
                 free = self._concurrency - len(self._in_flight)
-                if free <= 0:
+                # While busy, read in chunks: one XREADGROUP per finished send would add a
+                # round trip per message.
+                if free <= 0 or (free < self._read_chunk and len(self._in_flight) > free):
                     await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 self._start(await self._queue.read(free, _READ_BLOCK_MS))
@@ -165,56 +170,47 @@ class SendWorker:
         outcome: Sent | RetryLater | Failed,
         attempt: int,
     ) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if isinstance(outcome, Sent):
-                updates: dict[str, str | int] = {
-                    "twilio_sid": outcome.sid,
-                    "twilio_status": outcome.twilio_status,
-                    "twilio_status_rank": MESSAGE_STATUS_RANK.get(outcome.twilio_status, 0),
-                }
-                if outcome.request_json:
-                    updates["twilio_request"] = outcome.request_json
-                status: Status = "mocked" if record.mode == "test" else "sent"
-                if outcome.twilio_status == "scheduled":
-                    status = "scheduled"  # Twilio holds it until SendAt
-                await self._deliveries.transition(record.id, status, updates=updates, pipe=pipe)
-                self._deliveries.index_twilio_sid(pipe, outcome.sid, record.id)
-                log.info(
-                    "delivery %s %s to %s sid=%s",
-                    record.id,
-                    status,
-                    mask_phone(record.get("recipient") or ""),
-                    outcome.sid,
-                )
-            elif isinstance(outcome, RetryLater):
-                detail = (
-                    f"attempt {attempt} failed: {outcome.error}; retry in {outcome.delay:.2f} s"
-                )
-                await self._deliveries.transition(
-                    record.id,
-                    "retrying",
-                    detail=detail,
-                    updates=error_fields(outcome.error),
-                    pipe=pipe,
-                )
-                self._queue.delay(pipe, record.id, outcome.delay)
-                log.info("delivery %s: %s", record.id, detail)
-            else:
-                await self._deliveries.transition(
-                    record.id,
-                    "failed",
-                    detail=f"attempt {attempt}: {outcome.error}",
-                    updates=error_fields(outcome.error),
-                    pipe=pipe,
-                )
-                if outcome.release_throttle:
-                    await self._deliveries.release_throttle(record, pipe=pipe)
-                if getattr(outcome.error, "code", None) == OPTED_OUT_ERROR_CODE:
-                    # Twilio knows this number sent STOP: never try it again.
-                    self._suppressions.add_in(pipe, record.get("recipient") or "", "twilio_21610")
-                log.warning("delivery %s failed: %s", record.id, outcome.error)
-            self._queue.ack(pipe, queued.entry_id)
-            await pipe.execute()
+        if isinstance(outcome, Sent):
+            updates: dict[str, str | int] = {
+                "twilio_sid": outcome.sid,
+                "twilio_status": outcome.twilio_status,
+                "twilio_status_rank": MESSAGE_STATUS_RANK.get(outcome.twilio_status, 0),
+            }
+            if outcome.request_json:
+                updates["twilio_request"] = outcome.request_json
+            status: Status = "mocked" if record.mode == "test" else "sent"
+            if outcome.twilio_status == "scheduled":
+                status = "scheduled"  # Twilio holds it until SendAt
+            await self._deliveries.finish_send(
+                record, queued.entry_id, status, updates=updates, twilio_sid=outcome.sid
+            )
+            if log.isEnabledFor(logging.INFO):
+                recipient = mask_phone(record.get("recipient") or "")
+                log.info("delivery %s %s to %s sid=%s", record.id, status, recipient, outcome.sid)
+        elif isinstance(outcome, RetryLater):
+            detail = f"attempt {attempt} failed: {outcome.error}; retry in {outcome.delay:.2f} s"
+            await self._deliveries.finish_send(
+                record,
+                queued.entry_id,
+                "retrying",
+                detail=detail,
+                updates=error_fields(outcome.error),
+                retry_at_ms=int((time.time() + outcome.delay) * 1000),
+            )
+            log.info("delivery %s: %s", record.id, detail)
+        else:
+            # Twilio knows this number sent STOP: never try it again.
+            opted_out = getattr(outcome.error, "code", None) == OPTED_OUT_ERROR_CODE
+            await self._deliveries.finish_send(
+                record,
+                queued.entry_id,
+                "failed",
+                detail=f"attempt {attempt}: {outcome.error}",
+                updates=error_fields(outcome.error),
+                release_throttle=outcome.release_throttle,
+                suppression=suppression_value("twilio_21610") if opted_out else None,
+            )
+            log.warning("delivery %s failed: %s", record.id, outcome.error)
 
     async def _ack(self, queued: QueuedSend) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:

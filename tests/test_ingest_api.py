@@ -275,12 +275,17 @@ def test_health_and_readiness(start_service: Start) -> None:
         assert client.get("/readyz").json() == {"status": "ready"}
 
 
-def test_admission_survives_a_flushed_script_cache(
+def test_admission_and_worker_survive_a_flushed_script_cache(
     start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
 ) -> None:
     service = start_service(SIGNUP_DESTINATION)
     assert service.post_events(posthog_webhook(uuid="a")).status_code == 202
+    fake_twilio.wait_for_requests(1)
     redis_client.script_flush()  # as after a Redis restart
     answer = service.post_events(posthog_webhook(uuid="b")).json()
-    assert answer["results"][0]["deliveries"][0]["decision"] == "queued"
+    [delivery] = answer["results"][0]["deliveries"]
+    assert delivery["decision"] == "queued"
     fake_twilio.wait_for_requests(2)
+    # The worker's own scripts (claim, then record the outcome) were reloaded too.
+    assert service.wait_for_status(delivery["delivery_id"], "sent")["twilio_sid"]
+    assert redis_client.xlen("smsdest:sends") == 0  # acknowledged

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from app.store import keys
@@ -95,13 +96,26 @@ if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
 return {status, reason}
 """
 
-# KEYS: record.  ARGV: id, new status, now, status index prefix, history detail ('' = none),
-#       then field/value pairs to set.  Returns the previous status (false if expired).
-_TRANSITION = (
+# The worker's last step for a delivery, atomically: record the outcome, index the Twilio
+# SID, park a retry, free the throttle window (compare-and-delete), suppress a number
+# Twilio says opted out, and acknowledge the queue entry.
+# KEYS: record, stream, SID key, delayed sends, throttle, suppression list ('' = skip each)
+# ARGV: id, new status, now, status index prefix, history detail ('' = none), group,
+#       entry id, retention s, retry due ms, recipient, suppression value, then
+#       field/value pairs to set.
+_FINISH_SEND = (
     _LUA_TRANSITION
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-return transition(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 6)})
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  transition(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 12)})
+end
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[8]) end
+if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[9], ARGV[1]) end
+if KEYS[5] ~= '' and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
+if KEYS[6] ~= '' then redis.call('HSETNX', KEYS[6], ARGV[10], ARGV[11]) end
+redis.call('XACK', KEYS[2], ARGV[6], ARGV[7])
+redis.call('XDEL', KEYS[2], ARGV[7])
+return 1
 """
 )
 
@@ -179,13 +193,8 @@ redis.call('ZADD', ARGV[3] .. ARGV[4], 0, ARGV[1])
 return 1
 """
 
+
 # Release a throttle window only if this delivery still holds it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -304,8 +313,7 @@ class DeliveryLog:
         self._retention_s = retention_s
         self._batcher = CommandBatcher(redis)
         self._admit = redis.register_script(_ADMIT)
-        self._transition = redis.register_script(_TRANSITION)
-        self._release = redis.register_script(_RELEASE)
+        self._finish_send = redis.register_script(_FINISH_SEND)
         self._begin_send = redis.register_script(_BEGIN_SEND)
         self._twilio_status = redis.register_script(_TWILIO_STATUS)
         self._cancel_scheduled = redis.register_script(_CANCEL_SCHEDULED)
@@ -376,39 +384,81 @@ class DeliveryLog:
         fields: dict[str, str] = await self._redis.hgetall(keys.delivery(delivery_id))  # type: ignore[assignment]
         return DeliveryRecord(delivery_id, fields) if fields else None
 
-    async def transition(
-        self,
-        delivery_id: str,
-        status: Status,
-        *,
-        detail: str | None = None,
-        updates: Mapping[str, str | int] | None = None,
-        pipe: Any = None,
-    ) -> None:
-        """Move a delivery to `status`, appending to its history (inside `pipe` if given)."""
-        pairs: list[str | int] = []
-        for name, value in (updates or {}).items():
-            pairs += [name, value]
-        await self._transition(
-            keys=[keys.delivery(delivery_id)],
-            args=[delivery_id, status, now_iso(), keys.STATUS_INDEX_PREFIX, detail or "", *pairs],
-            client=pipe if pipe is not None else self._redis,
-        )
-
     async def begin_send(self, delivery_id: str) -> tuple[str, DeliveryRecord | None]:
         """Claim a queued delivery for sending: ``("send", record)``, or a verdict
         ``"missing"`` (expired), ``"done"`` (already sent or final) or ``"opted_out"``."""
-        verdict, flat = await self._begin_send(
-            keys=[keys.delivery(delivery_id), keys.SUPPRESSIONS],
-            args=[delivery_id, now_iso(), keys.STATUS_INDEX_PREFIX],
+        verdict, flat = await self._run_script(
+            self._begin_send,
+            (keys.delivery(delivery_id), keys.SUPPRESSIONS),
+            (delivery_id, now_iso(), keys.STATUS_INDEX_PREFIX),
         )
         if verdict != "send":
             return verdict, None
         return verdict, DeliveryRecord(delivery_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
-    def index_twilio_sid(self, pipe: Any, sid: str, delivery_id: str) -> None:
-        """Remember which delivery a Twilio SID belongs to (for status callbacks)."""
-        pipe.set(keys.twilio_sid(sid), delivery_id, ex=self._retention_s)
+    async def finish_send(
+        self,
+        record: DeliveryRecord,
+        entry_id: str,
+        status: Status,
+        *,
+        detail: str | None = None,
+        updates: Mapping[str, str | int] | None = None,
+        twilio_sid: str | None = None,
+        retry_at_ms: int | None = None,
+        release_throttle: bool = False,
+        suppression: bytes | None = None,
+    ) -> None:
+        """Record a send's outcome and acknowledge its queue entry, in one atomic step.
+
+        `twilio_sid` is indexed for status callbacks; `retry_at_ms` parks the delivery in
+        the delayed queue; `release_throttle` frees the window it claimed (only if it still
+        holds it); `suppression` (a suppression list value) suppresses its recipient.
+        """
+        throttle_key = record.get("throttle_key") if release_throttle else None
+        recipient = record.get("recipient") or ""
+        pairs: list[str | int] = []
+        for name, value in (updates or {}).items():
+            pairs += [name, value]
+        await self._run_script(
+            self._finish_send,
+            (
+                keys.delivery(record.id),
+                keys.SEND_STREAM,
+                keys.twilio_sid(twilio_sid) if twilio_sid else "",
+                keys.DELAYED_SENDS if retry_at_ms is not None else "",
+                throttle_key or "",
+                keys.SUPPRESSIONS if suppression and recipient else "",
+            ),
+            (
+                record.id,
+                status,
+                now_iso(),
+                keys.STATUS_INDEX_PREFIX,
+                detail or "",
+                keys.SEND_GROUP,
+                entry_id,
+                self._retention_s,
+                retry_at_ms if retry_at_ms is not None else "",
+                recipient,
+                suppression or "",
+                *pairs,
+            ),
+        )
+
+    async def _run_script(
+        self, script: AsyncScript, script_keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """EVALSHA through the batcher (one round trip shared with concurrent callers),
+        loading the script first if Redis lost it (a restart or a flush)."""
+        command = ("EVALSHA", script.sha, len(script_keys), *script_keys, *args)
+        [reply] = await self._batcher.execute([command])
+        if isinstance(reply, NoScriptError):
+            await self._redis.script_load(script.script)
+            [reply] = await self._batcher.execute([command])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def delivery_id_for_sid(self, sid: str) -> str | None:
         found: str | None = await self._redis.get(keys.twilio_sid(sid))  # type: ignore[assignment]
@@ -485,16 +535,6 @@ class DeliveryLog:
             keys.STATUS_INDEX_PREFIX + index_status, f"({after}", f"({before}", start=0, num=limit
         )
         return ids
-
-    async def release_throttle(self, record: DeliveryRecord, pipe: Any = None) -> None:
-        """Free the recipient's window that this delivery claimed (nothing was sent)."""
-        throttle_key = record.get("throttle_key")
-        if throttle_key:
-            await self._release(
-                keys=[throttle_key],
-                args=[record.id],
-                client=pipe if pipe is not None else self._redis,
-            )
 
     async def query(
         self,

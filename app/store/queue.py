@@ -84,11 +84,6 @@ class SendQueue:
         pipe.xack(keys.SEND_STREAM, keys.SEND_GROUP, entry_id)
         pipe.xdel(keys.SEND_STREAM, entry_id)
 
-    def delay(self, pipe: Any, delivery_id: str, seconds: float) -> None:
-        """Park a delivery until `seconds` from now, inside the caller's pipeline."""
-        due_ms = int((time.time() + seconds) * 1000)
-        pipe.zadd(keys.DELAYED_SENDS, {delivery_id: due_ms})
-
     async def promote_due(self, limit: int = 500) -> int:
         """Move delayed deliveries whose time has come back onto the stream."""
         moved = await self._promote(

@@ -28,26 +28,23 @@ class Suppression:
         }
 
 
+def suppression_value(source: str, keyword: str | None = None) -> bytes:
+    """What the suppression list stores for a number suppressed now by `source`."""
+    return orjson.dumps({"since": now_iso(), "source": source, "keyword": keyword})
+
+
 class SuppressionList:
     """One Redis hash; admission and the worker check it inside their Lua scripts."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    @staticmethod
-    def _value(source: str, keyword: str | None) -> bytes:
-        return orjson.dumps({"since": now_iso(), "source": source, "keyword": keyword})
-
     async def add(self, number: str, source: str, keyword: str | None = None) -> bool:
         """Suppress `number`; False when it already was (the first record is kept)."""
         added: int = await self._redis.hsetnx(
-            keys.SUPPRESSIONS, number, self._value(source, keyword)
+            keys.SUPPRESSIONS, number, suppression_value(source, keyword)
         )
         return bool(added)
-
-    def add_in(self, pipe: Any, number: str, source: str, keyword: str | None = None) -> None:
-        """The same as `add`, inside the caller's pipeline."""
-        pipe.hsetnx(keys.SUPPRESSIONS, number, self._value(source, keyword))
 
     async def remove(self, number: str) -> bool:
         """Lift the suppression; False when the number was not suppressed."""

@@ -18,7 +18,7 @@ from app.twilio.errors import (
     TwilioTransportError,
 )
 from app.twilio.models import OutboundMessage
-from app.twilio.transport import AiohttpTransport
+from app.twilio.transport import AiohttpTransport, _proxy_for
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, twilio_http
 from tests.fake_twilio import FakeTwilio, ScriptedResponse
 
@@ -540,3 +540,20 @@ async def test_raw_request_refuses_anything_but_a_path(fake_twilio: FakeTwilio, 
         with pytest.raises(ValueError):
             await client_for(http, fake_twilio).raw_request("GET", path)
     assert fake_twilio.requests == []
+
+
+async def test_transport_goes_through_the_proxy_from_the_environment(
+    fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake Twilio stands in for the proxy: it receives the absolute-form request line.
+    monkeypatch.setenv("HTTP_PROXY", fake_twilio.base_url)
+    monkeypatch.setenv("NO_PROXY", "bypassed.invalid")
+    _proxy_for.cache_clear()
+    try:
+        assert _proxy_for("http", "bypassed.invalid") is None
+        async with twilio_http() as http:
+            await http.post("http://api.twilio.invalid/2010-04-01/x", content=b"a=1")
+    finally:
+        _proxy_for.cache_clear()
+    [request] = fake_twilio.requests
+    assert request.path.startswith("http://api.twilio.invalid/2010-04-01/x")
