@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     send_max_attempts: int = Field(default=5, ge=1, le=50)
     retry_base_delay: float = Field(default=1.0, ge=0)
     retry_max_delay: float = Field(default=300.0, ge=0)
-    worker_concurrency: int = Field(default=32, ge=1, le=1000)
+    # Twilio answers 429 (20429, safe to retry: we back off) past its account concurrency.
+    worker_concurrency: int = Field(default=100, ge=1, le=1000)
     reclaim_idle: Seconds = Field(default=60, ge=1)
     # Reconciliation with Twilio (off in test mode): 0 turns it off.
     reconcile_interval: Seconds = Field(default=300, ge=0)

@@ -26,7 +26,7 @@ from bench.wrk import HERE, run_wrk, wrk_available
 
 PRELOAD_BATCH = 1000
 WARM_UP = 200  # messages a fresh worker sends before the dispatch figures count
-DEFAULT_CONCURRENCY = "32 (default)"  # SMS_WORKER_CONCURRENCY's default (app/settings.py)
+DEFAULT_CONCURRENCY = "100 (default)"  # SMS_WORKER_CONCURRENCY's default (app/settings.py)
 
 
 def fake_alone(bench: Bench) -> Row:

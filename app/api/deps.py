@@ -11,9 +11,14 @@ from app.errors import Unauthorized
 from app.services import Services
 
 
-async def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
+    """The process's services, built by the lifespan."""
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -29,7 +34,8 @@ def _check_bearer(request: Request, expected: str | None, what: str) -> None:
         raise Unauthorized(f"invalid {what}")
 
 
-async def require_ingest_token(request: Request, services: ServicesDep) -> None:
+def check_ingest_token(request: Request, services: Services) -> None:
+    """Raise `Unauthorized` unless the request carries SMS_INGEST_TOKEN (or auth is off)."""
     settings = services.settings
     if settings.ingest_auth == "bearer":
         token = settings.ingest_token.get_secret_value() if settings.ingest_token else None

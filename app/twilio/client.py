@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -337,7 +338,7 @@ class TwilioClient:
         try:
             return await self._http.request(
                 method,
-                url,
+                _parsed_url(url),
                 params=params,
                 content=content,
                 data=data,
@@ -351,6 +352,11 @@ class TwilioClient:
             raise TwilioTransportError(_describe(exc), request_sent=False) from None
         except httpx.HTTPError as exc:
             raise TwilioTransportError(_describe(exc), request_sent=True) from None
+
+
+# The send URL is the same for every message: parse it once, not per request (~5% of a
+# worker's CPU).
+_parsed_url = functools.lru_cache(maxsize=256)(httpx.URL)
 
 
 def _parse(model: type[_Model], response: httpx.Response) -> _Model:
