@@ -39,6 +39,15 @@ Status = Literal[
     "external",  # sent by another system on the account, found by reconciliation
 ]
 
+# The hot-path scripts take one argument, a JSON array [keys, args, …], not dozens of
+# arguments: redis-py encodes arguments one by one in Python, which cost more than all the
+# rest of ingest. (Keys are not declared to Redis: like every multi-key script here, these
+# need a standalone or Sentinel-managed Redis, not Cluster.)
+_JSON_INPUT = """
+local input = cjson.decode(ARGV[1])
+local KEYS, ARGV = input[1], input[2]
+"""
+
 # Shared by every script that changes a delivery's status: appends to the history and
 # moves the id between status indexes. `extra` is a flat list of field/value pairs.
 _LUA_TRANSITION = """
@@ -58,13 +67,13 @@ local function transition(key, id, status, now, prefix, detail, extra)
 end
 """
 
-# KEYS: dedupe, throttle ('' = none), record, stream, index, destination index,
+# Input: one JSON array [keys, args, record].
+# keys: dedupe, throttle ('' = none), record, stream, index, destination index,
 #       recipient index ('' = none), suppression list, delayed sends
-# ARGV: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
-#       status index prefix, recipient ('' = none), due ms ('' = now),
-#       the record's fields as one JSON object of strings (one argument, not dozens:
-#       redis-py encodes arguments one by one, in Python, on the hot path)
-_ADMIT = """
+# args: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
+#       status index prefix, recipient ('' = none), due ms ('' = now)
+# record: the record's fields, every value a string
+_ADMIT = _JSON_INPUT + """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {'duplicate', redis.call('GET', KEYS[1]) or ''}
 end
@@ -81,7 +90,7 @@ if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
 local entry = {status = status, at = ARGV[5]}
 if reason ~= '' then entry.reason = reason end
 local record = {'status', status, 'reason', reason, 'history', cjson.encode({entry})}
-for name, value in pairs(cjson.decode(ARGV[11])) do
+for name, value in pairs(input[3]) do
   record[#record + 1] = name
   record[#record + 1] = value
 end
@@ -104,7 +113,8 @@ return {status, reason}
 #       entry id, retention s, retry due ms, recipient, suppression value, then
 #       field/value pairs to set.
 _FINISH_SEND = (
-    _LUA_TRANSITION
+    _JSON_INPUT
+    + _LUA_TRANSITION
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   transition(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 12)})
@@ -124,7 +134,8 @@ return 1
 # sending. KEYS: record, suppression list.  ARGV: id, now, status index prefix.
 # Returns {verdict, record fields as a flat list}.
 _BEGIN_SEND = (
-    _LUA_TRANSITION
+    _JSON_INPUT
+    + _LUA_TRANSITION
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', {}} end
@@ -361,23 +372,20 @@ class DeliveryLog:
             keys.SUPPRESSIONS,
             keys.DELAYED_SENDS,
         )
-        return (
-            "EVALSHA",
-            self._admit.sha,
-            len(script_keys),
-            *script_keys,
+        args = (
             delivery_id,
-            self._dedupe_ttl_ms,
-            new.throttle_window_ms,
-            self._retention_s,
+            str(self._dedupe_ttl_ms),
+            str(new.throttle_window_ms),
+            str(self._retention_s),
             now,
             "skipped" if new.skip_reason else "queued",
             new.skip_reason or "",
             keys.STATUS_INDEX_PREFIX,
             new.recipient or "",
-            new.due_ms if new.due_ms is not None else "",
-            _record_json(delivery_id, new, now),
+            str(new.due_ms) if new.due_ms is not None else "",
         )
+        payload = orjson.dumps((script_keys, args, _record_fields(delivery_id, new, now)))
+        return ("EVALSHA", self._admit.sha, 0, payload)
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One record, or None when unknown or past retention."""
@@ -449,9 +457,10 @@ class DeliveryLog:
     async def _run_script(
         self, script: AsyncScript, script_keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        """EVALSHA through the batcher (one round trip shared with concurrent callers),
-        loading the script first if Redis lost it (a restart or a flush)."""
-        command = ("EVALSHA", script.sha, len(script_keys), *script_keys, *args)
+        """EVALSHA a `_JSON_INPUT` script through the batcher (one round trip shared with
+        concurrent callers), loading it first if Redis lost it (a restart or a flush)."""
+        strings = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        command = ("EVALSHA", script.sha, 0, orjson.dumps((script_keys, strings)))
         [reply] = await self._batcher.execute([command])
         if isinstance(reply, NoScriptError):
             await self._redis.script_load(script.script)
@@ -593,25 +602,23 @@ class DeliveryLog:
         return [DeliveryRecord(i, row) for i, row in zip(id_list, rows, strict=True) if row]
 
 
-def _record_json(delivery_id: str, new: NewDelivery, now: str) -> bytes:
+def _record_fields(delivery_id: str, new: NewDelivery, now: str) -> dict[str, str]:
     """The new record's fields, every value a string (Lua would print numbers as floats)."""
-    return orjson.dumps(
-        {
-            "id": delivery_id,
-            "destination": new.destination_id,
-            "mode": new.mode,
-            "event_uuid": new.event_uuid or "",
-            "event_name": new.event_name,
-            "recipient": new.recipient or "",
-            "body": new.body or "",
-            "encoding": new.encoding or "",
-            "segments": str(new.segments) if new.segments is not None else "",
-            "detail": new.detail or "",
-            "attempts": "0",
-            "throttle_key": new.throttle_key or "",
-            "created_at": now,
-            "updated_at": now,
-            **new.sender,
-            **new.options,
-        }
-    )
+    return {
+        "id": delivery_id,
+        "destination": new.destination_id,
+        "mode": new.mode,
+        "event_uuid": new.event_uuid or "",
+        "event_name": new.event_name,
+        "recipient": new.recipient or "",
+        "body": new.body or "",
+        "encoding": new.encoding or "",
+        "segments": str(new.segments) if new.segments is not None else "",
+        "detail": new.detail or "",
+        "attempts": "0",
+        "throttle_key": new.throttle_key or "",
+        "created_at": now,
+        "updated_at": now,
+        **new.sender,
+        **new.options,
+    }
