@@ -289,3 +289,22 @@ def test_admission_and_worker_survive_a_flushed_script_cache(
     # The worker's own scripts (claim, then record the outcome) were reloaded too.
     assert service.wait_for_status(delivery["delivery_id"], "sent")["twilio_sid"]
     assert redis_client.xlen("smsdest:sends") == 0  # acknowledged
+
+
+def test_redis_down_answers_503_with_retry_after(start_service: Start) -> None:
+    # Nothing listens on port 1: every Redis call fails to connect.
+    service = start_service(SIGNUP_DESTINATION, run_worker=False, redis_url="redis://127.0.0.1:1/0")
+    response = service.post_events(posthog_webhook(uuid="while-down"))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json() == {
+        "error": "unavailable",
+        "detail": "storage is unavailable, retry later",
+    }
+
+
+def test_ingest_route_is_still_a_documented_fastapi_route(start_service: Start) -> None:
+    service = start_service(SIGNUP_DESTINATION, run_worker=False)
+    with httpx.Client(base_url=service.base_url) as client:
+        assert "post" in client.get("/openapi.json").json()["paths"]["/v1/events"]
+        assert client.get("/v1/events").status_code == 405  # other methods go to FastAPI

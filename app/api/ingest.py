@@ -12,6 +12,7 @@ from app.errors import InvalidInput, PayloadTooLarge
 from app.pipeline.events import InvalidPayload, parse_events
 
 router = APIRouter(tags=["ingest"])
+INGEST_PATH = "/v1/events"
 
 
 async def read_json_body(request: Request, limit: int) -> Any:
@@ -33,7 +34,7 @@ async def read_json_body(request: Request, limit: int) -> Any:
 
 
 @router.post(
-    "/v1/events",
+    INGEST_PATH,
     status_code=202,
     summary="Ingest one event or a batch (PostHog webhook, PostHog event, Segment track)",
 )

@@ -73,7 +73,9 @@ end
 # args: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
 #       status index prefix, recipient ('' = none), due ms ('' = now)
 # record: the record's fields, every value a string
-_ADMIT = _JSON_INPUT + """
+_ADMIT = (
+    _JSON_INPUT
+    + """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {'duplicate', redis.call('GET', KEYS[1]) or ''}
 end
@@ -104,6 +106,7 @@ if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1])
 if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
 return {status, reason}
 """
+)
 
 # The worker's last step for a delivery, atomically: record the outcome, index the Twilio
 # SID, park a retry, free the throttle window (compare-and-delete), suppress a number
