@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import jinja2
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import FileSystemLoader, StrictUndefined, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -33,6 +33,7 @@ __all__ = [
     "Encoding",
     "OverflowPolicy",
     "RenderError",
+    "SmsTemplate",
     "TemplateConfigError",
     "TemplateRenderer",
     "fit_body",
@@ -73,15 +74,22 @@ class TemplateRenderer:
             autoescape=False,
             keep_trailing_newline=False,
         )
+        self.environment.template_class = SmsTemplate
 
     def compile(self, source: str) -> jinja2.Template:
         """Compile an inline template; raise `TemplateConfigError` if it does not parse."""
         try:
-            return self.environment.from_string(source)
+            template = self.environment.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateConfigError(_describe_syntax_error(exc, None)) from None
         except jinja2.TemplateError as exc:
             raise TemplateConfigError(f"{type(exc).__name__}: {exc}") from None
+        return self._with_lookups(template, source)
+
+    def _with_lookups(self, template: jinja2.Template, source: str) -> jinja2.Template:
+        if isinstance(template, SmsTemplate):
+            template.lookups = _lookups_of(self.environment.parse(source))
+        return template
 
     def load(self, name: str) -> jinja2.Template:
         """Compile the template file `name` (relative to the templates directory).
@@ -98,7 +106,9 @@ class TemplateRenderer:
                 "(no absolute path, '..' or backslash)"
             )
         try:
-            return self.environment.get_template(name)
+            template = self.environment.get_template(name)
+            source, _, _ = self.environment.loader.get_source(self.environment, name)  # type: ignore[union-attr]
+            return self._with_lookups(template, source)
         except jinja2.TemplateNotFound:
             where = (
                 str(self.templates_dir)
@@ -123,6 +133,91 @@ def _describe_syntax_error(exc: jinja2.TemplateSyntaxError, name: str | None) ->
     return f"{where}: {exc.message or type(exc).__name__}"
 
 
+class SmsTemplate(jinja2.Template):
+    """A compiled template that also knows when it is only text and plain lookups.
+
+    Most SMS templates are ``Hi {{ person.properties.name }}, …``: for those the values
+    are looked up in the event's dicts directly (~10x cheaper than a Jinja render); any
+    doubt at all (a missing key, a value that is not a string or number, a name that
+    could reach a dict method or a private attribute) falls back to the sandboxed render,
+    so the output and every error are Jinja's own.
+    """
+
+    lookups: tuple[str | _Lookup, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """``{{ root.key.key }}`` / ``{{ root["key"] }}``: a variable and a path of dict keys."""
+
+    root: str
+    path: tuple[str, ...]
+
+
+# Names Jinja would resolve to a dict's own attribute (``items``, ``get``…) before a key.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+def _lookups_of(tree: nodes.Template) -> tuple[str | _Lookup, ...] | None:
+    """The template as literal text and plain lookups, or None when it is anything more."""
+    parts: list[str | _Lookup] = []
+    for statement in tree.body:
+        if not isinstance(statement, nodes.Output):
+            return None
+        for node in statement.nodes:
+            if isinstance(node, nodes.TemplateData):
+                parts.append(node.data)
+                continue
+            lookup = _lookup_of(node)
+            if lookup is None:
+                return None
+            parts.append(lookup)
+    return tuple(parts)
+
+
+def _lookup_of(node: nodes.Node) -> _Lookup | None:
+    path: list[str] = []
+    while isinstance(node, nodes.Getattr | nodes.Getitem):
+        if isinstance(node, nodes.Getattr):
+            key = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            key = node.arg.value
+        else:
+            return None
+        if key.startswith("_") or key in _DICT_ATTRIBUTES:
+            return None
+        path.append(key)
+        node = node.node
+    if not isinstance(node, nodes.Name) or node.ctx != "load":
+        return None
+    return _Lookup(node.name, tuple(reversed(path)))
+
+
+_MISSING = object()
+
+
+def _render_lookups(parts: tuple[str | _Lookup, ...], context: Mapping[str, Any]) -> str | None:
+    """The text Jinja would render, or None whenever a part needs Jinja itself."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        value = context.get(part.root, _MISSING)
+        for key in part.path:
+            if type(value) is not dict:
+                return None
+            value = value.get(key, _MISSING)
+        kind = type(value)
+        if kind is str:
+            out.append(value)
+        elif kind is int or kind is float:
+            out.append(str(value))
+        else:
+            return None  # missing (Jinja's error message), None, bool, containers…
+    return "".join(out).strip()
+
+
 @functools.lru_cache(maxsize=4096)
 def _globals_of(template: jinja2.Template) -> dict[str, Any]:
     return dict(template.globals)
@@ -138,6 +233,11 @@ def render_template(template: jinja2.Template, context: Mapping[str, Any]) -> st
     if not template.environment.sandboxed:
         # A programming error, not a bad event: templates must come from TemplateRenderer.
         raise TypeError("render_template only renders templates compiled in the sandbox")
+    lookups = getattr(template, "lookups", None)
+    if lookups is not None:
+        text = _render_lookups(lookups, context)
+        if text is not None:
+            return text
     try:
         # What `template.render` does, minus rebuilding a dict from the globals ChainMap
         # on every call (the bulk of a small template's render time).

