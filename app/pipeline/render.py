@@ -281,6 +281,7 @@ _GSM7_BASIC = frozenset(
 )
 # Extension table: each is sent as ESC + code, so costs 2 septets.
 _GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+_GSM7_ALL = _GSM7_BASIC | _GSM7_EXTENSION
 
 _GSM7_SINGLE_SEGMENT = 160
 _GSM7_MULTI_SEGMENT = 153  # 7 septets go to the concatenation header
@@ -320,7 +321,7 @@ def _char_units(char: str) -> int:
 
 
 def _count_segments(costs: Iterable[int], total: int, single: int, multi: int) -> int:
-    """Segments for a message whose characters cost `costs` units each.
+    """Segments for a message whose characters cost `costs` units each (empty: 1 each).
 
     A character is never split across segments (an extension char's ESC+code pair in
     GSM-7, a surrogate pair in UCS-2): when it does not fit, it moves to the next segment,
@@ -329,6 +330,8 @@ def _count_segments(costs: Iterable[int], total: int, single: int, multi: int) -
     """
     if total <= single:
         return 1
+    if not costs:  # every character costs 1 unit
+        return -(-total // multi)
     segments, used = 1, 0
     for cost in costs:
         if used + cost > multi:
@@ -349,14 +352,18 @@ def measure_body(body: str) -> BodyStats:
     modelled: the measurement is of the body exactly as sent.
     """
     length = utf16_length(body)
-    if all(c in _GSM7_BASIC or c in _GSM7_EXTENSION for c in body):
+    # Set operations run in C; the per-character walk is only needed when characters of
+    # two different costs are mixed (extension chars in GSM-7, astral chars in UCS-2).
+    if _GSM7_ALL.issuperset(body):
+        if _GSM7_EXTENSION.isdisjoint(body):
+            segments = _count_segments((), length, _GSM7_SINGLE_SEGMENT, _GSM7_MULTI_SEGMENT)
+            return BodyStats(length=length, encoding="GSM-7", segments=segments)
         costs = [2 if c in _GSM7_EXTENSION else 1 for c in body]
         septets = sum(costs)
         segments = _count_segments(costs, septets, _GSM7_SINGLE_SEGMENT, _GSM7_MULTI_SEGMENT)
         return BodyStats(length=length, encoding="GSM-7", segments=segments)
-    segments = _count_segments(
-        (_char_units(c) for c in body), length, _UCS2_SINGLE_SEGMENT, _UCS2_MULTI_SEGMENT
-    )
+    costs_ucs2: Iterable[int] = () if length == len(body) else (_char_units(c) for c in body)
+    segments = _count_segments(costs_ucs2, length, _UCS2_SINGLE_SEGMENT, _UCS2_MULTI_SEGMENT)
     return BodyStats(length=length, encoding="UCS-2", segments=segments)
 
 

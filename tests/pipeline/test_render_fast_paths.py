@@ -1,5 +1,6 @@
-"""Templates that are only text and plain lookups render without Jinja: same output,
-same errors, as Jinja's own sandboxed render (the oracle here)."""
+"""The render stage's fast paths agree with the slow, obvious way: templates that are only
+text and plain lookups render without Jinja (oracle: Jinja's own sandboxed render), and
+bodies are measured with set operations (oracle: a per-character count)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.pipeline.render import RenderError, SmsTemplate, TemplateRenderer, render_template
+from app.pipeline.render import (
+    RenderError,
+    SmsTemplate,
+    TemplateRenderer,
+    measure_body,
+    render_template,
+)
 
 # Keys include dict method names and private names, which must never take the fast path.
 KEYS = ["phone", "name", "items", "get", "keys", "_hidden", "__class__", "a b", "n"]
@@ -97,3 +104,35 @@ def test_same_output_and_errors_as_jinja(
         assert render_template(template, context) == expected
     except RenderError as exc:
         assert str(exc) == expected_error
+
+
+def _reference_stats(body: str) -> tuple[int, str, int]:
+    """The straightforward per-character count `measure_body` must agree with."""
+    from app.pipeline.render import _GSM7_BASIC, _GSM7_EXTENSION
+
+    def segments(costs: list[int], single: int, multi: int) -> int:
+        if sum(costs) <= single:
+            return 1
+        count, used = 1, 0
+        for cost in costs:
+            if used + cost > multi:
+                count, used = count + 1, 0
+            used += cost
+        return count
+
+    units = [2 if ord(c) > 0xFFFF else 1 for c in body]
+    if all(c in _GSM7_BASIC or c in _GSM7_EXTENSION for c in body):
+        costs = [2 if c in _GSM7_EXTENSION else 1 for c in body]
+        return sum(units), "GSM-7", segments(costs, 160, 153)
+    return sum(units), "UCS-2", segments(units, 70, 67)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("ab €[é✓\U0001f600"), max_size=400)
+    | st.integers(0, 400).map(lambda n: "x" * n)
+    | st.integers(0, 200).map(lambda n: "✓" * n)
+)
+def test_measure_body_agrees_with_the_per_character_count(body: str) -> None:
+    stats = measure_body(body)
+    assert (stats.length, stats.encoding, stats.segments) == _reference_stats(body)
