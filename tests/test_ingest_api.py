@@ -308,3 +308,22 @@ def test_ingest_route_is_still_a_documented_fastapi_route(start_service: Start) 
     with httpx.Client(base_url=service.base_url) as client:
         assert "post" in client.get("/openapi.json").json()["paths"]["/v1/events"]
         assert client.get("/v1/events").status_code == 405  # other methods go to FastAPI
+
+
+def test_a_batch_spanning_several_script_calls_keeps_order_and_dedupes_across_them(
+    start_service: Start, redis_client: redis.Redis
+) -> None:
+    # 250 events: admitted by three script calls of at most 100; event 150 repeats event 20.
+    uuids = [f"0190e4c6-0000-7000-8000-{i:012d}" for i in range(250)]
+    uuids[150] = uuids[20]
+    batch = [posthog_webhook(uuid=u, phone=f"+1415555{i:04d}") for i, u in enumerate(uuids)]
+    service = start_service(SIGNUP_DESTINATION, run_worker=False)
+
+    results = service.post_events(batch).json()["results"]
+
+    assert [r["event_uuid"] for r in results] == uuids
+    decisions = [r["deliveries"][0]["decision"] for r in results]
+    assert decisions.count("queued") == 249 and decisions[150] == "duplicate"
+    first = results[20]["deliveries"][0]["delivery_id"]
+    assert results[150]["deliveries"][0]["delivery_id"] == first
+    assert redis_client.xlen("smsdest:sends") == 249

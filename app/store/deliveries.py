@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from app.store import keys
-from app.store.pipelining import CommandBatcher, RedisCommand
+from app.store.pipelining import CommandBatcher
 
 Status = Literal[
     "queued",
@@ -67,15 +67,15 @@ local function transition(key, id, status, now, prefix, detail, extra)
 end
 """
 
-# Input: one JSON array [keys, args, record].
+# Admits a chunk of deliveries, each atomically, and returns {status, reason} for each.
+# Input: one JSON array of deliveries, each [keys, args, record].
 # keys: dedupe, throttle ('' = none), record, stream, index, destination index,
 #       recipient index ('' = none), suppression list, delayed sends
 # args: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
 #       status index prefix, recipient ('' = none), due ms ('' = now)
 # record: the record's fields, every value a string
-_ADMIT = (
-    _JSON_INPUT
-    + """
+_ADMIT = """
+local function admit(KEYS, ARGV, fields)
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {'duplicate', redis.call('GET', KEYS[1]) or ''}
 end
@@ -92,7 +92,7 @@ if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
 local entry = {status = status, at = ARGV[5]}
 if reason ~= '' then entry.reason = reason end
 local record = {'status', status, 'reason', reason, 'history', cjson.encode({entry})}
-for name, value in pairs(input[3]) do
+for name, value in pairs(fields) do
   record[#record + 1] = name
   record[#record + 1] = value
 end
@@ -105,8 +105,14 @@ redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1])
 if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
 if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
 return {status, reason}
+end
+
+local results = {}
+for i, delivery in ipairs(cjson.decode(ARGV[1])) do
+  results[i] = admit(delivery[1], delivery[2], delivery[3])
+end
+return results
 """
-)
 
 # The worker's last step for a delivery, atomically: record the outcome, index the Twilio
 # SID, park a retry, free the throttle window (compare-and-delete), suppress a number
@@ -351,8 +357,16 @@ class DeliveryLog:
             return []
         now = now_iso()
         ids = [new_delivery_id() for _ in deliveries]
+        items = [
+            _admission_input(i, d, now, self._dedupe_ttl_ms, self._retention_s)
+            for i, d in zip(ids, deliveries, strict=True)
+        ]
+        # One script call per chunk: a reply per delivery costs redis-py more than the
+        # call, and a bounded chunk keeps each call short for Redis' other clients. Plain
+        # EVALSHA: redis-py's Script inside a pipeline adds a SCRIPT EXISTS round trip.
         commands = [
-            self._admit_command(i, new, now) for i, new in zip(ids, deliveries, strict=True)
+            ("EVALSHA", self._admit.sha, 0, orjson.dumps(items[i : i + _ADMIT_CHUNK]))
+            for i in range(0, len(items), _ADMIT_CHUNK)
         ]
         replies = await self._batcher.execute(commands)
         if any(isinstance(reply, NoScriptError) for reply in replies):
@@ -360,46 +374,18 @@ class DeliveryLog:
             # Safe: a command refused with NOSCRIPT ran nothing.
             await self._redis.script_load(_ADMIT)
             replies = await self._batcher.execute(commands)
-        results = []
-        for delivery_id, new, reply in zip(ids, deliveries, replies, strict=True):
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-            status, reason = reply
+        results = []
+        outcomes = (outcome for chunk in replies for outcome in chunk)
+        for delivery_id, new, (status, reason) in zip(ids, deliveries, outcomes, strict=True):
             if status == "duplicate":
                 results.append(Admission(new.destination_id, "duplicate", reason))
             else:
                 decision = status if status in ("queued", "scheduled") else reason
                 results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
         return results
-
-    def _admit_command(self, delivery_id: str, new: NewDelivery, now: str) -> RedisCommand:
-        # Plain EVALSHA, not redis-py's Script in a pipeline: that one prefixes every
-        # execution with a SCRIPT EXISTS round trip, doubling the hot path's round trips.
-        script_keys = (
-            keys.dedupe(new.destination_id, new.event_identity),
-            new.throttle_key or "",
-            keys.delivery(delivery_id),
-            keys.SEND_STREAM,
-            keys.DELIVERY_INDEX,
-            keys.DESTINATION_INDEX_PREFIX + new.destination_id,
-            keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
-            keys.SUPPRESSIONS,
-            keys.DELAYED_SENDS,
-        )
-        args = (
-            delivery_id,
-            str(self._dedupe_ttl_ms),
-            str(new.throttle_window_ms),
-            str(self._retention_s),
-            now,
-            "skipped" if new.skip_reason else "queued",
-            new.skip_reason or "",
-            keys.STATUS_INDEX_PREFIX,
-            new.recipient or "",
-            str(new.due_ms) if new.due_ms is not None else "",
-        )
-        payload = orjson.dumps((script_keys, args, _record_fields(delivery_id, new, now)))
-        return ("EVALSHA", self._admit.sha, 0, payload)
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One record, or None when unknown or past retention."""
@@ -614,6 +600,39 @@ class DeliveryLog:
             rows = await pipe.execute()
         # Records past retention are gone while index entries linger until pruned: skip them.
         return [DeliveryRecord(i, row) for i, row in zip(id_list, rows, strict=True) if row]
+
+
+_ADMIT_CHUNK = 100  # deliveries per admission script call
+
+
+def _admission_input(
+    delivery_id: str, new: NewDelivery, now: str, dedupe_ttl_ms: int, retention_s: int
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
+    """One delivery's [keys, args, record] for the admission script."""
+    script_keys = (
+        keys.dedupe(new.destination_id, new.event_identity),
+        new.throttle_key or "",
+        keys.delivery(delivery_id),
+        keys.SEND_STREAM,
+        keys.DELIVERY_INDEX,
+        keys.DESTINATION_INDEX_PREFIX + new.destination_id,
+        keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
+        keys.SUPPRESSIONS,
+        keys.DELAYED_SENDS,
+    )
+    args = (
+        delivery_id,
+        str(dedupe_ttl_ms),
+        str(new.throttle_window_ms),
+        str(retention_s),
+        now,
+        "skipped" if new.skip_reason else "queued",
+        new.skip_reason or "",
+        keys.STATUS_INDEX_PREFIX,
+        new.recipient or "",
+        str(new.due_ms) if new.due_ms is not None else "",
+    )
+    return script_keys, args, _record_fields(delivery_id, new, now)
 
 
 def _record_fields(delivery_id: str, new: NewDelivery, now: str) -> dict[str, str]:
