@@ -75,16 +75,24 @@ class TemplateRenderer:
             keep_trailing_newline=False,
         )
         self.environment.template_class = SmsTemplate
+        self._compiled: dict[str, jinja2.Template] = {}
 
     def compile(self, source: str) -> jinja2.Template:
-        """Compile an inline template; raise `TemplateConfigError` if it does not parse."""
+        """Compile an inline template; raise `TemplateConfigError` if it does not parse.
+
+        The same source compiles once (templates are immutable): destinations sharing a
+        template, the default `to` above all, share its ~3 KB of compiled code.
+        """
+        if source in self._compiled:
+            return self._compiled[source]
         try:
             template = self.environment.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateConfigError(_describe_syntax_error(exc, None)) from None
         except jinja2.TemplateError as exc:
             raise TemplateConfigError(f"{type(exc).__name__}: {exc}") from None
-        return self._with_lookups(template, source)
+        self._compiled[source] = self._with_lookups(template, source)
+        return self._compiled[source]
 
     def _with_lookups(self, template: jinja2.Template, source: str) -> jinja2.Template:
         if isinstance(template, SmsTemplate):

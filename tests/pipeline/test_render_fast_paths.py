@@ -136,3 +136,9 @@ def _reference_stats(body: str) -> tuple[int, str, int]:
 def test_measure_body_agrees_with_the_per_character_count(body: str) -> None:
     stats = measure_body(body)
     assert (stats.length, stats.encoding, stats.segments) == _reference_stats(body)
+
+
+def test_the_same_source_compiles_once(renderer: TemplateRenderer) -> None:
+    shared = renderer.compile("{{ person.properties.phone }}")
+    assert renderer.compile("{{ person.properties.phone }}") is shared
+    assert renderer.compile("{{ person.properties.mobile }}") is not shared
