@@ -24,28 +24,42 @@ RedisCommand = tuple[Any, ...]  # ("EVALSHA", sha, numkeys, *keys, *args)
 
 
 class CommandBatcher:
-    """Coalesces concurrent callers' commands into one non-transactional pipeline."""
+    """Coalesces concurrent callers' commands into non-transactional pipelines.
 
-    def __init__(self, redis: Redis) -> None:
+    At most `max_in_flight` pipelines are out at once; callers arriving meanwhile join
+    the next one. Under load the batches grow instead of the round trips multiplying.
+    """
+
+    def __init__(self, redis: Redis, max_in_flight: int = 2) -> None:
         self._redis = redis
+        self._max_in_flight = max_in_flight
         self._waiting: list[tuple[Sequence[RedisCommand], asyncio.Future[list[Any]]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._senders: set[asyncio.Task[None]] = set()
+        self._start_scheduled = False
 
     async def execute(self, commands: Sequence[RedisCommand]) -> list[Any]:
         """The replies to `commands`, in order. A command Redis refused has its error
         (a `redis.exceptions.ResponseError`) as its reply; a connection failure raises."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
-        if not self._waiting:
-            loop.call_soon(self._flush)
         self._waiting.append((commands, future))
+        if len(self._senders) < self._max_in_flight and not self._start_scheduled:
+            # Next loop turn: every caller of this turn joins the same pipeline.
+            self._start_scheduled = True
+            loop.call_soon(self._start_sender)
         return await future
 
-    def _flush(self) -> None:
-        batch, self._waiting = self._waiting, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)  # a reference, so the task is not collected mid-flight
-        task.add_done_callback(self._tasks.discard)
+    def _start_sender(self) -> None:
+        self._start_scheduled = False
+        if self._waiting and len(self._senders) < self._max_in_flight:
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._senders.add(task)  # also the reference that keeps the task alive
+            task.add_done_callback(self._senders.discard)
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            await self._send(batch)
 
     async def _send(
         self, batch: list[tuple[Sequence[RedisCommand], asyncio.Future[list[Any]]]]

@@ -1,0 +1,97 @@
+"""The command batcher against a real Redis: concurrent callers share pipelines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from app.store.connection import connect
+from app.store.pipelining import CommandBatcher
+from tests.conftest import REDIS_URL
+
+
+@pytest.fixture
+async def async_redis(redis_client: redis.Redis) -> AsyncIterator[Redis]:
+    client = connect(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+async def test_concurrent_callers_share_at_most_two_pipelines(async_redis: Redis) -> None:
+    batcher = CommandBatcher(async_redis, max_in_flight=2)
+    pipelines = in_flight = most_in_flight = 0
+    real_pipeline = async_redis.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pipelines
+        pipelines += 1
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        async def execute(*a: Any, **k: Any) -> Any:
+            nonlocal in_flight, most_in_flight
+            in_flight += 1
+            most_in_flight = max(most_in_flight, in_flight)
+            try:
+                return await real_execute(*a, **k)
+            finally:
+                in_flight -= 1
+
+        pipe.execute = execute
+        return pipe
+
+    async_redis.pipeline = counting_pipeline  # type: ignore[method-assign]
+
+    async def caller(seed: int) -> list[tuple[int, int]]:
+        pairs = []
+        for i in range(20):
+            # Staggered: callers keep arriving while pipelines are out.
+            await asyncio.sleep((seed * 7 + i * 3) % 5 / 2000)
+            pairs.append(tuple(await batcher.execute([("INCR", "n"), ("GET", "n")])))
+        return pairs
+
+    replies = [
+        pair
+        for pairs in await asyncio.gather(*(caller(seed) for seed in range(50)))
+        for pair in pairs
+    ]
+
+    # Every caller got its own two replies, in order, and INCR ran exactly 1,000 times.
+    assert sorted(int(get) for _, get in replies) == list(range(1, 1001))
+    assert all(int(incr) == int(get) for incr, get in replies)
+    assert most_in_flight <= 2
+    assert pipelines < 500  # batches grew while pipelines were out: not a round trip each
+
+
+async def test_a_refused_command_is_that_callers_reply_only(async_redis: Redis) -> None:
+    batcher = CommandBatcher(async_redis)
+    bad, good = await asyncio.gather(
+        batcher.execute([("INCRBY", "n", "not-a-number")]), batcher.execute([("INCR", "n")])
+    )
+    assert isinstance(bad[0], ResponseError) and good == [1]
+
+
+async def test_a_connection_failure_reaches_every_caller_of_the_batch() -> None:
+    unreachable = connect("redis://127.0.0.1:1/0")
+    batcher = CommandBatcher(unreachable)
+    results = await asyncio.gather(
+        *(batcher.execute([("PING",)]) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, RedisConnectionError) for r in results)
+    await unreachable.aclose()
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_others(async_redis: Redis) -> None:
+    batcher = CommandBatcher(async_redis)
+    cancelled = asyncio.ensure_future(batcher.execute([("INCR", "n")]))
+    kept = asyncio.ensure_future(batcher.execute([("INCR", "n")]))
+    cancelled.cancel()
+    assert len(await kept) == 1
+    assert cancelled.cancelled()
