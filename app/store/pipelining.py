@@ -26,11 +26,12 @@ RedisCommand = tuple[Any, ...]  # ("EVALSHA", sha, numkeys, *keys, *args)
 class CommandBatcher:
     """Coalesces concurrent callers' commands into non-transactional pipelines.
 
-    At most `max_in_flight` pipelines are out at once; callers arriving meanwhile join
-    the next one. Under load the batches grow instead of the round trips multiplying.
+    At most `max_in_flight` pipelines are out at once (one by default: Redis runs them
+    one after the other anyway); callers arriving meanwhile join the next one. Under load
+    the batches grow instead of the round trips multiplying.
     """
 
-    def __init__(self, redis: Redis, max_in_flight: int = 2) -> None:
+    def __init__(self, redis: Redis, max_in_flight: int = 1) -> None:
         self._redis = redis
         self._max_in_flight = max_in_flight
         self._waiting: list[tuple[Sequence[RedisCommand], asyncio.Future[list[Any]]]] = []
