@@ -95,3 +95,11 @@ async def test_a_cancelled_caller_does_not_disturb_the_others(async_redis: Redis
     cancelled.cancel()
     assert len(await kept) == 1
     assert cancelled.cancelled()
+
+
+async def test_one_caller_after_another_never_waits_forever(async_redis: Redis) -> None:
+    # A sender that has just finished must not still count as in flight, or the next
+    # caller finds no free slot and nobody ever sends its command.
+    batcher = CommandBatcher(async_redis, max_in_flight=1)
+    for expected in range(1, 51):
+        assert await asyncio.wait_for(batcher.execute([("INCR", "n")]), timeout=2) == [expected]

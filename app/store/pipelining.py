@@ -35,8 +35,9 @@ class CommandBatcher:
         self._redis = redis
         self._max_in_flight = max_in_flight
         self._waiting: list[tuple[Sequence[RedisCommand], asyncio.Future[list[Any]]]] = []
-        self._senders: set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # senders running; each drops out in the same step it sees none
         self._start_scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()  # references, so none is collected
 
     async def execute(self, commands: Sequence[RedisCommand]) -> list[Any]:
         """The replies to `commands`, in order. A command Redis refused has its error
@@ -44,7 +45,7 @@ class CommandBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._waiting.append((commands, future))
-        if len(self._senders) < self._max_in_flight and not self._start_scheduled:
+        if self._in_flight < self._max_in_flight and not self._start_scheduled:
             # Next loop turn: every caller of this turn joins the same pipeline.
             self._start_scheduled = True
             loop.call_soon(self._start_sender)
@@ -52,15 +53,21 @@ class CommandBatcher:
 
     def _start_sender(self) -> None:
         self._start_scheduled = False
-        if self._waiting and len(self._senders) < self._max_in_flight:
+        if self._waiting and self._in_flight < self._max_in_flight:
+            self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._drain())
-            self._senders.add(task)  # also the reference that keeps the task alive
-            task.add_done_callback(self._senders.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            await self._send(batch)
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._send(batch)
+        finally:
+            # No await between the last look at `_waiting` and here: a caller arriving
+            # after it sees a free slot and starts a sender of its own.
+            self._in_flight -= 1
 
     async def _send(
         self, batch: list[tuple[Sequence[RedisCommand], asyncio.Future[list[Any]]]]
