@@ -5,18 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import (
     deliveries,
@@ -29,9 +23,9 @@ from app.api import (
 from app.api import (
     suppressions as suppressions_api,
 )
-from app.api.ingest import INGEST_PATH, post_events
+from app.api.errors import install_error_handlers
+from app.api.ingest import IngestFastPath
 from app.destinations import DestinationSet, load_destinations
-from app.errors import ServiceError
 from app.ingest import IngestService
 from app.messages import MessageService
 from app.pipeline.dispatch import RetryPolicy
@@ -43,7 +37,6 @@ from app.store.connection import EmbeddedRedis, connect
 from app.store.deliveries import DeliveryLog
 from app.store.suppressions import SuppressionList
 from app.twilio.client import TwilioClient, TwilioCredentials
-from app.twilio.errors import TwilioApiError, TwilioTransportError
 from app.twilio.transport import AiohttpTransport
 from app.webhooks import TwilioWebhooks
 from app.worker import SendWorker
@@ -192,94 +185,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         health.router,
     ):
         app.include_router(router)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.add_middleware(IngestFastPath)
     return app
-
-
-async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-    return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
-
-
-async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    problems = [
-        {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
-        for err in exc.errors()
-    ]
-    return JSONResponse({"error": "invalid_input", "detail": problems}, status_code=422)
-
-
-async def twilio_error(_: Request, exc: TwilioApiError) -> JSONResponse:
-    # Twilio's own words reach the caller; its 5xx are our 502 (a bad gateway).
-    status = exc.http_status if 400 <= exc.http_status < 500 else 502
-    detail = {
-        "code": exc.code,
-        "message": exc.message,
-        "more_info": exc.more_info,
-        "status": exc.http_status,
-    }
-    return JSONResponse({"error": "twilio_error", "detail": detail}, status_code=status)
-
-
-async def twilio_unreachable(_: Request, exc: TwilioTransportError) -> JSONResponse:
-    return JSONResponse({"error": "twilio_unreachable", "detail": exc.message}, status_code=502)
-
-
-async def redis_down(_: Request, exc: Exception) -> JSONResponse:
-    # The sender retries on 503; nothing was acknowledged, so nothing is lost.
-    log.error("Redis unavailable: %s", exc)
-    return JSONResponse(
-        {"error": "unavailable", "detail": "storage is unavailable, retry later"},
-        status_code=503,
-        headers={"Retry-After": "5"},
-    )
-
-
-# Every domain and infrastructure error, mapped to HTTP once (for FastAPI's routes and for
-# the ingest fast path alike).
-ERROR_HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]] = {
-    ServiceError: service_error,
-    RequestValidationError: validation_error,
-    TwilioApiError: twilio_error,
-    TwilioTransportError: twilio_unreachable,
-    RedisConnectionError: redis_down,
-    RedisTimeoutError: redis_down,
-}
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    for error, handler in ERROR_HANDLERS.items():
-        app.add_exception_handler(error, handler)
-
-
-class IngestFastPath:
-    """ASGI middleware: `POST /v1/events` goes straight to its handler, the rest on to
-    FastAPI's exception handling and routing.
-
-    Why: measured, FastAPI's per-route machinery cost more than the whole pipeline on
-    the hot path (2,300 -> 4,600 req/s single-event ingest without it); most likely
-    because a request waiting on I/O (ingest waits for Redis) is resumed through every
-    frame of that stack. The route stays registered with FastAPI (OpenAPI, the same
-    handler), and errors map through the same `ERROR_HANDLERS`.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (
-            scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == INGEST_PATH
-        ):
-            await self._app(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        try:
-            response: Response = await post_events(request)
-        except Exception as exc:
-            handler = next(
-                (ERROR_HANDLERS[t] for t in type(exc).__mro__ if t in ERROR_HANDLERS), None
-            )
-            if handler is None:
-                raise  # ServerErrorMiddleware logs it and answers 500, as for any route
-            response = await handler(request, exc)
-        await response(scope, receive, send)

@@ -6,8 +6,10 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.deps import check_ingest_token, services_of
+from app.api.errors import error_response
 from app.errors import InvalidInput, PayloadTooLarge
 from app.pipeline.events import InvalidPayload, parse_events
 
@@ -53,3 +55,35 @@ async def post_events(request: Request) -> Response:
     outcomes = await services.ingest.ingest(events)
     answer = {"accepted": len(outcomes), "results": [o.to_json() for o in outcomes]}
     return Response(orjson.dumps(answer), status_code=202, media_type="application/json")
+
+
+class IngestFastPath:
+    """ASGI middleware: `POST /v1/events` goes straight to its handler, the rest on to
+    FastAPI's exception handling and routing.
+
+    Why: measured, FastAPI's per-route machinery cost more than the whole pipeline on
+    the hot path (2,300 -> 4,600 req/s single-event ingest without it); most likely
+    because a request waiting on I/O (ingest waits for Redis) is resumed through every
+    frame of that stack. The route stays registered with FastAPI (OpenAPI, the same
+    handler), and errors map through the same `ERROR_HANDLERS`
+    (`app/api/errors.py`).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == INGEST_PATH
+        ):
+            await self._app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response: Response = await post_events(request)
+        except Exception as exc:
+            mapped = await error_response(request, exc)
+            if mapped is None:
+                raise  # ServerErrorMiddleware logs it and answers 500, as for any route
+            response = mapped
+        await response(scope, receive, send)

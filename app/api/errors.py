@@ -1,0 +1,87 @@
+"""Every domain and infrastructure error, mapped to an HTTP answer once.
+
+FastAPI's routes use these through `install_error_handlers`; the ingest fast path
+(`app.api.ingest.IngestFastPath`) through `error_response`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.errors import ServiceError
+from app.twilio.errors import TwilioApiError, TwilioTransportError
+
+log = logging.getLogger(__name__)
+
+
+async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = [
+        {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+        for err in exc.errors()
+    ]
+    return JSONResponse({"error": "invalid_input", "detail": problems}, status_code=422)
+
+
+async def twilio_error(_: Request, exc: TwilioApiError) -> JSONResponse:
+    # Twilio's own words reach the caller; its 5xx are our 502 (a bad gateway).
+    status = exc.http_status if 400 <= exc.http_status < 500 else 502
+    detail = {
+        "code": exc.code,
+        "message": exc.message,
+        "more_info": exc.more_info,
+        "status": exc.http_status,
+    }
+    return JSONResponse({"error": "twilio_error", "detail": detail}, status_code=status)
+
+
+async def twilio_unreachable(_: Request, exc: TwilioTransportError) -> JSONResponse:
+    return JSONResponse({"error": "twilio_unreachable", "detail": exc.message}, status_code=502)
+
+
+async def redis_down(_: Request, exc: Exception) -> JSONResponse:
+    # The sender retries on 503; nothing was acknowledged, so nothing is lost.
+    log.error("Redis unavailable: %s", exc)
+    return JSONResponse(
+        {"error": "unavailable", "detail": "storage is unavailable, retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+# Every domain and infrastructure error, mapped to HTTP once (for FastAPI's routes and for
+# the ingest fast path alike).
+ERROR_HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]] = {
+    ServiceError: service_error,
+    RequestValidationError: validation_error,
+    TwilioApiError: twilio_error,
+    TwilioTransportError: twilio_unreachable,
+    RedisConnectionError: redis_down,
+    RedisTimeoutError: redis_down,
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register every handler of `ERROR_HANDLERS` with the app."""
+    for error, handler in ERROR_HANDLERS.items():
+        app.add_exception_handler(error, handler)
+
+
+async def error_response(request: Request, exc: Exception) -> JSONResponse | None:
+    """The answer for `exc` (or a base class of it), None when it is not a mapped error."""
+    for kind in type(exc).__mro__:
+        handler = ERROR_HANDLERS.get(kind)
+        if handler is not None:
+            return await handler(request, exc)
+    return None
