@@ -73,7 +73,7 @@ end
 #       recipient index ('' = none), suppression list, delayed sends
 # args: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
 #       status index prefix, recipient ('' = none), due ms ('' = now)
-# record: the record's fields, every value a string
+# record: the record's fields as a flat [name, value, …] list, every value a string
 _ADMIT = """
 local function admit(KEYS, ARGV, fields)
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -91,12 +91,8 @@ end
 if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
 local entry = {status = status, at = ARGV[5]}
 if reason ~= '' then entry.reason = reason end
-local record = {'status', status, 'reason', reason, 'history', cjson.encode({entry})}
-for name, value in pairs(fields) do
-  record[#record + 1] = name
-  record[#record + 1] = value
-end
-redis.call('HSET', KEYS[3], unpack(record))
+redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
+           'history', cjson.encode({entry}), unpack(fields))
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[5], 0, ARGV[1])
 redis.call('ZADD', KEYS[6], 0, ARGV[1])
@@ -607,7 +603,7 @@ _ADMIT_CHUNK = 100  # deliveries per admission script call
 
 def _admission_input(
     delivery_id: str, new: NewDelivery, now: str, dedupe_ttl_ms: int, retention_s: int
-) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
+) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """One delivery's [keys, args, record] for the admission script."""
     script_keys = (
         keys.dedupe(new.destination_id, new.event_identity),
@@ -632,7 +628,8 @@ def _admission_input(
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
     )
-    return script_keys, args, _record_fields(delivery_id, new, now)
+    flat = [item for pair in _record_fields(delivery_id, new, now).items() for item in pair]
+    return script_keys, args, flat
 
 
 def _record_fields(delivery_id: str, new: NewDelivery, now: str) -> dict[str, str]:
