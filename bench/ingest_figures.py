@@ -61,17 +61,36 @@ def run_ingest(bench: Bench) -> IngestRuns:
     return runs
 
 
+def _ratio_row(
+    number: str,
+    figure: str,
+    top: list[Measurement],
+    bottom: list[Measurement],
+    goal: float,
+    detail: str,
+) -> Row:
+    """A req/s ratio figure: the medians' ratio, and the ratio run by run."""
+    return Row(
+        number,
+        figure,
+        _rate(top) / _rate(bottom),
+        "",
+        goal,
+        True,
+        [a.req_per_s / b.req_per_s for a, b in zip(top, bottom, strict=True)],
+        detail,
+    )
+
+
 def single_vs_bare(runs: IngestRuns) -> Row:
     """Figure 1: the service's single-event req/s as a share of the bare app's."""
     service, bare = _rate(runs.one), _rate(runs.bare)
-    return Row(
+    return _ratio_row(
         "1",
         "single-event ingest, service / bare FastAPI (req/s ratio)",
-        service / bare,
-        "",
+        runs.one,
+        runs.bare,
         0.5,
-        True,
-        [a.req_per_s / b.req_per_s for a, b in zip(runs.one, runs.bare, strict=True)],
         f"service {service:,.0f} req/s (p99 {_p99(runs.one):.0f} ms) vs bare "
         f"{bare:,.0f} req/s (p99 {_p99(runs.bare):.0f} ms)",
     )
@@ -79,33 +98,28 @@ def single_vs_bare(runs: IngestRuns) -> Row:
 
 def many_destinations(runs: IngestRuns) -> Row:
     """Figure 7: 1,000 destinations (1 matching) against 1."""
-    many, one = _rate(runs.many), _rate(runs.one)
-    return Row(
+    return _ratio_row(
         "7",
         "ingest with 1,000 destinations / with 1 (req/s ratio)",
-        many / one,
-        "",
+        runs.many,
+        runs.one,
         0.8,
-        True,
-        [a.req_per_s / b.req_per_s for a, b in zip(runs.many, runs.one, strict=True)],
-        f"{many:,.0f} vs {one:,.0f} req/s; of the 1,000: 1 matches, {OTHER_EVENTS} listen to "
-        f"other event names, {FILTERED} listen to `bench` behind a filter that fails",
+        f"{_rate(runs.many):,.0f} vs {_rate(runs.one):,.0f} req/s; of the 1,000: 1 matches, "
+        f"{OTHER_EVENTS} listen to other event names, {FILTERED} listen to `bench` behind a "
+        "filter that fails",
     )
 
 
 def two_processes(runs: IngestRuns) -> Row:
     """Figure 8: two service processes (wrk against each port, rates added) against one."""
-    two, one = _rate(runs.two), _rate(runs.one)
-    return Row(
+    return _ratio_row(
         "8",
         "two processes / one, ingest (req/s ratio)",
-        two / one,
-        "",
+        runs.two,
+        runs.one,
         1.7,
-        True,
-        [a.req_per_s / b.req_per_s for a, b in zip(runs.two, runs.one, strict=True)],
-        f"{two:,.0f} vs {one:,.0f} req/s; no load balancer: one wrk per port at once, "
-        "half the connections each, req/s added",
+        f"{_rate(runs.two):,.0f} vs {_rate(runs.one):,.0f} req/s; no load balancer: one wrk "
+        "per port at once, half the connections each, req/s added",
     )
 
 

@@ -17,6 +17,7 @@ def services_of(request: Request) -> Services:
     return services
 
 
+# async: FastAPI runs a plain `def` dependency in its threadpool, per request.
 async def get_services(request: Request) -> Services:
     return services_of(request)
 

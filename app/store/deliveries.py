@@ -358,21 +358,11 @@ class DeliveryLog:
             for i, d in zip(ids, deliveries, strict=True)
         ]
         # One script call per chunk: a reply per delivery costs redis-py more than the
-        # call, and a bounded chunk keeps each call short for Redis' other clients. Plain
-        # EVALSHA: redis-py's Script inside a pipeline adds a SCRIPT EXISTS round trip.
-        commands = [
-            ("EVALSHA", self._admit.sha, 0, orjson.dumps(items[i : i + _ADMIT_CHUNK]))
-            for i in range(0, len(items), _ADMIT_CHUNK)
+        # call, and a bounded chunk keeps each call short for Redis' other clients.
+        chunks = [
+            orjson.dumps(items[i : i + _ADMIT_CHUNK]) for i in range(0, len(items), _ADMIT_CHUNK)
         ]
-        replies = await self._batcher.execute(commands)
-        if any(isinstance(reply, NoScriptError) for reply in replies):
-            # Redis restarted or was flushed since start-up: load the script, then retry.
-            # Safe: a command refused with NOSCRIPT ran nothing.
-            await self._redis.script_load(_ADMIT)
-            replies = await self._batcher.execute(commands)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        replies = await self._evalsha(self._admit, chunks)
         results = []
         outcomes = (outcome for chunk in replies for outcome in chunk)
         for delivery_id, new, (status, reason) in zip(ids, deliveries, outcomes, strict=True):
@@ -453,17 +443,26 @@ class DeliveryLog:
     async def _run_script(
         self, script: AsyncScript, script_keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        """EVALSHA a `_JSON_INPUT` script through the batcher (one round trip shared with
-        concurrent callers), loading it first if Redis lost it (a restart or a flush)."""
+        """Run a `_JSON_INPUT` script once: its keys and arguments as one JSON argument."""
         strings = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
-        command = ("EVALSHA", script.sha, 0, orjson.dumps((script_keys, strings)))
-        [reply] = await self._batcher.execute([command])
-        if isinstance(reply, NoScriptError):
-            await self._redis.script_load(script.script)
-            [reply] = await self._batcher.execute([command])
-        if isinstance(reply, Exception):
-            raise reply
+        [reply] = await self._evalsha(script, [orjson.dumps((script_keys, strings))])
         return reply
+
+    async def _evalsha(self, script: AsyncScript, payloads: Sequence[bytes]) -> list[Any]:
+        """One call of `script` per JSON payload, all through the batcher (one round trip
+        shared with concurrent callers), loading the script first if Redis lost it (a
+        restart or a flush). Plain EVALSHA: redis-py's Script inside a pipeline adds a
+        SCRIPT EXISTS round trip."""
+        commands = [("EVALSHA", script.sha, 0, payload) for payload in payloads]
+        replies = await self._batcher.execute(commands)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            # Safe to repeat: a command refused with NOSCRIPT ran nothing.
+            await self._redis.script_load(script.script)
+            replies = await self._batcher.execute(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     async def delivery_id_for_sid(self, sid: str) -> str | None:
         found: str | None = await self._redis.get(keys.twilio_sid(sid))  # type: ignore[assignment]
