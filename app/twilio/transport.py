@@ -18,10 +18,12 @@ from __future__ import annotations
 import functools
 import ssl
 import urllib.request
+from typing import TYPE_CHECKING
 
-import aiohttp
 import httpx
-import yarl
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["AiohttpTransport"]
 
@@ -37,6 +39,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None  # made inside the running loop
 
     def _open_session(self) -> aiohttp.ClientSession:
+        # aiohttp (~9 MB resident) loads with a process's first Twilio call, not at start:
+        # a process that only ingests (`serve --no-worker`) never calls Twilio.
+        import aiohttp
+
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
@@ -52,6 +58,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request`, read the whole answer (Twilio's are small JSON documents)."""
         session = self._session or self._open_session()
+        import aiohttp  # loaded by _open_session: only a lookup in sys.modules
+        import yarl
+
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
         try:

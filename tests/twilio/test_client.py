@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import httpx
@@ -557,3 +559,28 @@ async def test_transport_goes_through_the_proxy_from_the_environment(
         _proxy_for.cache_clear()
     [request] = fake_twilio.requests
     assert request.path.startswith("http://api.twilio.invalid/2010-04-01/x")
+
+
+def test_aiohttp_loads_with_the_first_twilio_call_not_at_start(fake_twilio: FakeTwilio) -> None:
+    # An ingest-only process never calls Twilio; it should not carry aiohttp (~9 MB).
+    script = f"""
+import asyncio, sys
+import app.cli, app.main
+from app.main import build_http_client
+from app.settings import Settings
+assert "aiohttp" not in sys.modules, "imported at start"
+async def main():
+    http = build_http_client(Settings(_env_file=None))
+    assert "aiohttp" not in sys.modules, "imported by the client"
+    response = await http.get({fake_twilio.base_url + "/anything"!r})
+    await http.aclose()
+    assert "aiohttp" in sys.modules
+    print(response.status_code)
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "404"
+    assert [request.path for request in fake_twilio.requests] == ["/anything"]
