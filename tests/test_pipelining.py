@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import redis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.store.connection import connect
 from app.store.pipelining import CommandBatcher
@@ -70,6 +72,58 @@ async def test_concurrent_callers_share_at_most_two_pipelines(async_redis: Redis
     assert pipelines < 500  # batches grew while pipelines were out: not a round trip each
 
 
+async def test_a_lone_caller_sends_before_the_loop_turns(
+    async_redis: Redis, redis_client: redis.Redis
+) -> None:
+    # Requests read in one loop turn are parsed one after the other in that turn; if the
+    # first one's commands waited for the next turn, Redis would idle through them all.
+    batcher = CommandBatcher(async_redis)
+    await batcher.execute([("PING",)])  # a pooled connection, as under load
+    seen_by_the_next_caller: list[str | None] = []
+
+    async def next_caller() -> None:
+        # Runs in the same loop turn as the first caller, before any reply is read.
+        time.sleep(0.05)  # noqa: ASYNC251 - blocking on purpose: no loop turn may pass
+        seen_by_the_next_caller.append(redis_client.get("n"))  # type: ignore[arg-type]
+
+    first = asyncio.ensure_future(batcher.execute([("SET", "n", "sent")]))
+    second = asyncio.ensure_future(next_caller())
+    await asyncio.gather(first, second)
+    assert seen_by_the_next_caller == ["sent"]
+
+
+async def test_an_overdue_batch_goes_out_beside_a_slow_pipeline(async_redis: Redis) -> None:
+    batcher = CommandBatcher(async_redis, max_in_flight=2, overdue_s=0.01)
+    slow = asyncio.ensure_future(batcher.execute([("BLPOP", "nothing", "0.5")]))
+    await asyncio.sleep(0.001)  # `slow` is out; the next caller waits behind it
+    waiting = asyncio.ensure_future(batcher.execute([("INCR", "n")]))
+    await asyncio.sleep(0.02)
+    # This caller finds the batch overdue: both go out now on a second connection.
+    assert await asyncio.wait_for(batcher.execute([("INCR", "n")]), timeout=0.3) == [2]
+    assert waiting.done() and waiting.result() == [1]
+    assert not slow.done()
+    assert await slow == [None]
+
+
+async def test_a_cancelled_sender_fails_its_pipeline_partners_as_a_lost_connection(
+    async_redis: Redis,
+) -> None:
+    batcher = CommandBatcher(async_redis, max_in_flight=2, overdue_s=0.01)
+    first = asyncio.ensure_future(batcher.execute([("BLPOP", "nothing", "0.3")]))
+    await asyncio.sleep(0.001)
+    partner = asyncio.ensure_future(batcher.execute([("INCR", "n")]))
+    await asyncio.sleep(0.02)
+    # Overdue: this caller sends the partner's command with its own, then is cancelled.
+    sender = asyncio.ensure_future(batcher.execute([("BLPOP", "nothing", "0.3")]))
+    await asyncio.sleep(0.05)
+    sender.cancel()
+    with pytest.raises(RedisConnectionError):
+        await partner
+    assert sender.cancelled()
+    assert await first == [None]
+    assert await asyncio.wait_for(batcher.execute([("PING",)]), timeout=1) == [True]
+
+
 async def test_a_refused_command_is_that_callers_reply_only(async_redis: Redis) -> None:
     batcher = CommandBatcher(async_redis)
     bad, good = await asyncio.gather(
@@ -103,3 +157,10 @@ async def test_one_caller_after_another_never_waits_forever(async_redis: Redis) 
     batcher = CommandBatcher(async_redis, max_in_flight=1)
     for expected in range(1, 51):
         assert await asyncio.wait_for(batcher.execute([("INCR", "n")]), timeout=2) == [expected]
+
+
+async def test_a_pipeline_unanswered_in_time_fails_its_callers(async_redis: Redis) -> None:
+    batcher = CommandBatcher(async_redis, timeout_s=0.05)
+    with pytest.raises(RedisTimeoutError):
+        await batcher.execute([("BLPOP", "nothing", "1")])
+    assert await batcher.execute([("PING",)]) == [True]  # the next pipeline is fine

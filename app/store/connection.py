@@ -53,6 +53,11 @@ def connect(url: str, max_connections: int = 128) -> Redis:
 
     A blocking pool: under a burst a request waits (up to 5 s) for a free connection
     instead of failing with "Too many connections".
+
+    No socket timeout: redis-py bounds writes with `asyncio.wait_for`, which on Python
+    3.11 runs each write as a task of its own, a loop turn later (and the commands of
+    every request parsed meanwhile wait with it). The hot path bounds its pipelines
+    itself (`CommandBatcher`); connecting keeps its 5 s limit.
     """
     pool = BlockingConnectionPool.from_url(
         url,
@@ -60,5 +65,7 @@ def connect(url: str, max_connections: int = 128) -> Redis:
         max_connections=max_connections,
         timeout=5,
         health_check_interval=30,
+        socket_timeout=None,
+        socket_connect_timeout=5,
     )
     return Redis(connection_pool=pool)
