@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -164,3 +165,15 @@ async def test_a_pipeline_unanswered_in_time_fails_its_callers(async_redis: Redi
     with pytest.raises(RedisTimeoutError):
         await batcher.execute([("BLPOP", "nothing", "1")])
     assert await batcher.execute([("PING",)]) == [True]  # the next pipeline is fine
+
+
+async def test_tcp_connections_probe_a_silent_redis(async_redis: Redis) -> None:
+    # No socket timeout (see app.store.connection): keepalive notices a vanished host.
+    await async_redis.ping()
+    connection = await async_redis.connection_pool.get_connection()
+    try:
+        sock = connection._writer.get_extra_info("socket")  # type: ignore[attr-defined]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+    finally:
+        await async_redis.connection_pool.release(connection)

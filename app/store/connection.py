@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,22 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 
 log = logging.getLogger(__name__)
+
+# Probe after 10 s idle, every 5 s, give up after 3 misses; unacknowledged writes give up
+# after 25 s. (Options this platform lacks are left out: macOS has no TCP_USER_TIMEOUT.)
+_TCP_KEEPALIVE: dict[str, Any] = {
+    "socket_keepalive": True,
+    "socket_keepalive_options": {
+        getattr(socket, name): value
+        for name, value in (
+            ("TCP_KEEPIDLE", 10),
+            ("TCP_KEEPINTVL", 5),
+            ("TCP_KEEPCNT", 3),
+            ("TCP_USER_TIMEOUT", 25_000),
+        )
+        if hasattr(socket, name)
+    },
+}
 
 
 @dataclass
@@ -57,8 +74,10 @@ def connect(url: str, max_connections: int = 128) -> Redis:
     No socket timeout: redis-py bounds writes with `asyncio.wait_for`, which on Python
     3.11 runs each write as a task of its own, a loop turn later (and the commands of
     every request parsed meanwhile wait with it). The hot path bounds its pipelines
-    itself (`CommandBatcher`); connecting keeps its 5 s limit.
+    itself (`CommandBatcher`); connecting keeps its 5 s limit; over TCP, keepalive
+    probes notice within ~25 s a Redis host that vanished without closing anything.
     """
+    over_tcp = {} if url.startswith("unix:") else _TCP_KEEPALIVE
     pool = BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
@@ -67,5 +86,6 @@ def connect(url: str, max_connections: int = 128) -> Redis:
         health_check_interval=30,
         socket_timeout=None,
         socket_connect_timeout=5,
+        **over_tcp,
     )
     return Redis(connection_pool=pool)
