@@ -70,7 +70,8 @@ def run_figures(bench: Bench, started: float) -> list[Row]:
     progress(started, "1, 7, 8, 9: single-event ingest, four configurations interleaved")
     runs = ingest.run_ingest(bench)
     rows += [ingest.single_vs_bare(runs), ingest.many_destinations(runs)]
-    rows += [ingest.two_processes(runs), *ingest.memory(bench, runs)]
+    rows += [ingest.two_processes(runs, bench.cpu_summary()["service"])]
+    rows += ingest.memory(bench, runs)
     progress(started, "6: Redis commands under MONITOR")
     rows.append(ingest.redis_commands(bench, runs))
     progress(started, "2: batch ingest")
