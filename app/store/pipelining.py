@@ -74,7 +74,7 @@ class CommandBatcher:
             # From this step, not a task: a task would start only after every request
             # read in this loop turn had been parsed.
             self._in_flight += 1
-            await self._drain(pipelines=1, sender=future)
+            await self._drain(sender=future)
         return await future
 
     def _start_sender(self) -> None:
@@ -83,18 +83,16 @@ class CommandBatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _drain(
-        self, pipelines: int | None = None, sender: asyncio.Future[list[Any]] | None = None
-    ) -> None:
-        """Send whoever waits, a pipeline at a time, until nobody does (or `pipelines` have
-        gone out); then free the slot, and start a sender for anyone left waiting.
-        `sender`: the future of the caller sending from its own step, if one is."""
+    async def _drain(self, sender: asyncio.Future[list[Any]] | None = None) -> None:
+        """Send whoever waits, a pipeline at a time, until nobody does; then free the slot.
+        A caller sending from its own step (`sender`, its future) sends one pipeline and
+        leaves whoever came meanwhile to a sender task: its own reply is not held up."""
         try:
-            while self._waiting and pipelines != 0:
+            while self._waiting:
                 batch, self._waiting = self._waiting, []
                 await self._send(batch, sender)
-                if pipelines is not None:
-                    pipelines -= 1
+                if sender is not None:
+                    break
         finally:
             # No await between the last look at `_waiting` and here: a caller arriving
             # after it finds the slot free (or a sender started for it).
