@@ -136,29 +136,24 @@ def two_processes(runs: IngestRuns, one_process_cpu: dict[str, float]) -> Row:
 
 def memory(bench: Bench, runs: IngestRuns) -> list[Row]:
     """Figure 9: peak RSS of each service process under load, and idle after start."""
-    peak, idle = runs.peak_rss_mb, bench.idle_rss_mb
     return [
-        Row(
-            "9a",
-            "peak RSS per service process under load",
-            max(peak.values()),
-            "MB",
-            150,
-            False,
-            list(peak.values()),
-            ", ".join(f"{name} {mb:.0f} MB" for name, mb in peak.items()),
-        ),
-        Row(
-            "9b",
-            "RSS per service process, idle after start",
-            max(idle.values()),
-            "MB",
-            80,
-            False,
-            list(idle.values()),
-            ", ".join(f"{name} {mb:.0f} MB" for name, mb in idle.items()),
-        ),
+        _rss_row("9a", "peak RSS per service process under load", runs.peak_rss_mb, 150),
+        _rss_row("9b", "RSS per service process, idle after start", bench.idle_rss_mb, 80),
     ]
+
+
+def _rss_row(number: str, figure: str, by_process: dict[str, float], goal: float) -> Row:
+    """The largest process's RSS against `goal`, every process's in the detail."""
+    return Row(
+        number,
+        figure,
+        max(by_process.values()),
+        "MB",
+        goal,
+        False,
+        list(by_process.values()),
+        ", ".join(f"{name} {mb:.0f} MB" for name, mb in by_process.items()),
+    )
 
 
 def batch_ingest(bench: Bench) -> Row:

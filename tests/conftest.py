@@ -4,7 +4,6 @@ HTTP server, and the service itself running under uvicorn with its real lifespan
 from __future__ import annotations
 
 import os
-import socket
 import textwrap
 import threading
 import time
@@ -21,6 +20,7 @@ import uvicorn
 from app.main import create_app
 from app.settings import Settings
 from app.twilio.transport import AiohttpTransport
+from bench.procs import free_port
 from tests.fake_twilio import FakeTwilio
 
 REDIS_URL = os.environ.get("SMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -51,13 +51,6 @@ def fake_twilio() -> Iterator[FakeTwilio]:
 def twilio_http(**options: Any) -> httpx.AsyncClient:
     """An HTTP client for `TwilioClient` with the transport production uses."""
     return httpx.AsyncClient(transport=AiohttpTransport(max_connections=8), **options)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The delivery log, and admission: dedupe + throttle + record + enqueue in one step.
 
-Each (event, destination) pair is admitted by one Lua script, atomically, and a whole
-request's scripts go to Redis in one pipeline: one round trip per ingest request, and
-no interleaving where two copies of an event (or two events for one recipient) both pass.
+Each (event, destination) pair is admitted atomically by one Lua script (a call admits up
+to 100), and a whole request's calls go to Redis in one pipeline, shared with concurrent
+requests (`CommandBatcher`): one round trip per ingest request at most, and no
+interleaving where two copies of an event (or two events for one recipient) both pass.
 """
 
 from __future__ import annotations
@@ -348,7 +349,7 @@ class DeliveryLog:
 
     async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
         """Dedupe, claim throttle windows, record and enqueue — one round trip for all
-        (shared with whatever else this process sends to Redis in the same loop turn)."""
+        (shared with whatever else this process is sending to Redis at the time)."""
         if not deliveries:
             return []
         now = now_iso()
