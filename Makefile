@@ -23,7 +23,7 @@ run: install
 	SMS_ADMIN_TOKEN=$${SMS_ADMIN_TOKEN:-dev-admin-token} \
 	$(BIN)/smsdest serve
 
-## test: the whole suite (needs Redis on 127.0.0.1:6379; Prism for the contract test)
+## test: the whole suite (starts its own Redis; Prism for the contract test)
 test: install
 	$(BIN)/pytest
 

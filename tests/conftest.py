@@ -1,9 +1,12 @@
-"""Shared fixtures: a real Redis (own database, flushed per test), a real fake-Twilio
+"""Shared fixtures: a real Redis (started by the tests, flushed per test), a real fake-Twilio
 HTTP server, and the service itself running under uvicorn with its real lifespan."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import subprocess
+import tempfile
 import textwrap
 import threading
 import time
@@ -20,10 +23,37 @@ import uvicorn
 from app.main import create_app
 from app.settings import Settings
 from app.twilio.transport import AiohttpTransport
-from bench.procs import free_port
+from bench.procs import free_port, redis_server_argv
 from tests.fake_twilio import FakeTwilio
 
-REDIS_URL = os.environ.get("SMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+def _start_own_redis() -> str:
+    """A redis-server of the suite's own on a free port, stopped when the run ends: the
+    tests flush their database, so they never run against a Redis they did not start."""
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="smsdest-test-redis-")
+    server = subprocess.Popen(
+        [*redis_server_argv(port), "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    atexit.register(lambda: (server.terminate(), server.wait(10)))
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the test Redis did not start") from None
+            time.sleep(0.02)
+    client.close()
+    return f"redis://127.0.0.1:{port}/15"
+
+
+# SMS_TEST_REDIS_URL points the suite at a Redis of your choosing; its database is flushed.
+REDIS_URL = os.environ.get("SMS_TEST_REDIS_URL") or _start_own_redis()
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 INGEST_TOKEN = "ingest-secret-for-tests"
