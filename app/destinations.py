@@ -7,7 +7,10 @@ destination and the field) instead of failing event by event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+import re
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +18,7 @@ from typing import Any, Literal
 import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from app.durations import Seconds
 from app.pipeline.events import Event
@@ -29,8 +33,40 @@ MAX_THROTTLE_WINDOW = 31_536_000  # one year, in seconds
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong in the destinations file: where (line, destination, field) and what."""
+
+    line: int | None  # 1-based line in the YAML file; None when the file has no such place
+    destination: str | None  # "'alerts'", or "#3" for one without a usable id
+    field: str  # dotted path inside the destination (or the file); "" for the whole of it
+    message: str
+
+    def describe(self, path: Path) -> str:
+        """``file:line: destination 'id': field: message``, the way compilers report."""
+        where = f"{path}:{self.line}" if self.line is not None else str(path)
+        parts = [where]
+        if self.destination is not None:
+            parts.append(f"destination {self.destination}")
+        if self.field:
+            parts.append(self.field)
+        return ": ".join([*parts, self.message])
+
+
 class ConfigError(Exception):
-    """The destinations file is unusable; the message names file, destination and field."""
+    """The destinations file is unusable; every problem names file, line, destination, field."""
+
+    def __init__(self, path: Path, problems: list[ConfigProblem]) -> None:
+        self.path = path
+        self.problems = sorted(problems, key=lambda p: p.line or 0)
+        super().__init__(self._report())
+
+    def _report(self) -> str:
+        if len(self.problems) == 1:
+            return self.problems[0].describe(self.path)
+        lines = [f"{self.path}: {len(self.problems)} problems"]
+        lines.extend(f"  {problem.describe(self.path)}" for problem in self.problems)
+        return "\n".join(lines)
 
 
 class ThrottleConfig(BaseModel):
@@ -74,21 +110,32 @@ class DestinationConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_of_each(self) -> DestinationConfig:
-        if (self.body is None) == (self.template is None):
-            raise ValueError("set exactly one of 'body' (inline template) or 'template' (a file)")
-        if (self.from_number is None) == (self.messaging_service_sid is None):
-            raise ValueError("set exactly one of 'from' or 'messaging_service_sid'")
-        if self.delay is not None and self.send_at is not None:
-            raise ValueError("set at most one of 'delay' or 'send_at'")
+        problems = _choice_problems(
+            lambda key: getattr(self, _ATTRIBUTES.get(key, key)) is not None
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
-class DestinationsFile(BaseModel):
-    """The top level of the YAML file."""
+# YAML keys whose attribute has another name (`from` is a Python keyword).
+_ATTRIBUTES = {"from": "from_number"}
 
-    model_config = ConfigDict(extra="forbid")
 
-    destinations: list[DestinationConfig]
+def _choice_problems(given: Callable[[str], bool]) -> list[str]:
+    """The field choices a destination breaks; `given(key)` says whether YAML key is set.
+
+    Checked on the validated model, and on the raw mapping when other fields are invalid
+    (pydantic skips the model check then), so a file's problems all show in one pass.
+    """
+    problems = []
+    if given("body") == given("template"):
+        problems.append("set exactly one of 'body' (inline template) or 'template' (a file)")
+    if given("from") == given("messaging_service_sid"):
+        problems.append("set exactly one of 'from' or 'messaging_service_sid'")
+    if given("delay") and given("send_at"):
+        problems.append("set at most one of 'delay' or 'send_at'")
+    return problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,61 +278,324 @@ class DestinationSet:
         return sorted(merged, key=lambda d: self._order[d.id])
 
 
-def load_destinations(path: Path, renderer: TemplateRenderer) -> DestinationSet:
-    """Read, validate and compile the destinations file, or raise `ConfigError`."""
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found (set SMS_DESTINATIONS_FILE)") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
-    if raw is None:
-        raw = {"destinations": []}
-    try:
-        parsed = DestinationsFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe_errors(path, raw, exc)) from None
+# A file whose YAML aliases expand past this many values is refused before validation (a
+# "billion laughs" file would otherwise keep validation busy for ever).
+MAX_EXPANDED_VALUES = 1_000_000
 
-    seen: set[str] = set()
-    compiled: list[Destination] = []
-    for config in parsed.destinations:
-        where = f"{path}: destination '{config.id}'"
-        if config.id in seen:
-            raise ConfigError(f"{where}: id: duplicate id")
-        seen.add(config.id)
-        try:
-            to_template = renderer.compile(config.to)
-        except TemplateConfigError as exc:
-            raise ConfigError(f"{where}: to: {exc}") from None
-        try:
-            body_template = (
-                renderer.compile(config.body)
-                if config.body is not None
-                else renderer.load(str(config.template))
-            )
-        except TemplateConfigError as exc:
-            raise ConfigError(f"{where}: {'body' if config.body else 'template'}: {exc}") from None
-        try:
-            send_at_template = renderer.compile(config.send_at) if config.send_at else None
-        except TemplateConfigError as exc:
-            raise ConfigError(f"{where}: send_at: {exc}") from None
-        compiled.append(Destination(config, to_template, body_template, send_at_template))
+_Path = tuple[str | int, ...]
+
+
+def load_destinations(path: Path, renderer: TemplateRenderer) -> DestinationSet:
+    """Read, validate and compile the destinations file, or raise `ConfigError`.
+
+    Every problem in the file is found in one pass (YAML structure, schema, template
+    syntax, missing template files, duplicate ids) and reported with its line; the service
+    at start-up and `smsdest check-config` both call this, so they report the same.
+    """
+    data, lines, problems = _read_yaml(path)
+    if problems:
+        raise ConfigError(path, problems)
+    checker = _Checker(renderer, lines)
+    compiled = checker.check_file(data)
+    if checker.problems:
+        raise ConfigError(path, checker.problems)
     return DestinationSet(compiled)
 
 
-def _describe_errors(path: Path, raw: Any, exc: ValidationError) -> str:
-    lines = [f"{path}: invalid destinations file"]
-    items = raw.get("destinations") if isinstance(raw, dict) else None
-    for err in exc.errors(include_url=False):
-        loc = list(err["loc"])
-        where = ""
-        if len(loc) >= 2 and loc[0] == "destinations" and isinstance(loc[1], int):
-            index = loc[1]
-            item = items[index] if isinstance(items, list) and index < len(items) else None
-            ident = item.get("id") if isinstance(item, dict) else None
-            where = f"destination '{ident}'" if ident else f"destination #{index + 1}"
-            loc = loc[2:]
-        field = ".".join(str(part) for part in loc) or "(destination)"
-        message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where + ': ' if where else ''}{field}: {message}")
-    return "\n".join(lines)
+def _read_yaml(path: Path) -> tuple[Any, dict[_Path, int], list[ConfigProblem]]:
+    """The file's data and the line of every key and list item in it, or its problems."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, {}, [_problem(None, "", "file not found (set SMS_DESTINATIONS_FILE)")]
+    except UnicodeDecodeError as exc:
+        return None, {}, [_problem(None, "", f"not a UTF-8 text file ({exc.reason})")]
+    except OSError as exc:
+        return None, {}, [_problem(None, "", f"cannot read the file: {exc.strerror or exc}")]
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}, []
+        # Lines are read before construction: it rewrites merge keys (`<<`) in the nodes.
+        lines, problems = _NodeLines.of(node)
+        if problems:
+            return None, lines, problems
+        return loader.construct_document(node), lines, []
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        detail = " ".join(part for part in (exc.context, exc.problem) if part)
+        return None, {}, [_problem(line, "", f"not valid YAML: {detail}")]
+    except yaml.YAMLError as exc:
+        return None, {}, [_problem(None, "", f"not valid YAML: {exc}")]
+    except RecursionError:
+        return None, {}, [_problem(None, "", "not usable YAML: nested too deeply")]
+    finally:
+        loader.dispose()
+
+
+def _problem(line: int | None, field: str, message: str) -> ConfigProblem:
+    return ConfigProblem(line=line, destination=None, field=field, message=message)
+
+
+class _NodeLines:
+    """Walks a composed YAML document: the line of each path, duplicate keys, its size."""
+
+    def __init__(self) -> None:
+        self.lines: dict[_Path, int] = {}
+        self.problems: list[ConfigProblem] = []
+        self.values = 0
+
+    @classmethod
+    def of(cls, root: yaml.Node) -> tuple[dict[_Path, int], list[ConfigProblem]]:
+        walk = cls()
+        walk.lines[()] = root.start_mark.line + 1
+        walk.visit(root, ())
+        if walk.values > MAX_EXPANDED_VALUES:
+            walk.problems = [
+                _problem(
+                    None,
+                    "",
+                    f"the file expands to over {MAX_EXPANDED_VALUES:,} values "
+                    "(YAML aliases): refused",
+                )
+            ]
+        return walk.lines, walk.problems
+
+    def visit(self, node: yaml.Node, path: _Path) -> None:
+        self.values += 1
+        if self.values > MAX_EXPANDED_VALUES:
+            return
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.lines.setdefault((*path, index), item.start_mark.line + 1)
+                self.visit(item, (*path, index))
+        elif isinstance(node, yaml.MappingNode):
+            first_seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue  # a merge key's fields keep the lines of the mapping they are in
+                key, line = key_node.value, key_node.start_mark.line + 1
+                if key in first_seen:
+                    # PyYAML would silently keep the last one.
+                    field = ".".join(str(part) for part in (*path, key))
+                    self.problems.append(
+                        _problem(line, field, f"given twice (first on line {first_seen[key]})")
+                    )
+                first_seen.setdefault(key, line)
+                self.lines.setdefault((*path, key), line)
+                self.visit(value_node, (*path, key))
+
+
+class _Checker:
+    """Validates a whole file, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, renderer: TemplateRenderer, lines: dict[_Path, int]) -> None:
+        self.renderer = renderer
+        self.lines = lines
+        self.problems: list[ConfigProblem] = []
+
+    def line_of(self, path: _Path) -> int | None:
+        """The line of `path`, or of its nearest ancestor present in the file."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+    def add(self, path: _Path, destination: str | None, field: str, message: str) -> None:
+        self.problems.append(ConfigProblem(self.line_of(path), destination, field, message))
+
+    def check_file(self, data: Any) -> list[Destination]:
+        """Every destination that compiled; the problems of the others are in `problems`."""
+        if data is None:
+            return []
+        if not isinstance(data, dict):
+            self.add(
+                (), None, "", f"must be a mapping with a 'destinations' list, got {_kind(data)}"
+            )
+            return []
+        for key in data:
+            if key != "destinations":
+                self.add((key,), None, str(key), _unknown_field(str(key), ["destinations"]))
+        items = data.get("destinations")
+        if items is None:
+            return []  # `destinations:` with nothing under it: no destinations
+        if not isinstance(items, list):
+            self.add(("destinations",), None, "destinations", f"must be a list, got {_kind(items)}")
+            return []
+        compiled: list[Destination] = []
+        first_line: dict[str, int | None] = {}
+        for index, item in enumerate(items):
+            path: _Path = ("destinations", index)
+            raw_id = item.get("id") if isinstance(item, dict) else None
+            label = f"'{raw_id}'" if isinstance(raw_id, str) and raw_id else f"#{index + 1}"
+            if isinstance(raw_id, str):
+                if raw_id in first_line:
+                    self.add(
+                        (*path, "id"),
+                        label,
+                        "id",
+                        f"duplicate id (first on line {first_line[raw_id]})",
+                    )
+                else:
+                    first_line[raw_id] = self.line_of((*path, "id"))
+            destination = self.check_destination(item, path, label)
+            if destination is not None:
+                compiled.append(destination)
+        return compiled
+
+    def check_destination(self, item: Any, path: _Path, label: str) -> Destination | None:
+        """Validate and compile one destination; templates are compiled even when the rest
+        of it is invalid, so that their problems are reported in the same pass."""
+        config: DestinationConfig | None = None
+        try:
+            config = DestinationConfig.model_validate(item)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                loc = tuple(error["loc"])
+                if not loc and error["type"] == "value_error":
+                    continue  # the choices: checked on the raw mapping below
+                field = ".".join(str(part) for part in loc)
+                self.add((*path, *loc), label, field, _message(error))
+            if isinstance(item, dict):
+                for message in _choice_problems(lambda key: item.get(key) is not None):
+                    self.add(path, label, "", message)
+        raw = item if isinstance(item, dict) else {}
+        to = self.compile(
+            path, label, "to", raw.get("to", DestinationConfig.model_fields["to"].default)
+        )
+        body = self.compile(path, label, "body", raw.get("body"))
+        send_at = self.compile(path, label, "send_at", raw.get("send_at"))
+        template = raw.get("template")
+        if isinstance(template, str):
+            body = self.load_file(path, label, template)
+        if config is None or to is None or body is None:
+            return None
+        if config.send_at and send_at is None:
+            return None
+        return Destination(config, to, body, send_at)
+
+    def compile(self, path: _Path, label: str, field: str, source: Any) -> jinja2.Template | None:
+        """Compile an inline template; None (and a problem) when it does not compile.
+
+        Anything the compiler raises is reported for this field: a template must never
+        turn a config check into a traceback.
+        """
+        if not isinstance(source, str):
+            return None  # absent, or not text: the schema check reports it
+        try:
+            return self.renderer.compile(source)
+        except TemplateConfigError as exc:
+            message = str(exc)
+        except RecursionError:
+            message = "nested too deeply to compile"
+        except MemoryError:
+            message = "does not compile: out of memory (a huge constant?)"
+        except Exception as exc:
+            message = f"does not compile: {exc}"
+        self.add((*path, field), label, field, message)
+        return None
+
+    def load_file(self, path: _Path, label: str, name: str) -> jinja2.Template | None:
+        """Compile the template file `name`, found under SMS_TEMPLATES_DIR."""
+        directory = self.renderer.templates_dir
+        if not directory.is_dir():
+            self.add(
+                (*path, "template"),
+                label,
+                "template",
+                f"templates directory {directory.resolve()} does not exist (SMS_TEMPLATES_DIR)",
+            )
+            return None
+        candidate = directory / name
+        if name and not candidate.exists() and ".." not in Path(name).parts:
+            self.add(
+                (*path, "template"),
+                label,
+                "template",
+                f"file {name!r} not found in {directory.resolve()} (SMS_TEMPLATES_DIR)",
+            )
+            return None
+        try:
+            return self.renderer.load(name)
+        except TemplateConfigError as exc:
+            message = str(exc)
+        except RecursionError:
+            message = f"template file {name!r} is nested too deeply to compile"
+        except MemoryError:
+            message = f"template file {name!r} does not compile: out of memory"
+        except Exception as exc:
+            message = f"template file {name!r} does not compile: {exc}"
+        self.add((*path, "template"), label, "template", message)
+        return None
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, in YAML's words."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a date or time" if hasattr(value, "isoformat") else "another kind of value"
+
+
+def _unknown_field(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(known)}"
+    return f"unknown field ({hint})"
+
+
+def _message(error: ErrorDetails) -> str:
+    """Pydantic's message for one error, in the file's terms: no Python class names."""
+    kind, loc = error["type"], error["loc"]
+    if kind == "extra_forbidden":
+        return _unknown_field(str(loc[-1]), _field_names_at(loc[:-1]))
+    if kind == "missing":
+        return "required, missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping (key: value), got {_kind(error['input'])}"
+    if kind == "list_type":
+        return f"must be a list, got {_kind(error['input'])}"
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(str(error["input"]), expected, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"must be one of {', '.join(expected)}, got {error['input']!r}{hint}"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
+        return "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _field_names_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The fields (as written in YAML) of the model at `loc` inside a destination."""
+    model: type[BaseModel] = DestinationConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            break
+        model = inner
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside `X`, `X | None` or `list[X]`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
