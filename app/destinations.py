@@ -289,13 +289,12 @@ def load_destinations(path: Path, renderer: TemplateRenderer) -> DestinationSet:
     """Read, validate and compile the destinations file, or raise `ConfigError`.
 
     Every problem in the file is found in one pass (YAML structure, schema, template
-    syntax, missing template files, duplicate ids) and reported with its line; the service
-    at start-up and `smsdest check-config` both call this, so they report the same.
+    syntax, missing template files, duplicate ids and keys) and reported with its line;
+    the service at start-up and `smsdest check-config` both call this, so they report the
+    same.
     """
     data, lines, problems = _read_yaml(path)
-    if problems:
-        raise ConfigError(path, problems)
-    checker = _Checker(renderer, lines)
+    checker = _Checker(renderer, lines, problems)
     compiled = checker.check_file(data)
     if checker.problems:
         raise ConfigError(path, checker.problems)
@@ -303,34 +302,42 @@ def load_destinations(path: Path, renderer: TemplateRenderer) -> DestinationSet:
 
 
 def _read_yaml(path: Path) -> tuple[Any, dict[_Path, int], list[ConfigProblem]]:
-    """The file's data and the line of every key and list item in it, or its problems."""
+    """The file's data, the line of every key and list item in it, and its keys given twice.
+
+    Raises `ConfigError` when there is nothing to validate (unreadable, not YAML, too big).
+    """
+
+    def unusable(message: str, line: int | None = None) -> ConfigError:
+        return ConfigError(path, [_problem(line, "", message)])
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return None, {}, [_problem(None, "", "file not found (set SMS_DESTINATIONS_FILE)")]
+        raise unusable("file not found (set SMS_DESTINATIONS_FILE)") from None
     except UnicodeDecodeError as exc:
-        return None, {}, [_problem(None, "", f"not a UTF-8 text file ({exc.reason})")]
+        raise unusable(f"not a UTF-8 text file ({exc.reason})") from None
     except OSError as exc:
-        return None, {}, [_problem(None, "", f"cannot read the file: {exc.strerror or exc}")]
+        raise unusable(f"cannot read the file: {exc.strerror or exc}") from None
     loader = _SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}, []
         # Lines are read before construction: it rewrites merge keys (`<<`) in the nodes.
-        lines, problems = _NodeLines.of(node)
-        if problems:
-            return None, lines, problems
-        return loader.construct_document(node), lines, []
+        walk = _NodeLines(node)
+        if walk.values > MAX_EXPANDED_VALUES:
+            raise unusable(
+                f"the file expands to over {MAX_EXPANDED_VALUES:,} values (YAML aliases): refused"
+            )
+        return loader.construct_document(node), walk.lines, walk.problems
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
         detail = " ".join(part for part in (exc.context, exc.problem) if part)
-        return None, {}, [_problem(line, "", f"not valid YAML: {detail}")]
+        raise unusable(f"not valid YAML: {detail}", mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
-        return None, {}, [_problem(None, "", f"not valid YAML: {exc}")]
+        raise unusable(f"not valid YAML: {exc}") from None
     except RecursionError:
-        return None, {}, [_problem(None, "", "not usable YAML: nested too deeply")]
+        raise unusable("not usable YAML: nested too deeply") from None
     finally:
         loader.dispose()
 
@@ -342,26 +349,11 @@ def _problem(line: int | None, field: str, message: str) -> ConfigProblem:
 class _NodeLines:
     """Walks a composed YAML document: the line of each path, duplicate keys, its size."""
 
-    def __init__(self) -> None:
-        self.lines: dict[_Path, int] = {}
+    def __init__(self, root: yaml.Node) -> None:
+        self.lines: dict[_Path, int] = {(): root.start_mark.line + 1}
         self.problems: list[ConfigProblem] = []
-        self.values = 0
-
-    @classmethod
-    def of(cls, root: yaml.Node) -> tuple[dict[_Path, int], list[ConfigProblem]]:
-        walk = cls()
-        walk.lines[()] = root.start_mark.line + 1
-        walk.visit(root, ())
-        if walk.values > MAX_EXPANDED_VALUES:
-            walk.problems = [
-                _problem(
-                    None,
-                    "",
-                    f"the file expands to over {MAX_EXPANDED_VALUES:,} values "
-                    "(YAML aliases): refused",
-                )
-            ]
-        return walk.lines, walk.problems
+        self.values = 0  # values visited, aliases expanded: stops past MAX_EXPANDED_VALUES
+        self.visit(root, ())
 
     def visit(self, node: yaml.Node, path: _Path) -> None:
         self.values += 1
@@ -391,10 +383,12 @@ class _NodeLines:
 class _Checker:
     """Validates a whole file, collecting every problem instead of stopping at the first."""
 
-    def __init__(self, renderer: TemplateRenderer, lines: dict[_Path, int]) -> None:
+    def __init__(
+        self, renderer: TemplateRenderer, lines: dict[_Path, int], problems: list[ConfigProblem]
+    ) -> None:
         self.renderer = renderer
         self.lines = lines
-        self.problems: list[ConfigProblem] = []
+        self.problems = problems
 
     def line_of(self, path: _Path) -> int | None:
         """The line of `path`, or of its nearest ancestor present in the file."""

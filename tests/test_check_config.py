@@ -159,9 +159,11 @@ def test_lines_point_at_the_field(tmp_path: Path) -> None:
 def test_yaml_problems_have_lines(tmp_path: Path) -> None:
     [unclosed] = problems_of(tmp_path, "destinations:\n  - id: a\n    body: [unclosed\n")
     assert unclosed.startswith(":4: not valid YAML: while parsing a flow sequence ")
-    twice = "destinations:\n  - id: a\n    body: one\n    body: two\n    from: '+15005550006'\n"
+    twice = "destinations:\n  - id: a\n    body: one\n    body: two\n    mode: loud\n"
     assert problems_of(tmp_path, twice) == [
-        ":4: destinations.0.body: given twice (first on line 3)"
+        ":2: destination 'a': set exactly one of 'from' or 'messaging_service_sid'",
+        ":4: destinations.0.body: given twice (first on line 3)",
+        ":5: destination 'a': mode: must be one of live, test, got 'loud'",
     ]
     assert problems_of(tmp_path, "- id: a\n") == [
         ":1: must be a mapping with a 'destinations' list, got a list"
