@@ -5,23 +5,45 @@ BIN    := $(VENV)/bin
 # The first run on a fresh machine has no destinations.yaml: use the shipped example.
 DESTINATIONS ?= $(if $(wildcard destinations.yaml),destinations.yaml,destinations.example.yaml)
 
-.PHONY: install run test lint typecheck check prism
+# The lock: every runtime dependency pinned with its hashes, for every platform, resolved
+# from what the registry had at LOCK_DATE (so `make lock` gives the same file again until
+# the date is moved: `make lock LOCK_DATE=$$(date -u +%FT%TZ)` refreshes it).
+LOCK_DATE ?= 2026-12-01T00:00:00Z
 
-$(BIN)/smsdest: pyproject.toml
+.PHONY: install install-runtime run test lint typecheck check prism lock
+
+# Runtime dependencies exactly as locked, then the package itself (editable).
+$(VENV)/.runtime: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-install: $(BIN)/smsdest
+# Development tools on top (pytest, ruff, mypy, ...), the runtime pins held as constraints
+# (without their hashes: pip would then want hashes for the dev tools too).
+$(VENV)/.dev: $(VENV)/.runtime
+	sed -e '/--hash=/d' -e 's/ *\\$$//' requirements.lock > $(VENV)/constraints.txt
+	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[dev]'
+	@touch $@
+
+## install: everything, for tests and checks; install-runtime: only what `run` needs
+install: $(VENV)/.dev
+install-runtime: $(VENV)/.runtime
 
 ## run: the service on its embedded default (embedded Redis under ./data, test mode
 ## unless Twilio credentials are set), with development tokens unless you set your own.
-run: install
+run: install-runtime
 	SMS_DESTINATIONS_FILE=$${SMS_DESTINATIONS_FILE:-$(DESTINATIONS)} \
 	SMS_INGEST_TOKEN=$${SMS_INGEST_TOKEN:-dev-ingest-token} \
 	SMS_ADMIN_TOKEN=$${SMS_ADMIN_TOKEN:-dev-admin-token} \
 	$(BIN)/smsdest serve
+
+## lock: re-resolve requirements.lock from pyproject.toml (uv, from the dev tools)
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		--exclude-newer $(LOCK_DATE) --custom-compile-command "make lock" \
+		--quiet -o requirements.lock
 
 ## test: the whole suite (starts its own Redis; Prism for the contract test)
 test: install
@@ -30,6 +52,7 @@ test: install
 lint: install
 	$(BIN)/ruff check app tests
 	$(BIN)/ruff format --check app tests
+	$(BIN)/hadolint Dockerfile
 
 typecheck: install
 	$(BIN)/mypy
