@@ -137,7 +137,7 @@ def check_config(args: argparse.Namespace) -> None:
     settings = _settings()
     path = Path(args.file) if args.file else settings.destinations_file
     destinations = load_destinations(path, TemplateRenderer(settings.templates_dir))
-    if not len(destinations):
+    if len(destinations) == 0:
         raise CliError(f"{path}: no destinations (list them under 'destinations:')", code=1)
     print(f"{path}: OK, {len(destinations)} destination(s)")
 

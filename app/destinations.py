@@ -503,13 +503,15 @@ class _Checker:
                 f"templates directory {directory.resolve()} does not exist (SMS_TEMPLATES_DIR)",
             )
             return None
+        relative = not Path(name).is_absolute() and ".." not in Path(name).parts
         candidate = directory / name
-        if name and not candidate.exists() and ".." not in Path(name).parts:
+        if name and relative and not candidate.is_file():
+            problem = "is not a file" if candidate.exists() else "not found"
             self.add(
                 (*path, "template"),
                 label,
                 "template",
-                f"file {name!r} not found in {directory.resolve()} (SMS_TEMPLATES_DIR)",
+                f"file {name!r} {problem} in {directory.resolve()} (SMS_TEMPLATES_DIR)",
             )
             return None
         try:

@@ -224,6 +224,13 @@ def test_template_files_resolve_against_the_templates_setting(tmp_path: Path) ->
     missing = run_cli("check-config", str(path), SMS_TEMPLATES_DIR=str(REPO / "templates"))
     assert missing.returncode == 2
     assert f"not found in {REPO / 'templates'} (SMS_TEMPLATES_DIR)" in missing.stderr
+    (templates / "folder").mkdir()
+    folder = write(tmp_path, text.replace("note.txt", "folder"), "folder.yaml")
+    directory = run_cli("check-config", str(folder), SMS_TEMPLATES_DIR=str(templates))
+    assert f"file 'folder' is not a file in {templates} (SMS_TEMPLATES_DIR)" in directory.stderr
+    outside = write(tmp_path, text.replace("note.txt", "../note.txt"), "outside.yaml")
+    escape = run_cli("check-config", str(outside), SMS_TEMPLATES_DIR=str(templates))
+    assert "must be a relative path inside" in escape.stderr
     nowhere = run_cli("check-config", str(path), SMS_TEMPLATES_DIR=str(tmp_path / "none"))
     assert f"templates directory {tmp_path / 'none'} does not exist (SMS_TEMPLATES_DIR)" in (
         nowhere.stderr
