@@ -6,9 +6,10 @@ BIN    := $(VENV)/bin
 DESTINATIONS ?= $(if $(wildcard destinations.yaml),destinations.yaml,destinations.example.yaml)
 
 # The lock: every runtime dependency pinned with its hashes, for every platform, resolved
-# from what the registry had at LOCK_DATE (so `make lock` gives the same file again until
-# the date is moved: `make lock LOCK_DATE=$$(date -u +%FT%TZ)` refreshes it).
-LOCK_DATE ?= 2026-12-01T00:00:00Z
+# by uv UV_VERSION from what the registry had at LOCK_DATE, so `make lock` gives the same
+# file again until the date is moved: `make lock LOCK_DATE=$$(date -u +%FT%TZ)` refreshes it.
+LOCK_DATE  ?= 2026-12-01T00:00:00Z
+UV_VERSION ?= 0.13.9
 
 .PHONY: install install-runtime run test lint typecheck check prism lock
 
@@ -39,8 +40,10 @@ run: install-runtime
 	SMS_ADMIN_TOKEN=$${SMS_ADMIN_TOKEN:-dev-admin-token} \
 	$(BIN)/smsdest serve
 
-## lock: re-resolve requirements.lock from pyproject.toml (uv, from the dev tools)
-lock: install
+## lock: re-resolve requirements.lock from pyproject.toml (needs no working lock itself)
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet 'uv==$(UV_VERSION)'
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
 		--exclude-newer $(LOCK_DATE) --custom-compile-command "make lock" \
 		--quiet -o requirements.lock
