@@ -113,7 +113,8 @@ def test_health_check_probes_readiness_without_curl(start_service: Any) -> None:
 def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
     import tomllib
 
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    project = pyproject["project"]
     wanted = {canonicalize_name(Requirement(dep).name) for dep in project["dependencies"]}
     lock = (REPO / "requirements.lock").read_text()
     pinned: dict[str, str] = {}
@@ -129,6 +130,10 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
     missing = wanted - pinned.keys()
     assert not missing, f"not in requirements.lock (run `make lock`): {sorted(missing)}"
     assert "make lock" in lock.splitlines()[1]
+    # The image builds the package without build isolation, with the locked build backend.
+    for requirement in map(Requirement, pyproject["build-system"]["requires"]):
+        version = pinned[canonicalize_name(requirement.name)].removeprefix("==")
+        assert requirement.specifier.contains(version), (requirement, version)
 
 
 def env_file_names(path: Path) -> list[str]:
