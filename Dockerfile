@@ -1,9 +1,9 @@
 # syntax=docker/dockerfile:1
 # smsdest: slim, non-root. Build from the repository root: docker build -t smsdest .
 
-# Pinned (Python patch release and Debian release): a rebuild gets the same base until
-# this line changes.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# Pinned to one build of one Python patch release on one Debian release (the digest of the
+# multi-platform index): a rebuild gets the very same base until this line changes.
+ARG PYTHON_IMAGE=python:3.11.16-slim-bookworm@sha256:c425d915a89a6dcd3183b1797ad9bd8878caff5a417f6371c8df93c8ea8b727f
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
