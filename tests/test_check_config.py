@@ -199,11 +199,14 @@ def test_compiler_failures_are_reported_per_destination(tmp_path: Path) -> None:
     )
     result = run_cli("check-config", str(path))
     assert "Traceback" not in result.stderr
-    assert f"{path}:4: destination 'deep': body: nested too deeply to compile" in result.stderr
-    # A huge constant is either refused when compiled or left to the render bounds.
     assert result.returncode == 2
+    # Reported on its line, for its destination and field (the wording is the compiler's).
+    deep = [line for line in result.stderr.splitlines() if "'deep'" in line]
+    assert len(deep) == 1 and deep[0].startswith(f"  {path}:4: destination 'deep': body: ")
+    # A huge constant is either refused when compiled or left to the render bounds.
     power = [line for line in result.stderr.splitlines() if "'power'" in line]
     assert all(line.startswith(f"  {path}:7: destination 'power': body: ") for line in power)
+    assert "'fine'" not in result.stderr
 
 
 def test_template_files_resolve_against_the_templates_setting(tmp_path: Path) -> None:
@@ -257,5 +260,5 @@ def test_alias_bombs_are_refused_quickly(tmp_path: Path) -> None:
     text = "\n".join(["x-defs:", *(f"  {level}" for level in levels), "destinations: *a8", ""])
     started = time.monotonic()
     problems = problems_of(tmp_path, text)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # 10**9 values would take hours
     assert problems == [": the file expands to over 1,000,000 values (YAML aliases): refused"]
