@@ -293,16 +293,17 @@ def load_destinations(path: Path, renderer: TemplateRenderer) -> DestinationSet:
     the service at start-up and `smsdest check-config` both call this, so they report the
     same.
     """
-    data, lines, problems = _read_yaml(path)
-    checker = _Checker(renderer, lines, problems)
+    data, walk = _read_yaml(path)
+    checker = _Checker(renderer, walk.lines)
     compiled = checker.check_file(data)
+    checker.add_keys_given_twice(walk.twice)
     if checker.problems:
         raise ConfigError(path, checker.problems)
     return DestinationSet(compiled)
 
 
-def _read_yaml(path: Path) -> tuple[Any, dict[_Path, int], list[ConfigProblem]]:
-    """The file's data, the line of every key and list item in it, and its keys given twice.
+def _read_yaml(path: Path) -> tuple[Any, _NodeLines]:
+    """The file's data, and the lines of its keys and list items (and keys given twice).
 
     Raises `ConfigError` when there is nothing to validate (unreadable, not YAML, too big).
     """
@@ -322,14 +323,14 @@ def _read_yaml(path: Path) -> tuple[Any, dict[_Path, int], list[ConfigProblem]]:
     try:
         node = loader.get_single_node()
         if node is None:
-            return None, {}, []
+            return None, _NodeLines(None)
         # Lines are read before construction: it rewrites merge keys (`<<`) in the nodes.
         walk = _NodeLines(node)
         if walk.values > MAX_EXPANDED_VALUES:
             raise unusable(
                 f"the file expands to over {MAX_EXPANDED_VALUES:,} values (YAML aliases): refused"
             )
-        return loader.construct_document(node), walk.lines, walk.problems
+        return loader.construct_document(node), walk
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         detail = " ".join(part for part in (exc.context, exc.problem) if part)
@@ -349,11 +350,14 @@ def _problem(line: int | None, field: str, message: str) -> ConfigProblem:
 class _NodeLines:
     """Walks a composed YAML document: the line of each path, duplicate keys, its size."""
 
-    def __init__(self, root: yaml.Node) -> None:
-        self.lines: dict[_Path, int] = {(): root.start_mark.line + 1}
-        self.problems: list[ConfigProblem] = []
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.lines: dict[_Path, int] = {}
+        # (path of the key, its line, the line where it was first given)
+        self.twice: list[tuple[_Path, int, int]] = []
         self.values = 0  # values visited, aliases expanded: stops past MAX_EXPANDED_VALUES
-        self.visit(root, ())
+        if root is not None:
+            self.lines[()] = root.start_mark.line + 1
+            self.visit(root, ())
 
     def visit(self, node: yaml.Node, path: _Path) -> None:
         self.values += 1
@@ -369,12 +373,8 @@ class _NodeLines:
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
                     continue  # a merge key's fields keep the lines of the mapping they are in
                 key, line = key_node.value, key_node.start_mark.line + 1
-                if key in first_seen:
-                    # PyYAML would silently keep the last one.
-                    field = ".".join(str(part) for part in (*path, key))
-                    self.problems.append(
-                        _problem(line, field, f"given twice (first on line {first_seen[key]})")
-                    )
+                if key in first_seen:  # PyYAML would silently keep the last one
+                    self.twice.append(((*path, key), line, first_seen[key]))
                 first_seen.setdefault(key, line)
                 self.lines.setdefault((*path, key), line)
                 self.visit(value_node, (*path, key))
@@ -383,12 +383,11 @@ class _NodeLines:
 class _Checker:
     """Validates a whole file, collecting every problem instead of stopping at the first."""
 
-    def __init__(
-        self, renderer: TemplateRenderer, lines: dict[_Path, int], problems: list[ConfigProblem]
-    ) -> None:
+    def __init__(self, renderer: TemplateRenderer, lines: dict[_Path, int]) -> None:
         self.renderer = renderer
         self.lines = lines
-        self.problems = problems
+        self.problems: list[ConfigProblem] = []
+        self.labels: dict[int, str] = {}  # destination index -> how messages name it
 
     def line_of(self, path: _Path) -> int | None:
         """The line of `path`, or of its nearest ancestor present in the file."""
@@ -425,6 +424,7 @@ class _Checker:
             path: _Path = ("destinations", index)
             raw_id = item.get("id") if isinstance(item, dict) else None
             label = f"'{raw_id}'" if isinstance(raw_id, str) and raw_id else f"#{index + 1}"
+            self.labels[index] = label
             if isinstance(raw_id, str):
                 if raw_id in first_line:
                     self.add(
@@ -439,6 +439,17 @@ class _Checker:
             if destination is not None:
                 compiled.append(destination)
         return compiled
+
+    def add_keys_given_twice(self, twice: list[tuple[_Path, int, int]]) -> None:
+        """Report each key given twice in one mapping, by destination where it is in one."""
+        for key_path, line, first in twice:
+            destination, inner = None, key_path
+            if len(key_path) > 2 and key_path[0] == "destinations" and isinstance(key_path[1], int):
+                destination, inner = self.labels.get(key_path[1]), key_path[2:]
+            field = ".".join(str(part) for part in inner)
+            self.problems.append(
+                ConfigProblem(line, destination, field, f"given twice (first on line {first})")
+            )
 
     def check_destination(self, item: Any, path: _Path, label: str) -> Destination | None:
         """Validate and compile one destination; templates are compiled even when the rest

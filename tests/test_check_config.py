@@ -162,9 +162,11 @@ def test_yaml_problems_have_lines(tmp_path: Path) -> None:
     twice = "destinations:\n  - id: a\n    body: one\n    body: two\n    mode: loud\n"
     assert problems_of(tmp_path, twice) == [
         ":2: destination 'a': set exactly one of 'from' or 'messaging_service_sid'",
-        ":4: destinations.0.body: given twice (first on line 3)",
+        ":4: destination 'a': body: given twice (first on line 3)",
         ":5: destination 'a': mode: must be one of live, test, got 'loud'",
     ]
+    top = "destinations: []\ndestinations: []\n"
+    assert problems_of(tmp_path, top) == [":2: destinations: given twice (first on line 1)"]
     assert problems_of(tmp_path, "- id: a\n") == [
         ":1: must be a mapping with a 'destinations' list, got a list"
     ]
