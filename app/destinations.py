@@ -309,7 +309,7 @@ def _read_yaml(path: Path) -> tuple[Any, _NodeLines]:
     """
 
     def unusable(message: str, line: int | None = None) -> ConfigError:
-        return ConfigError(path, [_problem(line, "", message)])
+        return ConfigError(path, [ConfigProblem(line, None, "", message)])
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -341,10 +341,6 @@ def _read_yaml(path: Path) -> tuple[Any, _NodeLines]:
         raise unusable("not usable YAML: nested too deeply") from None
     finally:
         loader.dispose()
-
-
-def _problem(line: int | None, field: str, message: str) -> ConfigProblem:
-    return ConfigProblem(line=line, destination=None, field=field, message=message)
 
 
 class _NodeLines:
