@@ -165,6 +165,13 @@ def test_yaml_problems_have_lines(tmp_path: Path) -> None:
         ":4: destination 'a': body: given twice (first on line 3)",
         ":5: destination 'a': mode: must be one of live, test, got 'loud'",
     ]
+    date = "destinations:\n  - id: a\n    send_at: 2026-13-45\n"
+    assert problems_of(tmp_path, date) == [
+        ":3: not valid YAML: cannot read this value: month must be in 1..12"
+    ]
+    digits = "destinations:\n  - id: a\n    delay: " + "9" * 5000 + "\n"
+    [huge] = problems_of(tmp_path, digits)
+    assert huge.startswith(":3: not valid YAML: cannot read this value: Exceeds the limit")
     top = "destinations: []\ndestinations: []\n"
     assert problems_of(tmp_path, top) == [":2: destinations: given twice (first on line 1)"]
     assert problems_of(tmp_path, "- id: a\n") == [
