@@ -17,7 +17,8 @@ from app.errors import Conflict
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, evaluate
 from app.store import keys
-from app.store.deliveries import Admission, DeliveryLog, NewDelivery
+from app.store.deliveries import Admission, DeliveryLog
+from app.store.records import Mode, NewDelivery
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioApiError, TwilioError
 
@@ -70,7 +71,7 @@ class IngestService:
     def destinations(self) -> DestinationSet:
         return self._destinations
 
-    def mode_of(self, destination: Destination) -> keys.Mode:
+    def mode_of(self, destination: Destination) -> Mode:
         """Test mode when the service or the destination says so."""
         return "test" if self._global_test_mode or destination.config.mode == "test" else "live"
 
@@ -103,11 +104,6 @@ class IngestService:
             throttle_key = keys.throttle(
                 mode, config.throttle.scope, config.id, evaluation.recipient
             )
-        sender = (
-            {"messaging_service_sid": config.messaging_service_sid}
-            if config.messaging_service_sid
-            else {"from": config.from_number or ""}
-        )
         stats = evaluation.stats
         return NewDelivery(
             destination_id=config.id,
@@ -119,7 +115,8 @@ class IngestService:
             body=evaluation.body,
             encoding=stats.encoding if stats else None,
             segments=stats.segments if stats else None,
-            sender=sender,
+            from_number=config.from_number,
+            messaging_service_sid=config.messaging_service_sid,
             skip_reason=evaluation.skip_reason,
             detail=evaluation.detail,
             throttle_key=throttle_key,
@@ -129,10 +126,10 @@ class IngestService:
                 if evaluation.schedule == "local" and evaluation.send_at
                 else None
             ),
-            options=(
-                {"send_at": evaluation.send_at.isoformat()}
+            send_at=(
+                evaluation.send_at.isoformat()
                 if evaluation.schedule == "twilio" and evaluation.send_at
-                else {}
+                else None
             ),
         )
 
@@ -197,7 +194,7 @@ class IngestService:
             trace["decision"] = "sent" if "sid" in trace["twilio_response"] else "failed"
         return trace
 
-    async def _send_now(self, message: Any, mode: keys.Mode) -> dict[str, Any]:
+    async def _send_now(self, message: Any, mode: Mode) -> dict[str, Any]:
         if self._global_test_mode:
             raise Conflict("the service is in test mode (no Twilio credentials or SMS_TEST_MODE)")
         try:

@@ -12,22 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import orjson
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
-from app.store.deliveries import Admission, DeliveryLog, NewDelivery
+from app.store.deliveries import Admission, DeliveryLog
+from app.store.records import NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
 from app.twilio.errors import MESSAGE_NOT_COMPLETE_ERROR_CODE, TwilioApiError
-from app.twilio.models import (
-    MESSAGE_STATUS_RANK,
-    E164Number,
-    MessagingServiceSid,
-    TwilioMessage,
-)
+from app.twilio.models import E164Number, MessagingServiceSid, TwilioMessage
 
 API_DESTINATION = "$api"
 MAX_MEDIA = 10
@@ -142,21 +137,7 @@ class MessageService:
             )
         except ValueError as exc:
             raise InvalidInput([{"field": "send_at", "problem": str(exc)}]) from None
-        options: dict[str, str] = {}
-        if request.media_url:
-            options["media_urls"] = orjson.dumps(request.media_url).decode()
-        if request.status_callback:
-            options["status_callback"] = request.status_callback
-        if request.validity_period:
-            options["validity_period"] = str(request.validity_period)
-        if schedule == "twilio" and request.send_at:
-            options["send_at"] = request.send_at.isoformat()
         stats = measure_body(request.body or "")
-        sender = (
-            {"messaging_service_sid": request.messaging_service_sid}
-            if request.messaging_service_sid
-            else {"from": request.from_number or ""}
-        )
         [admission] = await self._deliveries.admit(
             [
                 NewDelivery(
@@ -172,13 +153,21 @@ class MessageService:
                     body=request.body or "",
                     encoding=stats.encoding,
                     segments=stats.segments,
-                    sender=sender,
+                    from_number=request.from_number,
+                    messaging_service_sid=request.messaging_service_sid,
                     due_ms=(
                         int(request.send_at.timestamp() * 1000)
                         if schedule == "local" and request.send_at
                         else None
                     ),
-                    options=options,
+                    media_urls=tuple(request.media_url),
+                    status_callback=request.status_callback,
+                    validity_period=request.validity_period,
+                    send_at=(
+                        request.send_at.isoformat()
+                        if schedule == "twilio" and request.send_at
+                        else None
+                    ),
                 )
             ]
         )
@@ -208,7 +197,7 @@ class MessageService:
             record = await self._deliveries.get(reference)
             if record is None:
                 raise NotFound(f"no delivery with id {reference!r}")
-            sid = record.get("twilio_sid")
+            sid = record.twilio_sid
             if sid is None:
                 canceled, status = await self._deliveries.cancel_scheduled(reference)
                 if not canceled:
@@ -238,12 +227,7 @@ class MessageService:
         status = message.status or ""
         if delivery_id and status == "canceled":
             await self._deliveries.apply_twilio_status(
-                delivery_id,
-                status,
-                MESSAGE_STATUS_RANK[status],
-                "canceled",
-                None,
-                "canceled through Twilio",
+                delivery_id, status, None, "canceled through Twilio"
             )
 
 

@@ -25,10 +25,11 @@ from redis.exceptions import RedisError
 
 from app.pipeline.render import measure_body
 from app.store import keys
-from app.store.deliveries import DeliveryLog, Status, id_bound
+from app.store.deliveries import DeliveryLog, StatusVerdict
+from app.store.records import ExternalMessage, id_bound
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioError
-from app.twilio.models import MESSAGE_STATUS_RANK, TwilioMessage
+from app.twilio.models import TwilioMessage
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,6 @@ _STALE_BATCH = 200
 
 # Delivery statuses whose Twilio side may still change.
 _OPEN_STATUSES = ("sent", "scheduled")
-_DELIVERY_STATUS: dict[str, Status] = {
-    "delivered": "delivered",
-    "undelivered": "undelivered",
-    "failed": "failed",
-    "read": "read",
-    "canceled": "canceled",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +103,7 @@ class Reconciler:
             await self._redis.set(cursor_key, ids[-1] if len(ids) == _STALE_BATCH else "")
             for delivery_id in ids:
                 record = await self._deliveries.get(delivery_id)
-                sid = record.get("twilio_sid") if record else None
+                sid = record.twilio_sid if record else None
                 if not sid or record is None or record.mode != "live":
                     continue
                 checked += 1
@@ -126,15 +120,10 @@ class Reconciler:
         value: str | None = await self._redis.get(key)  # type: ignore[assignment]
         return value
 
-    async def _apply(self, delivery_id: str, message: TwilioMessage) -> str:
+    async def _apply(self, delivery_id: str, message: TwilioMessage) -> StatusVerdict:
         status = message.status or ""
         return await self._deliveries.apply_twilio_status(
-            delivery_id,
-            status,
-            MESSAGE_STATUS_RANK.get(status, 0),
-            _DELIVERY_STATUS.get(status),
-            message.error_code,
-            f"reconciled with Twilio: {status}",
+            delivery_id, status, message.error_code, f"reconciled with Twilio: {status}"
         )
 
     async def _import_external(self) -> tuple[int, bool]:
@@ -177,27 +166,24 @@ class Reconciler:
         return imported, False
 
     async def _import(self, message: TwilioMessage, sent: datetime | None) -> bool:
-        status = message.status or ""
         body = message.body or ""
         stats = measure_body(body)
-        fields: dict[str, str | int] = {
-            "destination": EXTERNAL_DESTINATION,
-            "event_name": EXTERNAL_DESTINATION,
-            "recipient": message.to or "",
-            "body": body,
-            "encoding": stats.encoding,
-            "segments": message.num_segments or stats.segments,
-            "from": message.from_ or "",
-            "messaging_service_sid": message.messaging_service_sid or "",
-            "twilio_status": status,
-            "twilio_status_rank": MESSAGE_STATUS_RANK.get(status, 0),
-            "error_code": message.error_code if message.error_code is not None else "",
-            "error_message": message.error_message or "",
-        }
         created = sent or datetime.now(UTC)
-        return await self._deliveries.import_external(
-            message.sid, "external", fields, int(created.timestamp() * 1000)
+        segments = message.num_segments
+        external = ExternalMessage(
+            sid=message.sid,
+            recipient=message.to or "",
+            body=body,
+            encoding=stats.encoding,
+            segments=int(segments) if segments and segments.isdigit() else stats.segments,
+            from_number=message.from_ or "",
+            messaging_service_sid=message.messaging_service_sid or "",
+            twilio_status=message.status or "",
+            error_code=message.error_code,
+            error_message=message.error_message or "",
+            sent_ms=int(created.timestamp() * 1000),
         )
+        return await self._deliveries.import_external(external, EXTERNAL_DESTINATION)
 
 
 def _parse_date(value: str | None) -> datetime | None:

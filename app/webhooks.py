@@ -17,10 +17,10 @@ from app.ingest import EventOutcome, IngestService
 from app.pipeline.events import Event, Person
 from app.pipeline.recipients import InvalidRecipient, mask_phone, normalize_phone
 from app.store import keys
-from app.store.deliveries import DeliveryLog, Status, now_iso
+from app.store.deliveries import DeliveryLog
+from app.store.records import now_iso
 from app.store.suppressions import SuppressionList
 from app.twilio.errors import OPTED_OUT_ERROR_CODE
-from app.twilio.models import MESSAGE_STATUS_RANK
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,6 @@ OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
 SMS_STATUS_EVENT = "$sms_status"
 SMS_INBOUND_EVENT = "$sms_inbound"
 
-# Our delivery status for each Twilio status worth showing; the rest only update
-# `twilio_status` (a delivery that Twilio has "queued" is, for us, still "sent").
-_DELIVERY_STATUS: dict[str, Status] = {
-    "sent": "sent",
-    "delivered": "delivered",
-    "undelivered": "undelivered",
-    "failed": "failed",
-    "read": "read",
-    "canceled": "canceled",
-}
 _UNMATCHED_KEPT = 10_000
 
 
@@ -93,38 +83,31 @@ class TwilioWebhooks:
             f" (error {error_code})" if error_code else ""
         )
         applied = await self._deliveries.apply_twilio_status(
-            delivery_id,
-            status,
-            MESSAGE_STATUS_RANK.get(status, 0),
-            _DELIVERY_STATUS.get(status),
-            error_code,
-            detail,
+            delivery_id, status, error_code, detail
         )
         if applied != "applied":
             return WebhookResult(applied, [])
         record = await self._deliveries.get(delivery_id)
         # A destination fed by $sms_status must not feed itself: its own sends' callbacks
         # would trigger it again, forever.
-        if record is None or (record.get("event_name") or "").startswith("$sms_"):
+        if record is None or record.event_name.startswith("$sms_"):
             return WebhookResult(applied, [])
         event = Event(
             name=SMS_STATUS_EVENT,
             uuid=f"{sid}:{status}",
-            distinct_id=record.get("recipient"),
+            distinct_id=record.recipient,
             properties={
                 "message_sid": sid,
                 "status": status,
                 "error_code": error_code,
                 "delivery_id": delivery_id,
-                "destination": record.get("destination"),
-                "to": record.get("recipient"),
+                "destination": record.destination,
+                "to": record.recipient,
                 "from": form.get("From"),
-                "source_event": record.get("event_name"),
+                "source_event": record.event_name,
             },
             timestamp=None,
-            person=Person(
-                id=record.get("recipient"), properties={"phone": record.get("recipient")}
-            ),
+            person=Person(id=record.recipient, properties={"phone": record.recipient}),
             identity=f"{sid}:{status}",
         )
         return WebhookResult(applied, await self._ingest.ingest([event]))

@@ -8,12 +8,10 @@ interleaving where two copies of an event (or two events for one recipient) both
 
 from __future__ import annotations
 
-import functools
-import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -22,23 +20,24 @@ from redis.exceptions import NoScriptError
 
 from app.store import keys
 from app.store.pipelining import CommandBatcher
+from app.store.records import (
+    Decision,
+    DeliveryRecord,
+    DeliveryStatus,
+    ExternalMessage,
+    NewDelivery,
+    SendOutcome,
+    delivery_status_for,
+    id_bound,
+    new_delivery_id,
+    now_iso,
+    twilio_status_rank,
+)
 
-Status = Literal[
-    "queued",
-    "sending",
-    "retrying",
-    "sent",
-    "mocked",
-    "failed",
-    "skipped",
-    "scheduled",  # held until its send time (by us, or by Twilio when it has a SID)
-    # reported by Twilio after sending
-    "delivered",
-    "undelivered",
-    "read",
-    "canceled",
-    "external",  # sent by another system on the account, found by reconciliation
-]
+# The worker's claim on a queued delivery: send it, or why not.
+BeginVerdict = Literal["send", "missing", "done", "opted_out"]
+# What a Twilio status report did to a delivery.
+StatusVerdict = Literal["applied", "stale", "missing"]
 
 # The hot-path scripts take one argument, a JSON array [keys, args, …], not dozens of
 # arguments: redis-py encodes arguments one by one in Python, which cost more than all the
@@ -211,123 +210,20 @@ return 1
 """
 
 
-@functools.lru_cache(maxsize=2)
-def _iso_second(epoch_s: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
-
-
-def now_iso() -> str:
-    """Now, UTC, to the millisecond: ``2026-11-23T16:56:58.123Z`` (formatted ~4x faster
-    than datetime's isoformat: the hot path stamps every record)."""
-    seconds, millis = divmod(time.time_ns() // 1_000_000, 1000)
-    return f"{_iso_second(seconds)}.{millis:03d}Z"
-
-
-def new_delivery_id(created_ms: int | None = None) -> str:
-    """Time-ordered id: sorting ids sorts deliveries by creation (the log's cursor).
-
-    The tail is 64 random bits from `random` (reseeded per process and after fork), not
-    os.urandom: a syscall per id showed in profiles, and the id is not a secret.
-    """
-    ms = created_ms if created_ms is not None else time.time_ns() // 1_000_000
-    return f"dl_{ms:012x}{random.getrandbits(64):016x}"
-
-
-def id_bound(epoch_ms: int) -> str:
-    """The smallest possible id created at `epoch_ms`: a bound for range queries."""
-    return f"dl_{max(epoch_ms, 0):012x}"
-
-
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    """Everything known about a delivery when it is admitted."""
-
-    destination_id: str
-    mode: keys.Mode
-    event_identity: str
-    event_uuid: str | None
-    event_name: str
-    recipient: str | None
-    body: str | None
-    encoding: str | None
-    segments: int | None
-    sender: Mapping[str, str]  # {"from": …} or {"messaging_service_sid": …}
-    skip_reason: str | None = None  # set: recorded as skipped, never sent
-    detail: str | None = None
-    throttle_key: str | None = None
-    throttle_window_ms: int = 0
-    # Held in our own delayed queue until this time (epoch ms) instead of sent at once.
-    due_ms: int | None = None
-    # Further message options stored with the record (media, validity, Twilio scheduling).
-    options: Mapping[str, str] = field(default_factory=dict)
-
-
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What ingest answers for one (event, destination): the decision and the delivery id."""
 
     destination_id: str
-    decision: str  # queued | throttled | duplicate | invalid_recipient | render_error | …
+    decision: Decision
     delivery_id: str
     detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryRecord:
-    """A delivery as stored in the log."""
-
-    id: str
-    fields: dict[str, str] = field(repr=False)
-
-    @property
-    def status(self) -> str:
-        return self.fields.get("status", "")
-
-    @property
-    def mode(self) -> str:
-        return self.fields.get("mode", "live")
-
-    @property
-    def attempts(self) -> int:
-        return int(self.fields.get("attempts") or 0)
-
-    def get(self, name: str) -> str | None:
-        """A stored field, None when empty."""
-        return self.fields.get(name) or None
-
-    def to_public(self) -> dict[str, Any]:
-        """The JSON the admin API returns (whole recipient; the API is behind a token)."""
-        f = self.fields
-        return {
-            "id": self.id,
-            "destination": f.get("destination"),
-            "mode": self.mode,
-            "status": self.status,
-            "reason": f.get("reason") or None,
-            "detail": f.get("detail") or None,
-            "event": {"uuid": f.get("event_uuid") or None, "name": f.get("event_name")},
-            "recipient": f.get("recipient") or None,
-            "from": f.get("from") or None,
-            "messaging_service_sid": f.get("messaging_service_sid") or None,
-            "body": f.get("body") or None,
-            "encoding": f.get("encoding") or None,
-            "segments": int(f["segments"]) if f.get("segments") else None,
-            "attempts": self.attempts,
-            "twilio_sid": f.get("twilio_sid") or None,
-            "twilio_status": f.get("twilio_status") or None,
-            "error_code": int(f["error_code"]) if f.get("error_code") else None,
-            "error_message": f.get("error_message") or None,
-            "twilio_request": orjson.loads(f["twilio_request"])
-            if f.get("twilio_request")
-            else None,
-            "created_at": f.get("created_at"),
-            "updated_at": f.get("updated_at"),
-            "history": orjson.loads(f.get("history") or "[]"),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class DeliveryPage:
+    """One page of the log, newest first, and the cursor for the next (None: the last)."""
+
     items: list[DeliveryRecord]
     next_cursor: str | None
 
@@ -370,16 +266,16 @@ class DeliveryLog:
             if status == "duplicate":
                 results.append(Admission(new.destination_id, "duplicate", reason))
             else:
-                decision = status if status in ("queued", "scheduled") else reason
+                decision = cast(Decision, status if status in ("queued", "scheduled") else reason)
                 results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
         return results
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One record, or None when unknown or past retention."""
         fields: dict[str, str] = await self._redis.hgetall(keys.delivery(delivery_id))  # type: ignore[assignment]
-        return DeliveryRecord(delivery_id, fields) if fields else None
+        return DeliveryRecord.from_fields(delivery_id, fields) if fields else None
 
-    async def begin_send(self, delivery_id: str) -> tuple[str, DeliveryRecord | None]:
+    async def begin_send(self, delivery_id: str) -> tuple[BeginVerdict, DeliveryRecord | None]:
         """Claim a queued delivery for sending: ``("send", record)``, or a verdict
         ``"missing"`` (expired), ``"done"`` (already sent or final) or ``"opted_out"``."""
         verdict, flat = await self._run_script(
@@ -388,33 +284,32 @@ class DeliveryLog:
             (delivery_id, now_iso(), keys.STATUS_INDEX_PREFIX),
         )
         if verdict != "send":
-            return verdict, None
-        return verdict, DeliveryRecord(delivery_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+            return cast(BeginVerdict, verdict), None
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        return "send", DeliveryRecord.from_fields(delivery_id, fields)
 
     async def finish_send(
         self,
         record: DeliveryRecord,
         entry_id: str,
-        status: Status,
+        status: DeliveryStatus,
         *,
         detail: str | None = None,
-        updates: Mapping[str, str | int] | None = None,
-        twilio_sid: str | None = None,
+        outcome: SendOutcome | None = None,
         retry_at_ms: int | None = None,
         release_throttle: bool = False,
         suppression: bytes | None = None,
     ) -> None:
         """Record a send's outcome and acknowledge its queue entry, in one atomic step.
 
-        `twilio_sid` is indexed for status callbacks; `retry_at_ms` parks the delivery in
-        the delayed queue; `release_throttle` frees the window it claimed (only if it still
-        holds it); `suppression` (a suppression list value) suppresses its recipient.
+        `outcome` is what the attempt adds to the record (its SID is indexed for status
+        callbacks); `retry_at_ms` parks the delivery in the delayed queue; `release_throttle`
+        frees the window it claimed (only if it still holds it); `suppression` (a suppression
+        list value) suppresses its recipient.
         """
-        throttle_key = record.get("throttle_key") if release_throttle else None
-        recipient = record.get("recipient") or ""
-        pairs: list[str | int] = []
-        for name, value in (updates or {}).items():
-            pairs += [name, value]
+        throttle_key = record.throttle_key if release_throttle else None
+        recipient = record.recipient or ""
+        twilio_sid = outcome.twilio_sid if outcome else None
         await self._run_script(
             self._finish_send,
             (
@@ -437,7 +332,7 @@ class DeliveryLog:
                 retry_at_ms if retry_at_ms is not None else "",
                 recipient,
                 suppression or "",
-                *pairs,
+                *(outcome.fields() if outcome else ()),
             ),
         )
 
@@ -470,15 +365,11 @@ class DeliveryLog:
         return found
 
     async def apply_twilio_status(
-        self,
-        delivery_id: str,
-        twilio_status: str,
-        rank: int,
-        status: Status | None,
-        error_code: int | None,
-        detail: str,
-    ) -> str:
-        """Record a status Twilio reported; ``"stale"`` when it would move backwards."""
+        self, delivery_id: str, twilio_status: str, error_code: int | None, detail: str
+    ) -> StatusVerdict:
+        """Record a status Twilio reported (callback, poll or cancel): ``"stale"`` when it
+        would move the delivery backwards, ``"missing"`` when the record is gone."""
+        status = delivery_status_for(twilio_status)
         result: str = await self._twilio_status(
             keys=[keys.delivery(delivery_id)],
             args=[
@@ -486,13 +377,13 @@ class DeliveryLog:
                 now_iso(),
                 keys.STATUS_INDEX_PREFIX,
                 twilio_status,
-                rank,
+                twilio_status_rank(twilio_status),
                 status or "",
                 error_code if error_code is not None else "",
                 detail,
             ],
         )
-        return result
+        return cast(StatusVerdict, result)
 
     async def cancel_scheduled(self, delivery_id: str) -> tuple[bool, str]:
         """Cancel a delivery we hold until its time: (True, "canceled"), else (False, status)."""
@@ -502,35 +393,24 @@ class DeliveryLog:
         )
         return bool(done), str(status)
 
-    async def import_external(
-        self, sid: str, status: Status, fields: Mapping[str, str | int], created_ms: int
-    ) -> bool:
+    async def import_external(self, message: ExternalMessage, destination: str) -> bool:
         """Record a message sent outside this service; False if its SID is already known."""
-        delivery_id = new_delivery_id(created_ms)
-        now = now_iso()
-        history = orjson.dumps([{"status": status, "at": now, "detail": "imported from Twilio"}])
-        recipient = str(fields.get("recipient") or "")
-        flat: list[str | int] = []
-        for name, value in {
-            **fields,
-            "id": delivery_id,
-            "mode": "live",
-            "twilio_sid": sid,
-            "history": history.decode(),
-            "created_at": now,
-            "updated_at": now,
-            "attempts": 0,
-        }.items():
-            flat += [name, value]
+        delivery_id = new_delivery_id(message.sent_ms)
         imported: int = await self._import_external(
             keys=[
-                keys.twilio_sid(sid),
+                keys.twilio_sid(message.sid),
                 keys.delivery(delivery_id),
                 keys.DELIVERY_INDEX,
-                keys.DESTINATION_INDEX_PREFIX + str(fields.get("destination") or ""),
-                keys.RECIPIENT_INDEX_PREFIX + recipient if recipient else "",
+                keys.DESTINATION_INDEX_PREFIX + destination,
+                keys.RECIPIENT_INDEX_PREFIX + message.recipient if message.recipient else "",
             ],
-            args=[delivery_id, self._retention_s, keys.STATUS_INDEX_PREFIX, status, *flat],
+            args=[
+                delivery_id,
+                self._retention_s,
+                keys.STATUS_INDEX_PREFIX,
+                "external",
+                *message.fields(delivery_id, destination, now_iso()),
+            ],
         )
         return bool(imported)
 
@@ -559,7 +439,11 @@ class DeliveryLog:
             index = keys.STATUS_INDEX_PREFIX + status
         else:
             index = keys.DELIVERY_INDEX
-        wanted = {"destination": destination, "status": status, "recipient": recipient}
+        wanted: list[tuple[str | None, Callable[[DeliveryRecord], str | None]]] = [
+            (destination, lambda r: r.destination),
+            (status, lambda r: r.status),
+            (recipient, lambda r: r.recipient),
+        ]
         items: list[DeliveryRecord] = []
         upper = f"({cursor}" if cursor else "+"
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
@@ -570,7 +454,7 @@ class DeliveryLog:
             if not ids:
                 return DeliveryPage(items, None)
             for record in await self._fetch(ids):
-                if all(record.fields.get(k) == v for k, v in wanted.items() if v):
+                if all(get(record) == value for value, get in wanted if value):
                     items.append(record)
                     if len(items) == limit:
                         return DeliveryPage(items, record.id)
@@ -595,7 +479,9 @@ class DeliveryLog:
                 pipe.hgetall(keys.delivery(delivery_id))
             rows = await pipe.execute()
         # Records past retention are gone while index entries linger until pruned: skip them.
-        return [DeliveryRecord(i, row) for i, row in zip(id_list, rows, strict=True) if row]
+        return [
+            DeliveryRecord.from_fields(i, row) for i, row in zip(id_list, rows, strict=True) if row
+        ]
 
 
 _ADMIT_CHUNK = 100  # deliveries per admission script call
@@ -628,27 +514,4 @@ def _admission_input(
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
     )
-    flat = [item for pair in _record_fields(delivery_id, new, now).items() for item in pair]
-    return script_keys, args, flat
-
-
-def _record_fields(delivery_id: str, new: NewDelivery, now: str) -> dict[str, str]:
-    """The new record's fields, every value a string (Lua would print numbers as floats)."""
-    return {
-        "id": delivery_id,
-        "destination": new.destination_id,
-        "mode": new.mode,
-        "event_uuid": new.event_uuid or "",
-        "event_name": new.event_name,
-        "recipient": new.recipient or "",
-        "body": new.body or "",
-        "encoding": new.encoding or "",
-        "segments": str(new.segments) if new.segments is not None else "",
-        "detail": new.detail or "",
-        "attempts": "0",
-        "throttle_key": new.throttle_key or "",
-        "created_at": now,
-        "updated_at": now,
-        **new.sender,
-        **new.options,
-    }
+    return script_keys, args, new.fields(delivery_id, now)

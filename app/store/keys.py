@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from app.store.records import Mode
 
 PREFIX = "smsdest:"
 
@@ -15,8 +15,6 @@ DELIVERY_INDEX = PREFIX + "deliveries"  # zset of every delivery id, ordered by 
 DESTINATION_INDEX_PREFIX = PREFIX + "deliveries:destination:"
 STATUS_INDEX_PREFIX = PREFIX + "deliveries:status:"
 RECIPIENT_INDEX_PREFIX = PREFIX + "deliveries:recipient:"
-
-Mode = Literal["live", "test"]
 
 
 def delivery(delivery_id: str) -> str:

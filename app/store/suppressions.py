@@ -9,7 +9,7 @@ import orjson
 from redis.asyncio import Redis
 
 from app.store import keys
-from app.store.deliveries import now_iso
+from app.store.records import now_iso
 
 
 @dataclass(frozen=True, slots=True)
