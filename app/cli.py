@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,16 +31,13 @@ _T = TypeVar("_T")
 
 if TYPE_CHECKING:
     import httpx
-    from redis.asyncio import Redis
 
     from app.errors import ServiceError
-    from app.messages import MessageService
-    from app.store.suppressions import SuppressionList
-    from app.twilio.client import TwilioClient
+    from app.services import Services
     from app.twilio.errors import TwilioApiError
 
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
-    Operation = Callable[[argparse.Namespace, "Session"], Awaitable[int | None]]
+    Operation = Callable[[argparse.Namespace, "Services"], Awaitable[int | None]]
 
 log = logging.getLogger("smsdest")
 
@@ -103,13 +99,7 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def worker(_: argparse.Namespace) -> None:
-    from app.main import (
-        BackgroundJobs,
-        build_twilio_client,
-        load_configured_destinations,
-        open_resources,
-    )
-    from app.store.deliveries import DeliveryLog
+    from app.main import load_configured_destinations
 
     settings = _settings()
     _configure_logging(settings.log_level)
@@ -118,9 +108,8 @@ def worker(_: argparse.Namespace) -> None:
     load_configured_destinations(settings)  # same config checks as serve
 
     async def run() -> None:
-        async with open_resources(settings) as (redis, http):
-            deliveries = DeliveryLog(redis, settings.dedupe_ttl, settings.delivery_retention)
-            jobs = BackgroundJobs(settings, redis, deliveries, build_twilio_client(settings, http))
+        async with _open_services(settings, redis=True) as services:
+            jobs = services.background_jobs()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, jobs.stop)
@@ -143,49 +132,18 @@ def check_config(args: argparse.Namespace) -> None:
 # --- shared plumbing of the operations ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """What an operation works with, wired as the app wires it."""
-
-    settings: Settings
-    twilio: TwilioClient
-    redis: Redis | None  # None for operations that only talk to Twilio
-
-    def messages(self) -> MessageService:
-        from app.messages import MessageService
-        from app.store.connection import connect
-        from app.store.deliveries import DeliveryLog
-
-        # get/list/redact/delete never touch the delivery log, so they run without Redis:
-        # redis-py connects on a client's first command, and this one never gets any (were
-        # it ever used, the .invalid host fails at once instead of reaching some other Redis).
-        redis = self.redis or connect("redis://redis-not-configured.invalid")
-        deliveries = DeliveryLog(redis, self.settings.dedupe_ttl, self.settings.delivery_retention)
-        return MessageService(
-            deliveries,
-            self.twilio,
-            self.settings.global_test_mode,
-            self.settings.delivery_retention,
-        )
-
-    def suppressions(self) -> SuppressionList:
-        from app.store.suppressions import SuppressionList
-
-        assert self.redis is not None, "suppression commands are declared with redis=True"
-        return SuppressionList(self.redis)
-
-
 @contextlib.asynccontextmanager
-async def _open_session(settings: Settings, *, redis: bool) -> AsyncIterator[Session]:
-    """Redis and the HTTP client through `open_resources`, or the HTTP client alone."""
-    from app.main import build_http_client, build_twilio_client, open_resources
+async def _open_services(settings: Settings, *, redis: bool) -> AsyncIterator[Services]:
+    """The services as the app builds them (`build_services`); with Redis only if asked."""
+    from app.services import build_http_client, build_services
+    from app.store.storage import open_store
 
-    if redis:
-        async with open_resources(settings) as (client, http):
-            yield Session(settings, build_twilio_client(settings, http), client)
-    else:
-        async with build_http_client(settings) as http:
-            yield Session(settings, build_twilio_client(settings, http), None)
+    async with build_http_client(settings) as http:
+        if not redis:
+            yield build_services(settings, http, None)
+            return
+        async with open_store(settings) as store:
+            yield build_services(settings, http, store)
 
 
 def _require_twilio(settings: Settings, prog: str) -> None:
@@ -207,8 +165,8 @@ def _run(
         _require_twilio(settings, prog)
 
     async def run() -> int:
-        async with _open_session(settings, redis=redis) as session:
-            return await operation(args, session) or 0
+        async with _open_services(settings, redis=redis) as services:
+            return await operation(args, services) or 0
 
     try:
         return asyncio.run(run())
@@ -221,9 +179,8 @@ def _run(
 
 def _as_cli_error(exc: Exception) -> CliError | None:
     """The exit status and message for a domain failure; None for anything unexpected."""
-    from redis.exceptions import RedisError
-
     from app.errors import ServiceError
+    from app.store import StorageError
     from app.twilio.errors import TwilioApiError, TwilioTransportError
 
     if isinstance(exc, ServiceError):
@@ -234,7 +191,7 @@ def _as_cli_error(exc: Exception) -> CliError | None:
         return CliError(_twilio_error_text(exc), 1)
     if isinstance(exc, TwilioTransportError):
         return CliError(f"cannot reach Twilio: {exc.message}", 1)
-    if isinstance(exc, RedisError):
+    if isinstance(exc, StorageError):
         return CliError(f"Redis failed: {exc}", 1)
     return None
 
@@ -360,7 +317,7 @@ def _json_value(text: str) -> Any:
 # --- messages -------------------------------------------------------------------------------
 
 
-async def messages_send(args: argparse.Namespace, session: Session) -> None:
+async def messages_send(args: argparse.Namespace, session: Services) -> None:
     """Queue one message through the delivery pipeline, validated as the API validates it."""
     from app.messages import MessageCreate
 
@@ -378,7 +335,7 @@ async def messages_send(args: argparse.Namespace, session: Session) -> None:
         request = MessageCreate.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         raise CliError(_validation_text("invalid message", exc, _option_name)) from None
-    admission = await session.messages().send(request, args.idempotency_key)
+    admission = await session.messages.send(request, args.idempotency_key)
     _emit(
         {
             "delivery_id": admission.delivery_id,
@@ -393,19 +350,19 @@ def _option_name(field: str) -> str:
     return f"--{field.replace('_', '-')}" if field else "message"
 
 
-async def messages_get(args: argparse.Namespace, session: Session) -> None:
-    message = await session.messages().get(args.sid)
+async def messages_get(args: argparse.Namespace, session: Services) -> None:
+    message = await session.messages.get(args.sid)
     _emit(message.model_dump(mode="json", by_alias=True))
 
 
-async def messages_list(args: argparse.Namespace, session: Session) -> None:
+async def messages_list(args: argparse.Namespace, session: Services) -> None:
     """One page, or with --all every page as it arrives (one page in memory at a time)."""
     from app.messages import MessageListQuery
 
     if args.max_pages is not None and not args.all:
         raise CliError("--max-pages only applies with --all")
     max_pages = args.max_pages or 100
-    service = session.messages()
+    service = session.messages
     query = MessageListQuery(
         args.to,
         args.from_number,
@@ -432,19 +389,19 @@ async def messages_list(args: argparse.Namespace, session: Session) -> None:
         print(json.dumps({"next_cursor": cursor}), file=sys.stderr, flush=True)
 
 
-async def messages_cancel(args: argparse.Namespace, session: Session) -> None:
+async def messages_cancel(args: argparse.Namespace, session: Services) -> None:
     if not args.reference.startswith("dl_"):
         _require_twilio(session.settings, "smsdest messages cancel SID")
-    _emit(await session.messages().cancel(args.reference))
+    _emit(await session.messages.cancel(args.reference))
 
 
-async def messages_redact(args: argparse.Namespace, session: Session) -> None:
-    message = await session.messages().redact(args.sid)
+async def messages_redact(args: argparse.Namespace, session: Services) -> None:
+    message = await session.messages.redact(args.sid)
     _emit(message.model_dump(mode="json", by_alias=True))
 
 
-async def messages_delete(args: argparse.Namespace, session: Session) -> None:
-    await session.messages().delete(args.sid)
+async def messages_delete(args: argparse.Namespace, session: Services) -> None:
+    await session.messages.delete(args.sid)
     _emit({"sid": args.sid, "deleted": True})
 
 
@@ -529,7 +486,7 @@ def _idempotency_key(text: str) -> str:
 # --- suppressions ---------------------------------------------------------------------------
 
 
-def _number(raw: str, session: Session) -> str:
+def _number(raw: str, session: Services) -> str:
     from app.pipeline.recipients import InvalidRecipient, normalize_phone
 
     try:
@@ -538,8 +495,8 @@ def _number(raw: str, session: Session) -> str:
         raise CliError(str(exc)) from None
 
 
-async def suppressions_list(_: argparse.Namespace, session: Session) -> None:
-    suppressions = session.suppressions()
+async def suppressions_list(_: argparse.Namespace, session: Services) -> None:
+    suppressions = session.suppressions
     cursor = 0
     while True:
         items, cursor = await suppressions.page(cursor, 1000)
@@ -549,24 +506,24 @@ async def suppressions_list(_: argparse.Namespace, session: Session) -> None:
             return
 
 
-async def suppressions_get(args: argparse.Namespace, session: Session) -> None:
-    found = await session.suppressions().get(_number(args.number, session))
+async def suppressions_get(args: argparse.Namespace, session: Services) -> None:
+    found = await session.suppressions.get(_number(args.number, session))
     if found is None:
         raise CliError(f"{args.number} is not suppressed")
     _emit(found.to_json())
 
 
-async def suppressions_add(args: argparse.Namespace, session: Session) -> None:
-    suppressions = session.suppressions()
+async def suppressions_add(args: argparse.Namespace, session: Services) -> None:
+    suppressions = session.suppressions
     number = _number(args.number, session)
     added = await suppressions.add(number, "cli")
     found = await suppressions.get(number)
     _emit({**(found.to_json() if found else {"number": number}), "added": added})
 
 
-async def suppressions_remove(args: argparse.Namespace, session: Session) -> None:
+async def suppressions_remove(args: argparse.Namespace, session: Services) -> None:
     number = _number(args.number, session)
-    if not await session.suppressions().remove(number):
+    if not await session.suppressions.remove(number):
         raise CliError(f"{args.number} is not suppressed")
     _emit({"number": number, "removed": True})
 
@@ -595,7 +552,7 @@ def _add_suppression_commands(commands: Subcommands) -> None:
 # --- twilio raw -----------------------------------------------------------------------------
 
 
-async def twilio_raw(args: argparse.Namespace, session: Session) -> int:
+async def twilio_raw(args: argparse.Namespace, session: Services) -> int:
     """One request to Twilio's REST API with our credentials, retried as asked."""
     from app.twilio.errors import TwilioTransportError
 

@@ -6,17 +6,15 @@ nothing consumed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from redis.asyncio import Redis
 
 from app.destinations import Destination, DestinationSet
 from app.errors import Conflict
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, evaluate
-from app.store import keys
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import Mode, NewDelivery
 from app.twilio.client import TwilioClient
@@ -53,7 +51,6 @@ class IngestService:
         self,
         destinations: DestinationSet,
         deliveries: DeliveryLog,
-        redis: Redis,
         twilio: TwilioClient,
         default_region: str,
         global_test_mode: bool,
@@ -61,7 +58,6 @@ class IngestService:
     ) -> None:
         self._destinations = destinations
         self._deliveries = deliveries
-        self._redis = redis
         self._twilio = twilio
         self._default_region = default_region
         self._global_test_mode = global_test_mode
@@ -99,11 +95,6 @@ class IngestService:
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
         config = evaluation.destination.config
         mode = self.mode_of(evaluation.destination)
-        throttle_key = None
-        if config.throttle and evaluation.recipient and not evaluation.skip_reason:
-            throttle_key = keys.throttle(
-                mode, config.throttle.scope, config.id, evaluation.recipient
-            )
         stats = evaluation.stats
         return NewDelivery(
             destination_id=config.id,
@@ -119,7 +110,7 @@ class IngestService:
             messaging_service_sid=config.messaging_service_sid,
             skip_reason=evaluation.skip_reason,
             detail=evaluation.detail,
-            throttle_key=throttle_key,
+            throttle_scope=config.throttle.scope if config.throttle else None,
             throttle_window_ms=config.throttle.window * 1000 if config.throttle else 0,
             due_ms=(
                 int(evaluation.send_at.timestamp() * 1000)
@@ -136,7 +127,11 @@ class IngestService:
     async def trace(self, destination: Destination, event: Event, mock: bool) -> dict[str, Any]:
         """Run one event through one destination and report every step; consume nothing.
 
-        With `mock=False` the message is really sent (still without claiming the window).
+        Admission's checks are asked of the store read-only (`DeliveryLog.preview`, the
+        admission script's own code): a tester re-running an event sees `duplicate_of`
+        but still the decision admission would take next. With `mock=False` a message that
+        is really sent (without claiming the throttle window); never to a recipient who
+        opted out.
         """
         config = destination.config
         mode = self.mode_of(destination)
@@ -166,29 +161,35 @@ class IngestService:
             "schedule": evaluation.schedule,
             "send_at": evaluation.send_at.isoformat() if evaluation.send_at else None,
             "throttle": None,
-            "duplicate_of": await self._redis.get(keys.dedupe(config.id, event.identity)),
+            "duplicate_of": None,
             "twilio_request": None,
             "twilio_response": None,
         }
+        if not evaluation.matched:
+            return trace
+        new = self._new_delivery(event, evaluation)
+        preview = await self._deliveries.preview(new)
+        trace["duplicate_of"] = preview.duplicate_of
         message = evaluation.message
         if message is None:
             return trace
+        check = preview.check
         if config.throttle and evaluation.recipient:
-            key = keys.throttle(mode, config.throttle.scope, config.id, evaluation.recipient)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.get(key)
-                pipe.pttl(key)
-                holder, pttl = await pipe.execute()
+            held = check.verdict == "throttled" and check.frees_at_ms is not None
+            remaining_ms = (check.frees_at_ms or 0) - time.time_ns() // 1_000_000
             trace["throttle"] = {
                 "window_seconds": config.throttle.window,
                 "scope": config.throttle.scope,
-                "held_by": holder,
-                "remaining_seconds": round(pttl / 1000, 3) if holder and pttl > 0 else 0,
+                "held_by": check.held_by if held else None,
+                "remaining_seconds": round(max(remaining_ms, 0) / 1000, 3) if held else 0,
             }
-        trace["decision"] = (
-            "throttled" if trace["throttle"] and trace["throttle"]["held_by"] else "would_send"
-        )
         trace["twilio_request"] = self._twilio.message_request(message).redacted()
+        trace["decision"] = "would_send"
+        if check.verdict in ("opted_out", "throttled"):
+            trace["decision"] = check.verdict
+            trace["detail"] = check.detail(new.throttle_window_ms)
+        if check.verdict == "opted_out":
+            return trace  # consent: never texted, not even by a test
         if not mock:
             trace["twilio_response"] = await self._send_now(message, mode)
             trace["decision"] = "sent" if "sid" in trace["twilio_response"] else "failed"

@@ -15,7 +15,7 @@ from typing import Any
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
 from app.store.deliveries import Admission, DeliveryLog
@@ -109,11 +109,12 @@ class MessageListQuery:
 
 
 class MessageService:
-    """Message operations for the API and the CLI."""
+    """Message operations for the API and the CLI. Without a delivery log (commands that
+    run without Redis) only the operations that talk to Twilio alone work."""
 
     def __init__(
         self,
-        deliveries: DeliveryLog,
+        deliveries: DeliveryLog | None,
         twilio: TwilioClient,
         global_test_mode: bool,
         retention_s: int,
@@ -138,7 +139,7 @@ class MessageService:
         except ValueError as exc:
             raise InvalidInput([{"field": "send_at", "problem": str(exc)}]) from None
         stats = measure_body(request.body or "")
-        [admission] = await self._deliveries.admit(
+        [admission] = await self._log().admit(
             [
                 NewDelivery(
                     destination_id=API_DESTINATION,
@@ -194,12 +195,12 @@ class MessageService:
     async def cancel(self, reference: str) -> dict[str, Any]:
         """Cancel a scheduled message: one we hold (by delivery id), or Twilio's (by SID)."""
         if reference.startswith("dl_"):
-            record = await self._deliveries.get(reference)
+            record = await self._log().get(reference)
             if record is None:
                 raise NotFound(f"no delivery with id {reference!r}")
             sid = record.twilio_sid
             if sid is None:
-                canceled, status = await self._deliveries.cancel_scheduled(reference)
+                canceled, status = await self._log().cancel_scheduled(reference)
                 if not canceled:
                     raise Conflict(f"delivery {reference} is {status}: only scheduled ones cancel")
                 return {"delivery_id": reference, "status": "canceled"}
@@ -222,11 +223,16 @@ class MessageService:
                 ) from None
             raise
 
+    def _log(self) -> DeliveryLog:
+        if self._deliveries is None:
+            raise Unavailable("the delivery log needs Redis (SMS_REDIS_URL)")
+        return self._deliveries
+
     async def _record_twilio_status(self, message: TwilioMessage) -> None:
-        delivery_id = await self._deliveries.delivery_id_for_sid(message.sid)
+        delivery_id = await self._log().delivery_id_for_sid(message.sid)
         status = message.status or ""
         if delivery_id and status == "canceled":
-            await self._deliveries.apply_twilio_status(
+            await self._log().apply_twilio_status(
                 delivery_id, status, None, "canceled through Twilio"
             )
 

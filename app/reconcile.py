@@ -20,12 +20,10 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from app.pipeline.render import measure_body
-from app.store import keys
+from app.store import StorageError
 from app.store.deliveries import DeliveryLog, StatusVerdict
+from app.store.reconcile_state import ReconcileState
 from app.store.records import ExternalMessage, id_bound
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioError
@@ -56,14 +54,14 @@ class Reconciler:
 
     def __init__(
         self,
-        redis: Redis,
+        state: ReconcileState,
         deliveries: DeliveryLog,
         twilio: TwilioClient,
         stale_after_s: int,
         max_pages: int,
         page_size: int = 100,
     ) -> None:
-        self._redis = redis
+        self._state = state
         self._deliveries = deliveries
         self._twilio = twilio
         self._stale_after = timedelta(seconds=stale_after_s)
@@ -72,7 +70,7 @@ class Reconciler:
 
     async def run_once(self, lock_s: int) -> ReconcileReport | None:
         """Run if no other process holds the lock for this interval; None when skipped."""
-        if not await self._redis.set(keys.RECONCILE_LOCK, "1", nx=True, ex=max(lock_s, 1)):
+        if not await self._state.try_lock(lock_s):
             return None
         checked, updated = await self._refresh_stale()
         imported, sweep_done = await self._import_external()
@@ -85,7 +83,7 @@ class Reconciler:
                 report = await self.run_once(lock_s=interval_s)
                 if report and (report.updated or report.imported):
                     log.info("reconcile: %s", report)
-            except (RedisError, TwilioError, ValueError) as exc:
+            except (StorageError, TwilioError, ValueError) as exc:
                 log.warning("reconcile run failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=interval_s)
@@ -96,11 +94,10 @@ class Reconciler:
         window_end = id_bound(int((now - self._stale_after).timestamp() * 1000))
         checked = updated = 0
         for status in _OPEN_STATUSES:
-            cursor_key = keys.RECONCILE_STALE_CURSOR_PREFIX + status
-            cursor = max(await self._get(cursor_key) or "", window_start)
+            cursor = max(await self._state.stale_cursor(status), window_start)
             ids = await self._deliveries.ids_before(status, cursor, window_end, _STALE_BATCH)
             # Wrap around once the window is walked: the oldest are checked again later.
-            await self._redis.set(cursor_key, ids[-1] if len(ids) == _STALE_BATCH else "")
+            await self._state.set_stale_cursor(status, ids[-1] if len(ids) == _STALE_BATCH else "")
             for delivery_id in ids:
                 record = await self._deliveries.get(delivery_id)
                 sid = record.twilio_sid if record else None
@@ -116,10 +113,6 @@ class Reconciler:
                     updated += 1
         return checked, updated
 
-    async def _get(self, key: str) -> str | None:
-        value: str | None = await self._redis.get(key)  # type: ignore[assignment]
-        return value
-
     async def _apply(self, delivery_id: str, message: TwilioMessage) -> StatusVerdict:
         status = message.status or ""
         return await self._deliveries.apply_twilio_status(
@@ -127,16 +120,14 @@ class Reconciler:
         )
 
     async def _import_external(self) -> tuple[int, bool]:
-        since_raw = await self._get(keys.RECONCILE_EXTERNAL_SINCE)
-        if since_raw is None:
+        sweep = await self._state.external_sweep()
+        if sweep.since is None:
             # First run: follow what is sent from now on, not the account's whole history.
-            await self._redis.set(keys.RECONCILE_EXTERNAL_SINCE, datetime.now(UTC).isoformat())
+            await self._state.start_following(datetime.now(UTC).isoformat())
             return 0, True
-        since = datetime.fromisoformat(since_raw)
-        page_uri = await self._get(keys.RECONCILE_EXTERNAL_PAGE)
-        newest_seen = datetime.fromisoformat(
-            await self._get(keys.RECONCILE_EXTERNAL_NEWEST) or since.isoformat()
-        )
+        since = datetime.fromisoformat(sweep.since)
+        page_uri = sweep.page_uri
+        newest_seen = datetime.fromisoformat(sweep.newest or sweep.since)
         imported = 0
         for _ in range(self._max_pages):
             page = await self._twilio.list_messages(
@@ -152,16 +143,11 @@ class Reconciler:
                     imported += 1
             page_uri = page.next_page_uri
             # Progress is saved page by page, so a crash resumes instead of restarting.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if page_uri:
-                    pipe.set(keys.RECONCILE_EXTERNAL_PAGE, page_uri)
-                    pipe.set(keys.RECONCILE_EXTERNAL_NEWEST, newest_seen.isoformat())
-                else:
-                    # Sweep done: only now may the cursor pass what was processed.
-                    pipe.set(keys.RECONCILE_EXTERNAL_SINCE, newest_seen.isoformat())
-                    pipe.delete(keys.RECONCILE_EXTERNAL_PAGE, keys.RECONCILE_EXTERNAL_NEWEST)
-                await pipe.execute()
-            if not page_uri:
+            if page_uri:
+                await self._state.save_page(page_uri, newest_seen.isoformat())
+            else:
+                # Sweep done: only now may the cursor pass what was processed.
+                await self._state.finish_sweep(newest_seen.isoformat())
                 return imported, True
         return imported, False
 

@@ -11,14 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from app.ingest import EventOutcome, IngestService
 from app.pipeline.events import Event, Person
 from app.pipeline.recipients import InvalidRecipient, mask_phone, normalize_phone
-from app.store import keys
+from app.store.callbacks import CallbackLog
 from app.store.deliveries import DeliveryLog
-from app.store.records import now_iso
 from app.store.suppressions import SuppressionList
 from app.twilio.errors import OPTED_OUT_ERROR_CODE
 
@@ -32,8 +29,6 @@ OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
 
 SMS_STATUS_EVENT = "$sms_status"
 SMS_INBOUND_EVENT = "$sms_inbound"
-
-_UNMATCHED_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +47,13 @@ class TwilioWebhooks:
 
     def __init__(
         self,
-        redis: Redis,
+        callbacks: CallbackLog,
         deliveries: DeliveryLog,
         suppressions: SuppressionList,
         ingest: IngestService,
         default_region: str,
     ) -> None:
-        self._redis = redis
+        self._callbacks = callbacks
         self._deliveries = deliveries
         self._suppressions = suppressions
         self._ingest = ingest
@@ -72,10 +67,7 @@ class TwilioWebhooks:
         delivery_id = await self._deliveries.delivery_id_for_sid(sid) if sid else None
         if delivery_id is None:
             # Not ours (or past retention): keep it for inspection, answer 200 all the same.
-            fields: dict[Any, Any] = {**form, "received_at": now_iso()}
-            await self._redis.xadd(
-                keys.UNMATCHED_CALLBACKS, fields, maxlen=_UNMATCHED_KEPT, approximate=True
-            )
+            await self._callbacks.keep_unmatched(form)
             return WebhookResult("unmatched", [])
         if error_code == OPTED_OUT_ERROR_CODE and form.get("To"):
             await self._suppressions.add(self._number(form["To"]), "twilio_21610")

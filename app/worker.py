@@ -11,9 +11,6 @@ import socket
 import time
 from datetime import datetime
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from app.pipeline.dispatch import (
     Failed,
     RetryLater,
@@ -23,6 +20,7 @@ from app.pipeline.dispatch import (
     mocked_send,
 )
 from app.pipeline.recipients import mask_phone
+from app.store import StorageError
 from app.store.deliveries import DeliveryLog
 from app.store.queue import QueuedSend, SendQueue
 from app.store.records import DeliveryRecord, DeliveryStatus, SendOutcome
@@ -53,16 +51,15 @@ class SendWorker:
 
     def __init__(
         self,
-        redis: Redis,
+        queue: SendQueue,
         deliveries: DeliveryLog,
         twilio: TwilioClient,
         policy: RetryPolicy,
         concurrency: int,
         reclaim_idle_s: int,
     ) -> None:
-        self._redis = redis
         self._deliveries = deliveries
-        self._queue = SendQueue(redis, consumer_name())
+        self._queue = queue
         self._twilio = twilio
         self._policy = policy
         self._concurrency = concurrency
@@ -103,7 +100,7 @@ class SendWorker:
                     await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 self._start(await self._queue.read(free, _READ_BLOCK_MS))
-            except RedisError as exc:
+            except StorageError as exc:
                 # NOGROUP: the stream was deleted (a flushed or replaced Redis): recreate it.
                 group_ready = group_ready and "NOGROUP" not in str(exc)
                 log.warning("send worker: Redis error, retrying in 1 s: %s", exc)
@@ -117,7 +114,7 @@ class SendWorker:
     async def _prune(self) -> None:
         try:
             removed = await self._deliveries.prune_indexes()
-        except RedisError as exc:
+        except StorageError as exc:
             log.warning("send worker: pruning the delivery indexes failed: %s", exc)
             return
         if removed:
@@ -148,7 +145,7 @@ class SendWorker:
             # Expired, already done by an earlier owner, or the recipient opted out.
             if verdict == "opted_out":
                 log.info("delivery %s skipped: recipient opted out", queued.delivery_id)
-            await self._ack(queued)
+            await self._queue.ack(queued.entry_id)
             return
         attempt = record.attempts
         message = _message_of(record)
@@ -162,7 +159,7 @@ class SendWorker:
             try:
                 await self._record(queued, record, outcome, attempt)
                 return
-            except RedisError:
+            except StorageError:
                 if pause is None:
                     raise
                 await asyncio.sleep(pause)
@@ -211,11 +208,6 @@ class SendWorker:
                 suppression=suppression_value("twilio_21610") if opted_out else None,
             )
             log.warning("delivery %s failed: %s", record.id, outcome.error)
-
-    async def _ack(self, queued: QueuedSend) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self._queue.ack(pipe, queued.entry_id)
-            await pipe.execute()
 
 
 def _message_of(record: DeliveryRecord) -> OutboundMessage:

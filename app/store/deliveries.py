@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from app.store import keys
+from app.store import keys, storage_errors
 from app.store.pipelining import CommandBatcher
 from app.store.records import (
     Decision,
@@ -29,10 +29,13 @@ from app.store.records import (
     SendOutcome,
     delivery_status_for,
     id_bound,
+    id_created_ms,
+    iso_ms,
     new_delivery_id,
     now_iso,
     twilio_status_rank,
 )
+from app.store.suppressions import Suppression, parse_suppression
 
 # The worker's claim on a queued delivery: send it, or why not.
 BeginVerdict = Literal["send", "missing", "done", "opted_out"]
@@ -67,27 +70,62 @@ local function transition(key, id, status, now, prefix, detail, extra)
 end
 """
 
-# Admits a chunk of deliveries, each atomically, and returns {status, reason} for each.
+# Admission's checks, in order: dedupe, suppression, throttle. Shared by admission, which
+# claims the dedupe mark and the throttle window as it checks (SET NX), and by the preview
+# (the destination tester), which only reads: one piece of code, so they cannot drift.
+# A '' key or recipient skips its check. Returns {verdict, …facts}:
+#   {'duplicate', original delivery id}    {'opted_out', the suppression's JSON}
+#   {'throttled', holder's delivery id, ms until the window frees}    {'pass'}
+_CHECKS = """
+local function check(claim, id, dedupe, dedupe_ms, suppressions, recipient, throttle, window_ms)
+  if dedupe ~= '' then
+    if claim then
+      if not redis.call('SET', dedupe, id, 'NX', 'PX', dedupe_ms) then
+        return {'duplicate', redis.call('GET', dedupe) or ''}
+      end
+    else
+      local original = redis.call('GET', dedupe)
+      if original then return {'duplicate', original} end
+    end
+  end
+  if recipient ~= '' then
+    local suppressed = redis.call('HGET', suppressions, recipient)
+    if suppressed then return {'opted_out', suppressed} end
+  end
+  if throttle ~= '' then
+    local free
+    if claim then
+      free = redis.call('SET', throttle, id, 'NX', 'PX', window_ms)
+    else
+      free = redis.call('EXISTS', throttle) == 0
+    end
+    if not free then
+      return {'throttled', redis.call('GET', throttle) or '', redis.call('PTTL', throttle)}
+    end
+  end
+  return {'pass'}
+end
+"""
+
+# Admits a chunk of deliveries, each atomically. Returns {status, reason, …facts} for each
+# (facts as `check` gives them; a duplicate: {'duplicate', original id}).
 # Input: one JSON array of deliveries, each [keys, args, record].
 # keys: dedupe, throttle ('' = none), record, stream, index, destination index,
 #       recipient index ('' = none), suppression list, delayed sends
 # args: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
 #       status index prefix, recipient ('' = none), due ms ('' = now)
 # record: the record's fields as a flat [name, value, …] list, every value a string
-_ADMIT = """
+_ADMIT = (
+    _CHECKS
+    + """
 local function admit(KEYS, ARGV, fields)
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'duplicate', redis.call('GET', KEYS[1]) or ''}
-end
 local status, reason = ARGV[6], ARGV[7]
-if status == 'queued' and ARGV[9] ~= '' and redis.call('HEXISTS', KEYS[8], ARGV[9]) == 1 then
-  status, reason = 'skipped', 'opted_out'
-end
-if status == 'queued' and KEYS[2] ~= '' then
-  if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then
-    status, reason = 'skipped', 'throttled'
-  end
-end
+-- A delivery the pipeline already skipped is only deduped.
+local sendable = status == 'queued'
+local checked = check(true, ARGV[1], KEYS[1], ARGV[2], KEYS[8],
+                      sendable and ARGV[9] or '', sendable and KEYS[2] or '', ARGV[3])
+if checked[1] == 'duplicate' then return checked end
+if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
 if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
 local entry = {status = status, at = ARGV[5]}
 if reason ~= '' then entry.reason = reason end
@@ -100,7 +138,7 @@ if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
 redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1])
 if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
 if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
-return {status, reason}
+return {status, reason, checked[2], checked[3]}
 end
 
 local results = {}
@@ -109,6 +147,18 @@ for i, delivery in ipairs(cjson.decode(ARGV[1])) do
 end
 return results
 """
+)
+
+# Admission's checks for one delivery, read-only: {with dedupe, without dedupe} (the
+# tester reports a duplicate but still shows what admission would decide next).
+# KEYS: dedupe, suppression list, throttle ('' = none).  ARGV: recipient ('' = none).
+_PREVIEW = (
+    _CHECKS
+    + """
+return {check(false, '', KEYS[1], 0, KEYS[2], ARGV[1], KEYS[3], 0),
+        check(false, '', '', 0, KEYS[2], ARGV[1], KEYS[3], 0)}
+"""
+)
 
 # The worker's last step for a delivery, atomically: record the outcome, index the Twilio
 # SID, park a retry, free the throttle window (compare-and-delete), suppress a number
@@ -210,6 +260,76 @@ return 1
 """
 
 
+CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A verdict of admission's checks (`_CHECKS`) and the facts behind it."""
+
+    verdict: CheckVerdict
+    original_id: str | None = None  # duplicate: the delivery that handled the event
+    suppression: Suppression | None = None  # opted_out: when and how
+    held_by: str | None = None  # throttled: the delivery holding the window…
+    frees_at_ms: int | None = None  # …and when the window frees (epoch ms)
+
+    @classmethod
+    def from_reply(cls, reply: Sequence[Any], recipient: str | None, now_ms: int) -> Check:
+        """Read `check`'s reply ({verdict, …facts}) as the script gave it."""
+        verdict = cast(CheckVerdict, reply[0])
+        if verdict == "duplicate":
+            return cls(verdict, original_id=reply[1] or None)
+        if verdict == "opted_out":
+            return cls(verdict, suppression=parse_suppression(recipient or "", reply[1]))
+        if verdict == "throttled":
+            return cls(verdict, held_by=reply[1] or None, frees_at_ms=now_ms + max(reply[2], 0))
+        return cls(verdict)
+
+    def detail(self, window_ms: int) -> str | None:
+        """The verdict in words, for whoever sent the event (None for "pass")."""
+        if self.verdict == "duplicate":
+            handled = id_created_ms(self.original_id or "")
+            when = f" at {iso_ms(handled)}" if handled is not None else ""
+            return (
+                f"this event was already handled for this destination{when}: "
+                f"delivery {self.original_id}"
+            )
+        if self.verdict == "opted_out" and self.suppression is not None:
+            return (
+                f"the recipient opted out {self.suppression.how()} "
+                f"(suppressed since {self.suppression.since})"
+            )
+        if self.verdict == "throttled" and self.frees_at_ms is not None:
+            since = iso_ms(self.frees_at_ms - window_ms)
+            return (
+                f"one message per {_duration(window_ms)} per recipient: the window is held "
+                f"since {since} by delivery {self.held_by} and frees at "
+                f"{iso_ms(self.frees_at_ms)}"
+            )
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPreview:
+    """What admission would decide for a delivery now, read-only (the destination tester).
+
+    `check` is the verdict leaving dedupe aside (a tester re-runs the same event);
+    `duplicate_of` says whether admission would have answered "duplicate" first.
+    """
+
+    check: Check
+    duplicate_of: str | None
+
+
+def _duration(ms: int) -> str:
+    """A window in the unit it was most likely written in: `1h`, `90s`, `7d`."""
+    seconds = ms // 1000
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What ingest answers for one (event, destination): the decision and the delivery id."""
@@ -228,6 +348,7 @@ class DeliveryPage:
     next_cursor: str | None
 
 
+@storage_errors
 class DeliveryLog:
     """Reads and writes delivery records; the only code that knows their Redis layout."""
 
@@ -237,6 +358,7 @@ class DeliveryLog:
         self._retention_s = retention_s
         self._batcher = CommandBatcher(redis)
         self._admit = redis.register_script(_ADMIT)
+        self._preview = redis.register_script(_PREVIEW)
         self._finish_send = redis.register_script(_FINISH_SEND)
         self._begin_send = redis.register_script(_BEGIN_SEND)
         self._twilio_status = redis.register_script(_TWILIO_STATUS)
@@ -260,15 +382,44 @@ class DeliveryLog:
             orjson.dumps(items[i : i + _ADMIT_CHUNK]) for i in range(0, len(items), _ADMIT_CHUNK)
         ]
         replies = await self._evalsha(self._admit, chunks)
+        now_ms = time.time_ns() // 1_000_000
         results = []
         outcomes = (outcome for chunk in replies for outcome in chunk)
-        for delivery_id, new, (status, reason) in zip(ids, deliveries, outcomes, strict=True):
-            if status == "duplicate":
-                results.append(Admission(new.destination_id, "duplicate", reason))
+        for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True):
+            status = reply[0]
+            if status in ("queued", "scheduled"):
+                decision: Decision = status
+                results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
+            elif status == "duplicate":
+                check = Check.from_reply(reply, new.recipient, now_ms)
+                detail = check.detail(new.throttle_window_ms)
+                results.append(Admission(new.destination_id, "duplicate", reply[1], detail))
+            elif reply[1] in ("opted_out", "throttled"):
+                check = Check.from_reply(reply[1:], new.recipient, now_ms)
+                detail = check.detail(new.throttle_window_ms)
+                results.append(Admission(new.destination_id, reply[1], delivery_id, detail))
             else:
-                decision = cast(Decision, status if status in ("queued", "scheduled") else reason)
+                decision = cast(Decision, reply[1])
                 results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
         return results
+
+    async def preview(self, new: NewDelivery) -> AdmissionPreview:
+        """Admission's checks for `new`, read-only: the same script code, nothing claimed."""
+        sendable = not new.skip_reason
+        reply = await self._preview(
+            keys=[
+                keys.dedupe(new.destination_id, new.event_identity),
+                keys.SUPPRESSIONS,
+                (new.throttle_key or "") if sendable else "",
+            ],
+            args=[(new.recipient or "") if sendable else ""],
+        )
+        now_ms = time.time_ns() // 1_000_000
+        with_dedupe = Check.from_reply(reply[0], new.recipient, now_ms)
+        return AdmissionPreview(
+            check=Check.from_reply(reply[1], new.recipient, now_ms),
+            duplicate_of=with_dedupe.original_id if with_dedupe.verdict == "duplicate" else None,
+        )
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One record, or None when unknown or past retention."""

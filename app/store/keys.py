@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from app.store.records import Mode
-
 PREFIX = "smsdest:"
 
 SEND_STREAM = PREFIX + "sends"
@@ -27,7 +25,7 @@ def dedupe(destination_id: str, event_identity: str) -> str:
     return f"{PREFIX}dedupe:{destination_id}:{event_identity}"
 
 
-def throttle(mode: Mode, scope: str, destination_id: str, recipient: str) -> str:
+def throttle(mode: str, scope: str, destination_id: str, recipient: str) -> str:
     """The window a recipient's next message waits for.
 
     Test mode has its own key space so that trying a destination never uses up a live window.

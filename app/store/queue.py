@@ -17,7 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from app.store import keys
+from app.store import keys, storage_errors
 
 # Move due retries back to the stream atomically, so none is lost or doubled between the two.
 _PROMOTE_DUE = """
@@ -38,6 +38,7 @@ class QueuedSend:
     delivery_id: str
 
 
+@storage_errors
 class SendQueue:
     """Consumer side of the send stream (the producer side is admission's Lua script)."""
 
@@ -79,10 +80,12 @@ class SendQueue:
         )
         return _entries(reply[1])
 
-    def ack(self, pipe: Any, entry_id: str) -> None:
-        """Acknowledge and delete an entry, inside the caller's pipeline."""
-        pipe.xack(keys.SEND_STREAM, keys.SEND_GROUP, entry_id)
-        pipe.xdel(keys.SEND_STREAM, entry_id)
+    async def ack(self, entry_id: str) -> None:
+        """Acknowledge and delete an entry whose delivery needs nothing more."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(keys.SEND_STREAM, keys.SEND_GROUP, entry_id)
+            pipe.xdel(keys.SEND_STREAM, entry_id)
+            await pipe.execute()
 
     async def promote_due(self, limit: int = 500) -> int:
         """Move delayed deliveries whose time has come back onto the stream."""

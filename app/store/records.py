@@ -15,6 +15,8 @@ from typing import Any, Literal, cast
 
 import orjson
 
+from app.store import keys
+
 Mode = Literal["live", "test"]
 
 DeliveryStatus = Literal[
@@ -135,7 +137,9 @@ class NewDelivery:
     messaging_service_sid: str | None = None
     skip_reason: SkipReason | None = None  # set: recorded as skipped, never sent
     detail: str | None = None
-    throttle_key: str | None = None
+    # One message per recipient per window, for this destination or across every
+    # destination with scope "global" (a skipped delivery claims no window).
+    throttle_scope: Literal["destination", "global"] | None = None
     throttle_window_ms: int = 0
     # Held in our own delayed queue until this time (epoch ms) instead of sent at once.
     due_ms: int | None = None
@@ -143,6 +147,13 @@ class NewDelivery:
     status_callback: str | None = None
     validity_period: int | None = None
     send_at: str | None = None  # ISO 8601: Twilio holds the message until then
+
+    @property
+    def throttle_key(self) -> str | None:
+        """The key of the window this delivery claims, None when it claims none."""
+        if self.throttle_scope is None or not self.recipient or self.skip_reason:
+            return None
+        return keys.throttle(self.mode, self.throttle_scope, self.destination_id, self.recipient)
 
     def fields(self, delivery_id: str, now: str) -> list[str]:
         """The new record's fields as a flat [name, value, …] list of strings (Lua would
