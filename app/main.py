@@ -20,7 +20,7 @@ from app.api import (
 from app.api import (
     suppressions as suppressions_api,
 )
-from app.api.errors import install_error_handlers
+from app.api.error_handlers import install_error_handlers
 from app.api.ingest import IngestFastPath
 from app.destinations import DestinationSet, load_destinations
 from app.pipeline.render import TemplateRenderer

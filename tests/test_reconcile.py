@@ -10,7 +10,7 @@ import redis
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from app.reconcile import Reconciler
+from app.services.reconcile import Reconciler
 from app.store import keys
 from app.store.connection import connect
 from app.store.deliveries import DeliveryLog

@@ -3,7 +3,7 @@ delivery log, the send queue, the suppression list, webhook and reconciliation s
 
 Callers see the project's own storage errors, never redis-py's: `StorageError` (Redis
 refused or failed a command) and its subclass `StorageUnavailable` (Redis could not be
-reached or did not answer in time). The API answers both with 503 (app/api/errors.py).
+reached or did not answer in time). The API answers both with 503 (app/api/error_handlers.py).
 """
 
 from __future__ import annotations

@@ -13,18 +13,18 @@ import httpx
 
 from app.destinations import DestinationSet
 from app.errors import Unavailable
-from app.ingest import IngestService
-from app.messages import MessageService
 from app.pipeline.dispatch import RetryPolicy
-from app.reconcile import Reconciler
+from app.services.ingest import IngestService
+from app.services.messages import MessageService
+from app.services.reconcile import Reconciler
+from app.services.webhooks import TwilioWebhooks
+from app.services.worker import SendWorker, consumer_name
 from app.settings import Settings
 from app.store.deliveries import DeliveryLog
 from app.store.storage import Store
 from app.store.suppressions import SuppressionList
 from app.twilio.client import TwilioClient, TwilioCredentials
 from app.twilio.transport import AiohttpTransport
-from app.webhooks import TwilioWebhooks
-from app.worker import SendWorker, consumer_name
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.ingest import EventOutcome, IngestService
 from app.pipeline.events import Event, Person
 from app.pipeline.recipients import InvalidRecipient, mask_phone, normalize_phone
+from app.services.ingest import EventOutcome, IngestService
 from app.store.callbacks import CallbackLog
 from app.store.deliveries import DeliveryLog
 from app.store.suppressions import SuppressionList
