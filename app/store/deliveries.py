@@ -387,9 +387,11 @@ class DeliveryLog:
         outcomes = (outcome for chunk in replies for outcome in chunk)
         for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True):
             status = reply[0]
-            if status in ("queued", "scheduled"):
-                decision: Decision = status
-                results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
+            if status == "queued":
+                results.append(Admission(new.destination_id, "queued", delivery_id, new.detail))
+            elif status == "scheduled":
+                held = f"held until {iso_ms(new.due_ms)}" if new.due_ms is not None else None
+                results.append(Admission(new.destination_id, "scheduled", delivery_id, held))
             elif status == "duplicate":
                 check = Check.from_reply(reply, new.recipient, now_ms)
                 detail = check.detail(new.throttle_window_ms)
