@@ -160,7 +160,5 @@ def build_services(
         settings.global_test_mode,
         timedelta(seconds=settings.delivery_retention),
     )
-    webhooks = TwilioWebhooks(
-        store.callbacks, store.deliveries, store.suppressions, ingest, settings.default_region
-    )
+    webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
     return Services(settings, twilio, messages, store, ingest, webhooks)

@@ -14,9 +14,8 @@ from typing import Any
 from app.pipeline.events import Event, Person
 from app.pipeline.recipients import InvalidRecipient, mask_phone, normalize_phone
 from app.services.ingest import EventOutcome, IngestService
-from app.store.callbacks import CallbackLog
+from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.deliveries import DeliveryLog
-from app.store.suppressions import SuppressionList
 from app.twilio.errors import OPTED_OUT_ERROR_CODE
 
 log = logging.getLogger(__name__)
@@ -49,28 +48,47 @@ class TwilioWebhooks:
         self,
         callbacks: CallbackLog,
         deliveries: DeliveryLog,
-        suppressions: SuppressionList,
         ingest: IngestService,
         default_region: str,
     ) -> None:
         self._callbacks = callbacks
         self._deliveries = deliveries
-        self._suppressions = suppressions
         self._ingest = ingest
         self._default_region = default_region
 
-    async def status_callback(self, form: Mapping[str, str]) -> WebhookResult:
-        """Move the delivery forward; never backwards, duplicates harmless."""
+    async def status_callback(
+        self, form: Mapping[str, str], idempotency_token: str | None = None
+    ) -> WebhookResult:
+        """Move the delivery forward, never backwards; applied once per MessageSid and
+        status (a replay answers "replayed" and changes nothing)."""
         sid = form.get("MessageSid") or form.get("SmsSid") or ""
         status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
         error_code = _int_or_none(form.get("ErrorCode"))
         delivery_id = await self._deliveries.delivery_id_for_sid(sid) if sid else None
+        change = None
+        if delivery_id and error_code == OPTED_OUT_ERROR_CODE and form.get("To"):
+            change = SuppressionChange(self._number(form["To"]), "add", "twilio_21610")
+        webhook = Webhook("status", sid, status, idempotency_token)
+        if not await self._callbacks.apply_once(webhook, change):
+            return WebhookResult("replayed", [])
+        try:
+            return await self._apply_status(form, sid, status, error_code, delivery_id)
+        except Exception:
+            await self._callbacks.forget(webhook)  # let Twilio's retry through
+            raise
+
+    async def _apply_status(
+        self,
+        form: Mapping[str, str],
+        sid: str,
+        status: str,
+        error_code: int | None,
+        delivery_id: str | None,
+    ) -> WebhookResult:
         if delivery_id is None:
             # Not ours (or past retention): keep it for inspection, answer 200 all the same.
             await self._callbacks.keep_unmatched(form)
             return WebhookResult("unmatched", [])
-        if error_code == OPTED_OUT_ERROR_CODE and form.get("To"):
-            await self._suppressions.add(self._number(form["To"]), "twilio_21610")
         detail = f"Twilio status callback: {status}" + (
             f" (error {error_code})" if error_code else ""
         )
@@ -104,21 +122,43 @@ class TwilioWebhooks:
         )
         return WebhookResult(applied, await self._ingest.ingest([event]))
 
-    async def inbound_message(self, form: Mapping[str, str]) -> WebhookResult:
-        """Opt-out/opt-in keywords update the suppression list; every message is an event."""
+    async def inbound_message(
+        self, form: Mapping[str, str], idempotency_token: str | None = None
+    ) -> WebhookResult:
+        """Opt-out/opt-in keywords update the suppression list; every message is an event.
+        Applied once per MessageSid: a replayed STOP (say, after a START) changes nothing."""
         sender = self._number(form.get("From", ""))
         keyword = (form.get("Body") or "").strip().upper()
         opt_out_type = (form.get("OptOutType") or "").upper()
         outcome = "received"
+        change = None
         if sender and (opt_out_type == "STOP" or keyword in OPT_OUT_KEYWORDS):
-            await self._suppressions.add(sender, "inbound", keyword or opt_out_type)
+            change = SuppressionChange(sender, "add", "inbound", keyword or opt_out_type)
             outcome = "opted_out"
-            log.info("%s opted out (%s)", mask_phone(sender), keyword or opt_out_type)
         elif sender and (opt_out_type == "START" or keyword in OPT_IN_KEYWORDS):
-            await self._suppressions.remove(sender)
+            change = SuppressionChange(sender, "remove")
             outcome = "opted_in"
-            log.info("%s opted back in (%s)", mask_phone(sender), keyword or opt_out_type)
         sid = form.get("MessageSid") or form.get("SmsSid")
+        webhook = Webhook("inbound", sid or "", "received", idempotency_token)
+        if not await self._callbacks.apply_once(webhook, change):
+            log.info("inbound message %s replayed: ignored", sid)
+            return WebhookResult("replayed", [])
+        if change is not None:
+            log.info("%s %s (%s)", mask_phone(sender), outcome, keyword or opt_out_type)
+        try:
+            return await self._inbound_event(form, sid, sender, opt_out_type, outcome)
+        except Exception:
+            await self._callbacks.forget(webhook)  # let Twilio's retry through
+            raise
+
+    async def _inbound_event(
+        self,
+        form: Mapping[str, str],
+        sid: str | None,
+        sender: str,
+        opt_out_type: str,
+        outcome: str,
+    ) -> WebhookResult:
         event = Event(
             name=SMS_INBOUND_EVENT,
             uuid=sid,

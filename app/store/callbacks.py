@@ -1,24 +1,89 @@
-"""What the Twilio webhooks keep: callbacks for messages we do not know."""
+"""What the Twilio webhooks keep: which ones were applied (so a replay is a no-op), and
+callbacks for messages we do not know."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
 from app.store import keys, storage_errors
 from app.store.records import now_iso
+from app.store.suppressions import suppression_value
 
 _UNMATCHED_KEPT = 10_000
+
+# Claims a webhook and applies its suppression change, atomically: a replay (or Twilio's
+# retry of one already applied) changes nothing, and a claimed webhook's change is never
+# lost between the two. KEYS: suppression list, then the claim keys (none: always new).
+# ARGV: claim ttl s, change ('' | 'add' | 'remove'), number, suppression value.
+_CLAIM = """
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+for i = 2, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[1]) end
+if ARGV[2] == 'add' then redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4])
+elseif ARGV[2] == 'remove' then redis.call('HDEL', KEYS[1], ARGV[3]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """What identifies one webhook: Twilio's MessageSid and the status it reports (an
+    inbound message: "received"), and I-Twilio-Idempotency-Token when it was sent. The
+    SID and status are signed; the token header is not, so it only adds to them."""
+
+    kind: Literal["status", "inbound"]
+    sid: str
+    status: str
+    token: str | None = None
+
+    def claim_keys(self) -> list[str]:
+        found = [keys.webhook_seen(self.kind, self.sid, self.status)] if self.sid else []
+        return found + ([keys.webhook_token(self.token)] if self.token else [])
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionChange:
+    """A suppression list change a webhook makes: add (with its source) or remove."""
+
+    number: str
+    action: Literal["add", "remove"]
+    source: str = ""
+    keyword: str | None = None
 
 
 @storage_errors
 class CallbackLog:
-    """Status callbacks for unknown SIDs, kept for inspection (the last ~10,000)."""
+    """Applied webhooks, remembered for the delivery retention; unmatched callbacks."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, remember_s: int) -> None:
         self._redis = redis
+        self._remember_s = remember_s
+        self._claim = redis.register_script(_CLAIM)
+
+    async def apply_once(self, webhook: Webhook, change: SuppressionChange | None) -> bool:
+        """Claim `webhook` and make `change`, atomically; False (nothing done) when it
+        was already applied: a replay."""
+        applied: int = await self._claim(
+            keys=[keys.SUPPRESSIONS, *webhook.claim_keys()],
+            args=[
+                self._remember_s,
+                change.action if change else "",
+                change.number if change else "",
+                suppression_value(change.source, change.keyword) if change else "",
+            ],
+        )
+        return bool(applied)
+
+    async def forget(self, webhook: Webhook) -> None:
+        """Let Twilio's retry of `webhook` through again (its handling failed half-way)."""
+        claim_keys = webhook.claim_keys()
+        if claim_keys:
+            await self._redis.delete(*claim_keys)
 
     async def keep_unmatched(self, form: Mapping[str, str]) -> None:
         """Keep a callback whose SID is not ours (or past retention), as received."""

@@ -39,6 +39,16 @@ SUPPRESSIONS = PREFIX + "suppressions"  # hash: E.164 number → JSON (since, so
 UNMATCHED_CALLBACKS = PREFIX + "callbacks:unmatched"  # stream of callbacks for unknown SIDs
 
 
+def webhook_seen(kind: str, sid: str, status: str) -> str:
+    """Marks a Twilio webhook (status callback or inbound message) as applied."""
+    return f"{PREFIX}webhook:{kind}:{sid}:{status}"
+
+
+def webhook_token(token: str) -> str:
+    """Marks a webhook Twilio sent with this I-Twilio-Idempotency-Token as applied."""
+    return f"{PREFIX}webhook:token:{token}"
+
+
 def twilio_sid(sid: str) -> str:
     """Which delivery a Twilio message SID belongs to."""
     return f"{PREFIX}sid:{sid}"

@@ -25,7 +25,7 @@ class Store:
         self._redis = redis
         self.deliveries = DeliveryLog(redis, dedupe_ttl_s, retention_s)
         self.suppressions = SuppressionList(redis)
-        self.callbacks = CallbackLog(redis)
+        self.callbacks = CallbackLog(redis, retention_s)
         self.reconcile = ReconcileState(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
