@@ -11,23 +11,12 @@ from redis.asyncio import Redis
 
 from app.store import keys, storage_errors
 from app.store.records import now_iso
+from app.store.scripts import lua
 from app.store.suppressions import suppression_value
 
 _UNMATCHED_KEPT = 10_000
 
-# Claims a webhook and applies its suppression change, atomically: a replay (or Twilio's
-# retry of one already applied) changes nothing, and a claimed webhook's change is never
-# lost between the two. KEYS: suppression list, then the claim keys (none: always new).
-# ARGV: claim ttl s, change ('' | 'add' | 'remove'), number, suppression value.
-_CLAIM = """
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
-end
-for i = 2, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[1]) end
-if ARGV[2] == 'add' then redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4])
-elseif ARGV[2] == 'remove' then redis.call('HDEL', KEYS[1], ARGV[3]) end
-return 1
-"""
+_CLAIM = lua("claim_webhook.lua")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from app.store.records import (
     now_iso,
     twilio_status_rank,
 )
+from app.store.scripts import lua
 from app.store.suppressions import Suppression, parse_suppression
 
 # The worker's claim on a queued delivery: send it, or why not.
@@ -42,222 +43,15 @@ BeginVerdict = Literal["send", "missing", "done", "opted_out"]
 # What a Twilio status report did to a delivery.
 StatusVerdict = Literal["applied", "stale", "missing"]
 
-# The hot-path scripts take one argument, a JSON array [keys, args, …], not dozens of
-# arguments: redis-py encodes arguments one by one in Python, which cost more than all the
-# rest of ingest. (Keys are not declared to Redis: like every multi-key script here, these
-# need a standalone or Sentinel-managed Redis, not Cluster.)
-_JSON_INPUT = """
-local input = cjson.decode(ARGV[1])
-local KEYS, ARGV = input[1], input[2]
-"""
-
-# Shared by every script that changes a delivery's status: appends to the history and
-# moves the id between status indexes. `extra` is a flat list of field/value pairs.
-_LUA_TRANSITION = """
-local function transition(key, id, status, now, prefix, detail, extra)
-  local old = redis.call('HGET', key, 'status')
-  local history = cjson.decode(redis.call('HGET', key, 'history') or '[]')
-  local entry = {status = status, at = now}
-  if detail ~= '' then entry.detail = detail end
-  table.insert(history, entry)
-  redis.call('HSET', key, 'status', status, 'updated_at', now,
-             'history', cjson.encode(history), unpack(extra))
-  if old ~= status then
-    if old then redis.call('ZREM', prefix .. old, id) end
-    redis.call('ZADD', prefix .. status, 0, id)
-  end
-  return old
-end
-"""
-
-# Admission's checks, in order: dedupe, suppression, throttle. Shared by admission, which
-# claims the dedupe mark and the throttle window as it checks (SET NX), and by the preview
-# (the destination tester), which only reads: one piece of code, so they cannot drift.
-# A '' key or recipient skips its check. Returns {verdict, …facts}:
-#   {'duplicate', original delivery id}    {'opted_out', the suppression's JSON}
-#   {'throttled', holder's delivery id, ms until the window frees}    {'pass'}
-_CHECKS = """
-local function check(claim, id, dedupe, dedupe_ms, suppressions, recipient, throttle, window_ms)
-  if dedupe ~= '' then
-    if claim then
-      if not redis.call('SET', dedupe, id, 'NX', 'PX', dedupe_ms) then
-        return {'duplicate', redis.call('GET', dedupe) or ''}
-      end
-    else
-      local original = redis.call('GET', dedupe)
-      if original then return {'duplicate', original} end
-    end
-  end
-  if recipient ~= '' then
-    local suppressed = redis.call('HGET', suppressions, recipient)
-    if suppressed then return {'opted_out', suppressed} end
-  end
-  if throttle ~= '' then
-    local free
-    if claim then
-      free = redis.call('SET', throttle, id, 'NX', 'PX', window_ms)
-    else
-      free = redis.call('EXISTS', throttle) == 0
-    end
-    if not free then
-      return {'throttled', redis.call('GET', throttle) or '', redis.call('PTTL', throttle)}
-    end
-  end
-  return {'pass'}
-end
-"""
-
-# Admits a chunk of deliveries, each atomically. Returns {status, reason, …facts} for each
-# (facts as `check` gives them; a duplicate: {'duplicate', original id}).
-# Input: one JSON array of deliveries, each [keys, args, record].
-# keys: dedupe, throttle ('' = none), record, stream, index, destination index,
-#       recipient index ('' = none), suppression list, delayed sends
-# args: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
-#       status index prefix, recipient ('' = none), due ms ('' = now)
-# record: the record's fields as a flat [name, value, …] list, every value a string
-_ADMIT = (
-    _CHECKS
-    + """
-local function admit(KEYS, ARGV, fields)
-local status, reason = ARGV[6], ARGV[7]
--- A delivery the pipeline already skipped is only deduped.
-local sendable = status == 'queued'
-local checked = check(true, ARGV[1], KEYS[1], ARGV[2], KEYS[8],
-                      sendable and ARGV[9] or '', sendable and KEYS[2] or '', ARGV[3])
-if checked[1] == 'duplicate' then return checked end
-if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
-if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
-local entry = {status = status, at = ARGV[5]}
-if reason ~= '' then entry.reason = reason end
-redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
-           'history', cjson.encode({entry}), unpack(fields))
-redis.call('EXPIRE', KEYS[3], ARGV[4])
-redis.call('ZADD', KEYS[5], 0, ARGV[1])
-redis.call('ZADD', KEYS[6], 0, ARGV[1])
-if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
-redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1])
-if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
-if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
-return {status, reason, checked[2], checked[3]}
-end
-
-local results = {}
-for i, delivery in ipairs(cjson.decode(ARGV[1])) do
-  results[i] = admit(delivery[1], delivery[2], delivery[3])
-end
-return results
-"""
-)
-
-# Admission's checks for one delivery, read-only: {with dedupe, without dedupe} (the
-# tester reports a duplicate but still shows what admission would decide next).
-# KEYS: dedupe, suppression list, throttle ('' = none).  ARGV: recipient ('' = none).
-_PREVIEW = (
-    _CHECKS
-    + """
-return {check(false, '', KEYS[1], 0, KEYS[2], ARGV[1], KEYS[3], 0),
-        check(false, '', '', 0, KEYS[2], ARGV[1], KEYS[3], 0)}
-"""
-)
-
-# The worker's last step for a delivery, atomically: record the outcome, index the Twilio
-# SID, park a retry, free the throttle window (compare-and-delete), suppress a number
-# Twilio says opted out, and acknowledge the queue entry.
-# KEYS: record, stream, SID key, delayed sends, throttle, suppression list ('' = skip each)
-# ARGV: id, new status, now, status index prefix, history detail ('' = none), group,
-#       entry id, retention s, retry due ms, recipient, suppression value, then
-#       field/value pairs to set.
-_FINISH_SEND = (
-    _JSON_INPUT
-    + _LUA_TRANSITION
-    + """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  transition(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 12)})
-end
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[8]) end
-if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[9], ARGV[1]) end
-if KEYS[5] ~= '' and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
-if KEYS[6] ~= '' then redis.call('HSETNX', KEYS[6], ARGV[10], ARGV[11]) end
-redis.call('XACK', KEYS[2], ARGV[6], ARGV[7])
-redis.call('XDEL', KEYS[2], ARGV[7])
-return 1
-"""
-)
-
-# The worker's first step for a queued delivery, in one round trip: skip what is gone or
-# done, skip (as opted_out) a recipient who opted out since admission, else mark it
-# sending. KEYS: record, suppression list.  ARGV: id, now, status index prefix.
-# Returns {verdict, record fields as a flat list}.
-_BEGIN_SEND = (
-    _JSON_INPUT
-    + _LUA_TRANSITION
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', {}} end
-local sid = redis.call('HGET', KEYS[1], 'twilio_sid')
-if status == 'sent' or status == 'mocked' or status == 'failed' or status == 'skipped'
-   or (sid and sid ~= '') then
-  return {'done', {}}
-end
-local recipient = redis.call('HGET', KEYS[1], 'recipient') or ''
-if redis.call('HEXISTS', KEYS[2], recipient) == 1 then
-  transition(KEYS[1], ARGV[1], 'skipped', ARGV[2], ARGV[3], 'recipient opted out',
-             {'reason', 'opted_out'})
-  return {'opted_out', {}}
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-transition(KEYS[1], ARGV[1], 'sending', ARGV[2], ARGV[3], '', {})
-return {'send', redis.call('HGETALL', KEYS[1])}
-"""
-)
-
-# A Twilio status report (callback or poll) moves a delivery forward only: a late or
-# repeated report never overwrites a later state. KEYS: record.  ARGV: id, now, status index
-# prefix, Twilio status, its rank, our status for it ('' = unchanged), error code, detail.
-_TWILIO_STATUS = (
-    _LUA_TRANSITION
-    + """
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return 'missing' end
-local rank = tonumber(redis.call('HGET', KEYS[1], 'twilio_status_rank') or '0') or 0
-if tonumber(ARGV[5]) <= rank then return 'stale' end
-local status = ARGV[6] ~= '' and ARGV[6] or current
-local extra = {'twilio_status', ARGV[4], 'twilio_status_rank', ARGV[5]}
-if ARGV[7] ~= '' then
-  table.insert(extra, 'error_code'); table.insert(extra, ARGV[7])
-end
-transition(KEYS[1], ARGV[1], status, ARGV[2], ARGV[3], ARGV[8], extra)
-return 'applied'
-"""
-)
-
-# Cancel a delivery held in our own delayed queue, atomically against its promotion.
-# KEYS: record, delayed sends.  ARGV: id, now, status index prefix.
-_CANCEL_SCHEDULED = (
-    _LUA_TRANSITION
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {0, 'missing'} end
-if status ~= 'scheduled' then return {0, status} end
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return {0, 'queued'} end
-transition(KEYS[1], ARGV[1], 'canceled', ARGV[2], ARGV[3], 'canceled before sending', {})
-return {1, 'canceled'}
-"""
-)
-
-# A message someone else sent on the account, imported once (keyed by its SID).
-# KEYS: SID index, record, index, destination index, recipient index ('' = none).
-# ARGV: id, retention s, status index prefix, status, then the record's field/value pairs.
-_IMPORT_EXTERNAL = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[2], 'status', ARGV[4], unpack(ARGV, 5))
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], 0, ARGV[1])
-redis.call('ZADD', KEYS[4], 0, ARGV[1])
-if KEYS[5] ~= '' then redis.call('ZADD', KEYS[5], 0, ARGV[1]) end
-redis.call('ZADD', ARGV[3] .. ARGV[4], 0, ARGV[1])
-return 1
-"""
+# Each script in its own .lua file beside this module (its header says what it takes and
+# returns); libraries first.
+_ADMIT = lua("admission_checks.lua", "admit.lua")
+_PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
+_BEGIN_SEND = lua("json_input.lua", "transition.lua", "begin_send.lua")
+_FINISH_SEND = lua("json_input.lua", "transition.lua", "finish_send.lua")
+_TWILIO_STATUS = lua("transition.lua", "twilio_status.lua")
+_CANCEL_SCHEDULED = lua("transition.lua", "cancel_scheduled.lua")
+_IMPORT_EXTERNAL = lua("import_external.lua")
 
 
 CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
@@ -265,7 +59,7 @@ CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """A verdict of admission's checks (`_CHECKS`) and the facts behind it."""
+    """A verdict of admission's checks (admission_checks.lua) and the facts behind it."""
 
     verdict: CheckVerdict
     original_id: str | None = None  # duplicate: the delivery that handled the event
@@ -492,7 +286,7 @@ class DeliveryLog:
     async def _run_script(
         self, script: AsyncScript, script_keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        """Run a `_JSON_INPUT` script once: its keys and arguments as one JSON argument."""
+        """Run a json_input.lua script once: its keys and arguments as one JSON argument."""
         strings = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
         [reply] = await self._evalsha(script, [orjson.dumps((script_keys, strings))])
         return reply

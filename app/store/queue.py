@@ -18,16 +18,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from app.store import keys, storage_errors
+from app.store.scripts import lua
 
-# Move due retries back to the stream atomically, so none is lost or doubled between the two.
-_PROMOTE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('XADD', KEYS[2], '*', 'delivery', id)
-end
-return #due
-"""
+_PROMOTE_DUE = lua("promote_due.lua")
 
 
 @dataclass(frozen=True, slots=True)
