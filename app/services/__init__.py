@@ -4,8 +4,7 @@ lifespan and for the command line alike."""
 from __future__ import annotations
 
 import asyncio
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
@@ -25,8 +24,6 @@ from app.store.storage import Store
 from app.store.suppressions import SuppressionList
 from app.twilio.client import TwilioClient, TwilioCredentials
 from app.twilio.transport import AiohttpTransport
-
-log = logging.getLogger(__name__)
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -102,7 +99,7 @@ class Services:
     ingest_service: IngestService | None = None
     webhook_service: TwilioWebhooks | None = None
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
-    background: asyncio.Task[None] | None = field(default=None)
+    background: asyncio.Task[None] | None = None
 
     @property
     def ingest(self) -> IngestService:

@@ -177,27 +177,11 @@ class DeliveryLog:
         ]
         replies = await self._evalsha(self._admit, chunks)
         now_ms = time.time_ns() // 1_000_000
-        results = []
         outcomes = (outcome for chunk in replies for outcome in chunk)
-        for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True):
-            status = reply[0]
-            if status == "queued":
-                results.append(Admission(new.destination_id, "queued", delivery_id, new.detail))
-            elif status == "scheduled":
-                held = f"held until {iso_ms(new.due_ms)}" if new.due_ms is not None else None
-                results.append(Admission(new.destination_id, "scheduled", delivery_id, held))
-            elif status == "duplicate":
-                check = Check.from_reply(reply, new.recipient, now_ms)
-                detail = check.detail(new.throttle_window_ms)
-                results.append(Admission(new.destination_id, "duplicate", reply[1], detail))
-            elif reply[1] in ("opted_out", "throttled"):
-                check = Check.from_reply(reply[1:], new.recipient, now_ms)
-                detail = check.detail(new.throttle_window_ms)
-                results.append(Admission(new.destination_id, reply[1], delivery_id, detail))
-            else:
-                decision = cast(Decision, reply[1])
-                results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
-        return results
+        return [
+            _admission(delivery_id, new, reply, now_ms)
+            for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True)
+        ]
 
     async def preview(self, new: NewDelivery) -> AdmissionPreview:
         """Admission's checks for `new`, read-only: the same script code, nothing claimed."""
@@ -432,6 +416,26 @@ class DeliveryLog:
 
 
 _ADMIT_CHUNK = 100  # deliveries per admission script call
+
+
+def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int) -> Admission:
+    """The answer for one delivery from admit.lua's reply: {status, reason, …facts}, or
+    {'duplicate', original id}."""
+    destination, status = new.destination_id, reply[0]
+    if status == "queued":
+        return Admission(destination, "queued", delivery_id, new.detail)
+    if status == "scheduled":
+        held = f"held until {iso_ms(new.due_ms)}" if new.due_ms is not None else None
+        return Admission(destination, "scheduled", delivery_id, held)
+    if status == "duplicate":
+        check = Check.from_reply(reply, new.recipient, now_ms)
+        return Admission(destination, "duplicate", reply[1], check.detail(0))
+    reason = cast(Decision, reply[1])
+    if reason in ("opted_out", "throttled"):
+        # {reason, …facts} is the checks' own reply.
+        check = Check.from_reply(reply[1:], new.recipient, now_ms)
+        return Admission(destination, reason, delivery_id, check.detail(new.throttle_window_ms))
+    return Admission(destination, reason, delivery_id, new.detail)
 
 
 def _admission_input(
