@@ -108,3 +108,22 @@ def test_unmatched_callbacks_are_kept_once(start_service: Start, redis_client: r
     assert post(service, "/v1/twilio/status", unknown).json()["outcome"] == "unmatched"
     assert post(service, "/v1/twilio/status", unknown).json()["outcome"] == "replayed"
     assert redis_client.xlen(keys.UNMATCHED_CALLBACKS) == 1
+
+
+def test_twilios_retry_of_a_webhook_that_failed_half_way_is_applied(
+    start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
+) -> None:
+    service = start_service(DESTINATIONS, public_base_url=PUBLIC)
+    hello = inbound("6", "hello")
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(f"{PUBLIC}/v1/twilio/inbound", hello)
+    # The auto-reply's admission fails (its index is a key of the wrong type): 503.
+    redis_client.set(keys.DELIVERY_INDEX, "not a sorted set")
+    with httpx.Client(base_url=service.base_url) as client:
+        failed = client.post(
+            "/v1/twilio/inbound", data=hello, headers={"X-Twilio-Signature": signature}
+        )
+    assert failed.status_code == 503
+    redis_client.delete(keys.DELIVERY_INDEX)
+    post(service, "/v1/twilio/inbound", hello)  # Twilio retries: applied, not "replayed"
+    [reply] = fake_twilio.wait_for_requests(1)
+    assert reply.form["Body"] == "Thanks, we got: hello"

@@ -6,6 +6,7 @@ any analytics event — e.g. text the on-call number when a delivery fails.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 from app.pipeline.events import Event, Person
 from app.pipeline.recipients import InvalidRecipient, mask_phone, normalize_phone
 from app.services.ingest import EventOutcome, IngestService
+from app.store import StorageError
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.deliveries import DeliveryLog
 from app.twilio.errors import OPTED_OUT_ERROR_CODE
@@ -74,7 +76,7 @@ class TwilioWebhooks:
         try:
             return await self._apply_status(form, sid, status, error_code, delivery_id)
         except Exception:
-            await self._callbacks.forget(webhook)  # let Twilio's retry through
+            await self._forget(webhook)
             raise
 
     async def _apply_status(
@@ -148,7 +150,7 @@ class TwilioWebhooks:
         try:
             return await self._inbound_event(form, sid, sender, opt_out_type, outcome)
         except Exception:
-            await self._callbacks.forget(webhook)  # let Twilio's retry through
+            await self._forget(webhook)
             raise
 
     async def _inbound_event(
@@ -177,6 +179,12 @@ class TwilioWebhooks:
             identity=sid or f"inbound:{sender}:{form.get('Body', '')}",
         )
         return WebhookResult(outcome, await self._ingest.ingest([event]))
+
+    async def _forget(self, webhook: Webhook) -> None:
+        """Let Twilio's retry of a webhook whose handling failed through (best effort: the
+        error being raised is the one to report)."""
+        with contextlib.suppress(StorageError):
+            await self._callbacks.forget(webhook)
 
     def _number(self, raw: str) -> str:
         try:
