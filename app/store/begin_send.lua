@@ -1,5 +1,5 @@
 -- The worker's first step for a queued delivery, in one round trip (after json_input.lua
--- and transition.lua): skip what is gone or done, skip (as opted_out) a recipient who
+-- and transition.lua): skip what is gone or done (or canceled), skip (as opted_out) a recipient who
 -- opted out since admission, else mark it sending.
 -- KEYS: record, suppression list.  ARGV: id, now, status index prefix.
 -- Returns {verdict, record fields as a flat list}.
@@ -7,7 +7,7 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', {}} end
 local sid = redis.call('HGET', KEYS[1], 'twilio_sid')
 if status == 'sent' or status == 'mocked' or status == 'failed' or status == 'skipped'
-   or (sid and sid ~= '') then
+   or status == 'canceled' or (sid and sid ~= '') then
   return {'done', {}}
 end
 local recipient = redis.call('HGET', KEYS[1], 'recipient') or ''

@@ -185,6 +185,54 @@ async def test_promote_due_moves_only_what_is_due(
     assert redis_client.zrange(keys.DELAYED_SENDS, 0, -1) == ["dl_later"]
 
 
+async def test_a_status_change_failing_half_way_leaves_the_record_as_it_was(
+    store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
+) -> None:
+    log, _ = store
+    [a] = await log.admit([delivery()])
+    _, record = await log.begin_send(a.delivery_id)
+    assert record is not None
+    await log.finish_send(record, "0-1", "sent", outcome=SendOutcome("SM1", "queued"))
+    redis_client.set(keys.STATUS_INDEX_PREFIX + "delivered", "x")
+    with pytest.raises(StorageError):
+        await log.apply_twilio_status(a.delivery_id, "delivered", None, "callback")
+    kept = redis_client.hgetall(keys.delivery(a.delivery_id))
+    assert (kept["status"], kept["twilio_status"]) == ("sent", "queued")
+    assert redis_client.zscore(keys.STATUS_INDEX_PREFIX + "sent", a.delivery_id) is not None
+    # So the report applies once Redis takes it (it is not "stale").
+    redis_client.delete(keys.STATUS_INDEX_PREFIX + "delivered")
+    assert await log.apply_twilio_status(a.delivery_id, "delivered", None, "again") == "applied"
+    assert redis_client.zscore(keys.STATUS_INDEX_PREFIX + "sent", a.delivery_id) is None
+
+
+async def test_promotion_failing_half_way_loses_nothing(
+    store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
+) -> None:
+    _, queue = store
+    redis_client.zadd(keys.DELAYED_SENDS, {"dl_due": 1})
+    redis_client.set(keys.SEND_STREAM, "not a stream")
+    with pytest.raises(StorageError):
+        await queue.promote_due()
+    assert redis_client.zrange(keys.DELAYED_SENDS, 0, -1) == ["dl_due"]
+
+
+async def test_cancel_failing_half_way_keeps_the_delivery_held_and_unsent(
+    store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
+) -> None:
+    log, _ = store
+    [held] = await log.admit([delivery(due_ms=int(time.time() * 1000) + 60_000)])
+    # The canceled index is written before the record: failing there changes nothing.
+    redis_client.set(keys.STATUS_INDEX_PREFIX + "canceled", "x")
+    with pytest.raises(StorageError):
+        await log.cancel_scheduled(held.delivery_id)
+    assert redis_client.hget(keys.delivery(held.delivery_id), "status") == "scheduled"
+    assert redis_client.zscore(keys.DELAYED_SENDS, held.delivery_id) is not None
+    redis_client.delete(keys.STATUS_INDEX_PREFIX + "canceled")
+    assert await log.cancel_scheduled(held.delivery_id) == (True, "canceled")
+    # A canceled delivery is never sent, however it reaches the queue.
+    assert await log.begin_send(held.delivery_id) == ("done", None)
+
+
 def external(sid: str = "SM" + "e" * 32) -> ExternalMessage:
     return ExternalMessage(
         sid=sid,
