@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 
 from app.api.deps import ServicesDep
+from app.store import StorageError
 
 router = APIRouter(tags=["health"])
 
@@ -22,8 +22,9 @@ async def readyz(services: ServicesDep) -> dict[str, str] | JSONResponse:
     """Ready when Redis answers (nothing can be accepted safely without it) and the
     in-process send worker, if any, is still running."""
     try:
-        await services.redis.ping()
-    except (RedisError, OSError) as exc:
+        if services.store is not None:
+            await services.store.ping()
+    except StorageError as exc:
         return JSONResponse(
             {"status": "unavailable", "detail": f"Redis: {type(exc).__name__}"}, status_code=503
         )

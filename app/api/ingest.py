@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.deps import check_ingest_token, services_of
-from app.api.errors import error_response
+from app.api.error_handlers import error_response
 from app.errors import InvalidInput, PayloadTooLarge
 from app.pipeline.events import InvalidPayload, parse_events
 
@@ -66,7 +66,7 @@ class IngestFastPath:
     because a request waiting on I/O (ingest waits for Redis) is resumed through every
     frame of that stack. The route stays registered with FastAPI (OpenAPI, the same
     handler), and errors map through the same `ERROR_HANDLERS`
-    (`app/api/errors.py`).
+    (`app/api/error_handlers.py`).
     """
 
     def __init__(self, app: ASGIApp) -> None:

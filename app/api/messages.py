@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query
 
 from app.api.deps import ServicesDep, require_admin_token
-from app.messages import MessageCreate, MessageListQuery
+from app.services.messages import MessageCreate, MessageListQuery
 
 router = APIRouter(tags=["messages"], dependencies=[Depends(require_admin_token)])
 

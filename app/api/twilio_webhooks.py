@@ -61,14 +61,22 @@ def _json_fields(body: bytes) -> dict[str, str]:
 VerifiedForm = Annotated[dict[str, str], Depends(verified_form)]
 
 
+# Twilio's retries of one webhook carry the same token (a replay may not: headers are
+# unsigned, so the signed MessageSid and status are what make a replay a no-op).
+_IDEMPOTENCY_TOKEN = "i-twilio-idempotency-token"
+
+
 @router.post("/v1/twilio/status", summary="Twilio message status callback")
-async def status_callback(form: VerifiedForm, services: ServicesDep) -> dict[str, object]:
-    result = await services.webhooks.status_callback(form)
+async def status_callback(
+    request: Request, form: VerifiedForm, services: ServicesDep
+) -> dict[str, object]:
+    token = request.headers.get(_IDEMPOTENCY_TOKEN)
+    result = await services.webhooks.status_callback(form, token)
     return result.to_json()
 
 
 @router.post("/v1/twilio/inbound", summary="Twilio incoming message webhook")
-async def inbound_message(form: VerifiedForm, services: ServicesDep) -> Response:
-    await services.webhooks.inbound_message(form)
+async def inbound_message(request: Request, form: VerifiedForm, services: ServicesDep) -> Response:
+    await services.webhooks.inbound_message(form, request.headers.get(_IDEMPOTENCY_TOKEN))
     # An empty TwiML answer: no automatic reply from us (Twilio's opt-out replies still apply).
     return Response(_EMPTY_TWIML, media_type="text/xml")

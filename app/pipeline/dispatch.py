@@ -76,13 +76,3 @@ async def attempt_send(
         maybe_sent = isinstance(err, TwilioTransportError) and err.request_sent
         return Failed(err, release_throttle=not maybe_sent)
     return Sent(sid=created.sid, twilio_status=created.status or "queued")
-
-
-def error_fields(err: TwilioError) -> dict[str, str | int]:
-    """The delivery-log fields describing a Twilio failure."""
-    if isinstance(err, TwilioApiError):
-        return {"error_code": err.code or "", "error_message": err.message}
-    if isinstance(err, TwilioTransportError):
-        prefix = "outcome unknown (request may have reached Twilio): " if err.request_sent else ""
-        return {"error_code": "", "error_message": prefix + err.message}
-    return {"error_code": "", "error_message": str(err)}

@@ -133,19 +133,3 @@ class MessagePage(BaseModel):
 
     messages: list[TwilioMessage]
     next_page_uri: str | None = None
-
-
-# How far along a message is, by Twilio's status: reports only ever move a delivery forward,
-# so a late "sent" never overwrites "delivered". Equal ranks are final alternatives.
-MESSAGE_STATUS_RANK: dict[str, int] = {
-    "accepted": 1,
-    "scheduled": 1,
-    "queued": 1,
-    "sending": 2,
-    "sent": 3,
-    "delivered": 4,
-    "undelivered": 4,
-    "failed": 4,
-    "canceled": 4,
-    "read": 5,
-}

@@ -566,7 +566,7 @@ def test_aiohttp_loads_with_the_first_twilio_call_not_at_start(fake_twilio: Fake
     script = f"""
 import asyncio, sys
 import app.cli, app.main
-from app.main import build_http_client
+from app.services import build_http_client
 from app.settings import Settings
 assert "aiohttp" not in sys.modules, "imported at start"
 async def main():

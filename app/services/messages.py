@@ -12,22 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import orjson
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
-from app.store.deliveries import Admission, DeliveryLog, NewDelivery
+from app.store.deliveries import Admission, DeliveryLog
+from app.store.records import NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
 from app.twilio.errors import MESSAGE_NOT_COMPLETE_ERROR_CODE, TwilioApiError
-from app.twilio.models import (
-    MESSAGE_STATUS_RANK,
-    E164Number,
-    MessagingServiceSid,
-    TwilioMessage,
-)
+from app.twilio.models import E164Number, MessagingServiceSid, TwilioMessage
 
 API_DESTINATION = "$api"
 MAX_MEDIA = 10
@@ -114,11 +109,12 @@ class MessageListQuery:
 
 
 class MessageService:
-    """Message operations for the API and the CLI."""
+    """Message operations for the API and the CLI. Without a delivery log (commands that
+    run without Redis) only the operations that talk to Twilio alone work."""
 
     def __init__(
         self,
-        deliveries: DeliveryLog,
+        deliveries: DeliveryLog | None,
         twilio: TwilioClient,
         global_test_mode: bool,
         retention_s: int,
@@ -142,22 +138,8 @@ class MessageService:
             )
         except ValueError as exc:
             raise InvalidInput([{"field": "send_at", "problem": str(exc)}]) from None
-        options: dict[str, str] = {}
-        if request.media_url:
-            options["media_urls"] = orjson.dumps(request.media_url).decode()
-        if request.status_callback:
-            options["status_callback"] = request.status_callback
-        if request.validity_period:
-            options["validity_period"] = str(request.validity_period)
-        if schedule == "twilio" and request.send_at:
-            options["send_at"] = request.send_at.isoformat()
         stats = measure_body(request.body or "")
-        sender = (
-            {"messaging_service_sid": request.messaging_service_sid}
-            if request.messaging_service_sid
-            else {"from": request.from_number or ""}
-        )
-        [admission] = await self._deliveries.admit(
+        [admission] = await self._log().admit(
             [
                 NewDelivery(
                     destination_id=API_DESTINATION,
@@ -172,13 +154,21 @@ class MessageService:
                     body=request.body or "",
                     encoding=stats.encoding,
                     segments=stats.segments,
-                    sender=sender,
+                    from_number=request.from_number,
+                    messaging_service_sid=request.messaging_service_sid,
                     due_ms=(
                         int(request.send_at.timestamp() * 1000)
                         if schedule == "local" and request.send_at
                         else None
                     ),
-                    options=options,
+                    media_urls=tuple(request.media_url),
+                    status_callback=request.status_callback,
+                    validity_period=request.validity_period,
+                    send_at=(
+                        request.send_at.isoformat()
+                        if schedule == "twilio" and request.send_at
+                        else None
+                    ),
                 )
             ]
         )
@@ -205,12 +195,12 @@ class MessageService:
     async def cancel(self, reference: str) -> dict[str, Any]:
         """Cancel a scheduled message: one we hold (by delivery id), or Twilio's (by SID)."""
         if reference.startswith("dl_"):
-            record = await self._deliveries.get(reference)
+            record = await self._log().get(reference)
             if record is None:
                 raise NotFound(f"no delivery with id {reference!r}")
-            sid = record.get("twilio_sid")
+            sid = record.twilio_sid
             if sid is None:
-                canceled, status = await self._deliveries.cancel_scheduled(reference)
+                canceled, status = await self._log().cancel_scheduled(reference)
                 if not canceled:
                     raise Conflict(f"delivery {reference} is {status}: only scheduled ones cancel")
                 return {"delivery_id": reference, "status": "canceled"}
@@ -233,17 +223,17 @@ class MessageService:
                 ) from None
             raise
 
+    def _log(self) -> DeliveryLog:
+        if self._deliveries is None:
+            raise Unavailable("the delivery log needs Redis (SMS_REDIS_URL)")
+        return self._deliveries
+
     async def _record_twilio_status(self, message: TwilioMessage) -> None:
-        delivery_id = await self._deliveries.delivery_id_for_sid(message.sid)
+        delivery_id = await self._log().delivery_id_for_sid(message.sid)
         status = message.status or ""
         if delivery_id and status == "canceled":
-            await self._deliveries.apply_twilio_status(
-                delivery_id,
-                status,
-                MESSAGE_STATUS_RANK[status],
-                "canceled",
-                None,
-                "canceled through Twilio",
+            await self._log().apply_twilio_status(
+                delivery_id, status, None, "canceled through Twilio"
             )
 
 

@@ -13,10 +13,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.errors import ServiceError
+from app.store import StorageError
 from app.twilio.errors import TwilioApiError, TwilioTransportError
 
 log = logging.getLogger(__name__)
@@ -50,9 +49,9 @@ async def twilio_unreachable(_: Request, exc: TwilioTransportError) -> JSONRespo
     return JSONResponse({"error": "twilio_unreachable", "detail": exc.message}, status_code=502)
 
 
-async def redis_down(_: Request, exc: Exception) -> JSONResponse:
+async def storage_failed(_: Request, exc: StorageError) -> JSONResponse:
     # The sender retries on 503; nothing was acknowledged, so nothing is lost.
-    log.error("Redis unavailable: %s", exc)
+    log.error("Redis unavailable: %s: %s", type(exc).__name__, exc)
     return JSONResponse(
         {"error": "unavailable", "detail": "storage is unavailable, retry later"},
         status_code=503,
@@ -67,8 +66,7 @@ ERROR_HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONRes
     RequestValidationError: validation_error,
     TwilioApiError: twilio_error,
     TwilioTransportError: twilio_unreachable,
-    RedisConnectionError: redis_down,
-    RedisTimeoutError: redis_down,
+    StorageError: storage_failed,
 }
 
 
