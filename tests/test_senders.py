@@ -133,3 +133,55 @@ destinations:
     assert retry["rejected"] == answer["rejected"]
     assert len(fake_twilio.wait_for_requests(3)) == 3
     assert redis_client.xlen("smsdest:sends") <= 3
+
+
+def test_posthog_webhook_with_person_null(start_service: Start, fake_twilio: FakeTwilio) -> None:
+    service = start_service(
+        """
+destinations:
+  - id: welcome
+    events: [signed up]
+    body: "Hi {{ person.properties.first_name | default('there') }}, welcome!"
+    from: "+15005550006"
+"""
+    )
+    answer = service.post_events(sender_payload("posthog_webhook_person_null")).json()
+    assert answer["results"][0]["deliveries"][0]["decision"] == "queued"
+    [request] = fake_twilio.wait_for_requests(1)
+    # `$set` says first_name is null: not "None", and not $set_once's stale "Initial".
+    assert (request.form["To"], request.form["Body"]) == ("+14155552671", "Hi there, welcome!")
+
+
+def test_segment_trait_nulls_render_as_nothing(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    service = start_service(
+        """
+destinations:
+  - id: named
+    events: [$identify]
+    body: "Hi {{ person.properties.firstName }} {{ person.properties.lastName }}!"
+    from: "+15005550006"
+  - id: defaulted
+    events: [$identify]
+    to: "{{ person.properties.mobile | default(person.properties.phone) }}"
+    body: "{{ person.properties.lastName | default('Dear customer') }}"
+    from: "+15005550006"
+  - id: null-phone
+    events: [$identify]
+    to: "{{ person.properties.lastName }}"
+    body: "never sent"
+    from: "+15005550006"
+"""
+    )
+    identify = sender_payload("segment_identify")
+    identify["traits"]["mobile"] = None
+    deliveries = service.post_events(identify).json()["results"][0]["deliveries"]
+    decided = {d["destination"]: (d["decision"], d.get("detail")) for d in deliveries}
+    assert decided == {
+        "named": ("queued", None),
+        "defaulted": ("queued", None),
+        "null-phone": ("invalid_recipient", "to: recipient is empty"),
+    }
+    bodies = sorted(r.form["Body"] for r in fake_twilio.wait_for_requests(2))
+    assert bodies == ["Dear customer", "Hi Grace !"]
