@@ -6,6 +6,8 @@ nothing consumed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,11 +17,14 @@ from redis.asyncio import Redis
 from app.destinations import Destination, DestinationSet
 from app.errors import Conflict
 from app.pipeline.events import Event
-from app.pipeline.plan import Evaluation, evaluate
+from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
 from app.store import keys
 from app.store.deliveries import Admission, DeliveryLog, NewDelivery
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioApiError, TwilioError
+
+# Evaluating a batch yields the event loop at least this often.
+_MAX_TURN_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +33,11 @@ class EventOutcome:
 
     event: Event
     deliveries: list[Admission] = field(default_factory=list)
+    # With no delivery: why each destination listening to the event's name did not match.
+    unmatched: list[Unmatched] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "event_uuid": self.event.uuid,
             "event": self.event.name,
             "deliveries": [
@@ -43,6 +50,16 @@ class EventOutcome:
                 for a in self.deliveries
             ],
         }
+        if not self.deliveries:
+            answer["detail"] = (
+                "no destination matched"
+                if self.unmatched
+                else f"no destination listens to event {self.event.name!r}"
+            )
+            answer["unmatched"] = [
+                {"destination": u.destination_id, "because": u.because} for u in self.unmatched
+            ]
+        return answer
 
 
 class IngestService:
@@ -77,22 +94,36 @@ class IngestService:
     async def ingest(self, events: list[Event]) -> list[EventOutcome]:
         """Evaluate every event against its destinations; admit all in one round trip."""
         planned: list[tuple[int, NewDelivery]] = []
+        unmatched: list[int] = []
         now = datetime.now(UTC)
+        turn_started = time.monotonic()
         for index, event in enumerate(events):
+            before = len(planned)
             candidates = self._destinations.candidates(event)
-            if not candidates:
-                continue
-            context = event.template_context()
-            for destination in candidates:
-                evaluation = evaluate(
-                    destination, event, context, self._default_region, now, self._horizon
-                )
-                if evaluation.matched:
-                    planned.append((index, self._new_delivery(event, evaluation)))
+            if candidates:
+                context = event.template_context()
+                for destination in candidates:
+                    evaluation = evaluate(
+                        destination, event, context, self._default_region, now, self._horizon
+                    )
+                    if evaluation.matched:
+                        planned.append((index, self._new_delivery(event, evaluation)))
+            if len(planned) == before:
+                unmatched.append(index)
+            if time.monotonic() - turn_started > _MAX_TURN_SECONDS:
+                # Rendering is bounded per template, not per batch: let /healthz and the
+                # other requests in between.
+                await asyncio.sleep(0)
+                turn_started = time.monotonic()
         admissions = await self._deliveries.admit([new for _, new in planned])
         outcomes = [EventOutcome(event) for event in events]
         for (index, _), admission in zip(planned, admissions, strict=True):
             outcomes[index].deliveries.append(admission)
+        for index in unmatched:
+            event = events[index]
+            outcomes[index].unmatched.extend(
+                explain_unmatched(self._destinations.listening(event.name), event)
+            )
         return outcomes
 
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
