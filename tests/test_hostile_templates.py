@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import redis
@@ -92,3 +96,28 @@ destinations:
         assert service.delivery(delivery["delivery_id"])["body"] is None
     largest = max(redis_client.memory_usage(key) or 0 for key in redis_client.scan_iter())
     assert largest < 20_000
+
+
+def test_check_config_reports_hostile_constants_at_once(tmp_path: Path) -> None:
+    # Jinja used to fold these while compiling: start-up and check-config never finished.
+    path = tmp_path / "destinations.yaml"
+    path.write_text(
+        """
+destinations:
+  - {id: times, body: "{{ 'x' * 10**9 }}", from: "+15005550006"}
+  - {id: power, body: "{{ 10**100000 }}", from: "+15005550006"}
+  - {id: center, body: "{{ 'x' | center(999999999) }}", from: "+15005550006"}
+  - {id: format, body: "{{ '%0999999999d' % 1 }}", from: "+15005550006"}
+"""
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "smsdest"), "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SMS_TEMPLATES_DIR": str(tmp_path)},
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "OK, 4 destination(s)" in result.stdout
+    assert time.monotonic() - started < 30

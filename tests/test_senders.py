@@ -172,6 +172,11 @@ destinations:
     to: "{{ person.properties.lastName }}"
     body: "never sent"
     from: "+15005550006"
+  - id: null-time
+    events: [$identify]
+    send_at: "{{ person.properties.lastName }}"
+    body: "never sent"
+    from: "+15005550006"
 """
     )
     identify = sender_payload("segment_identify")
@@ -182,6 +187,10 @@ destinations:
         "named": ("queued", None),
         "defaulted": ("queued", None),
         "null-phone": ("invalid_recipient", "to: recipient is empty"),
+        "null-time": (
+            "render_error",
+            "send_at: rendered empty (a null or blank value), not an ISO 8601 time",
+        ),
     }
     bodies = sorted(r.form["Body"] for r in fake_twilio.wait_for_requests(2))
     assert bodies == ["Dear customer", "Hi Grace !"]

@@ -177,6 +177,8 @@ def _send_at(destination: Destination, context: dict[str, Any], now: datetime) -
     if destination.send_at_template is None:
         return None
     text = render_template(destination.send_at_template, context)
+    if not text:
+        raise ValueError("rendered empty (a null or blank value), not an ISO 8601 time")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
