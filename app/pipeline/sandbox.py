@@ -147,14 +147,28 @@ def _charge(chars: int) -> None:
 
 
 def _weight(value: Any) -> int:
-    """Characters a string holds, or items (plus their own length) a container holds."""
+    """Characters a string holds; for a container, its items and everything in them.
+
+    Counted to just past `MAX_BUILT_CHARS` at most, so the cost of counting is bounded
+    too (``[[s]] * 1000`` holds `s` a thousand times over, though it is one list).
+    """
     if isinstance(value, str | bytes):
         return len(value)
-    if isinstance(value, list | tuple | dict | set | frozenset):
-        return len(value) + sum(
-            len(item) for item in value if isinstance(item, str | bytes | list | tuple | dict)
-        )
-    return 0
+    if not isinstance(value, list | tuple | dict | set | frozenset):
+        return 0
+    total, pending = 0, [value]
+    while pending and total <= MAX_BUILT_CHARS:
+        item = pending.pop()
+        if isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, dict):
+            total += len(item)
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += len(item)
+            pending.extend(item)
+    return total
 
 
 def _charge_result(value: Any) -> Any:
@@ -354,7 +368,12 @@ def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
 
 
 def _finalize(value: Any) -> Any:
-    return "" if value is None else value
+    """What ``{{ value }}`` prints: null as nothing; a container only within the bounds."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple | dict | set | frozenset):
+        _charge(_weight(value))  # before str() builds its text
+    return value
 
 
 # --------------------------------------------------------------------------- environment

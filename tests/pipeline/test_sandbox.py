@@ -53,6 +53,8 @@ HOSTILE = {
     "{{ ('x' * 99999) | replace('x', 'yy') }}": "is over the 100,000 allowed",
     "{{ ('x' * 50000).replace('', 'yy') }}": "is over the 100,000 allowed",
     "{{ ','.join(['x' * 60000, 'y' * 60000]) }}": "is over the 100,000 allowed",
+    "{% set s = 'x' * 99999 %}{{ [[s]] * 1000 }}": "is over the 100,000 allowed",
+    "{% set s = 'x' * 99999 %}{{ ([[s]] * 1000) | string }}": "is over the 100,000 allowed",
     # output
     "{% for i in range(2000) %}{{ 'x' * 99 }}{% endfor %}": (
         "output is over the 16,000 characters allowed"
