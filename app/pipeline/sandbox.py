@@ -112,9 +112,10 @@ class _Budget:
             )
 
 
-# The render under way. Rendering never awaits, so one variable serves the whole
-# process; outside a render (Jinja folding constants while it compiles) it is unset and
-# every bounded operation refuses, which leaves it to run time, under the budget.
+# The render under way: rendering never awaits, so the budget needs no passing around
+# (and template code cannot reach it). Outside a render (Jinja folding constants while
+# it compiles) it is unset, and every bounded operation refuses, which leaves it to run
+# time, under a budget.
 _CURRENT: ContextVar[_Budget] = ContextVar("smsdest_render_budget")
 
 
