@@ -94,36 +94,32 @@ class IngestService:
     async def ingest(self, events: list[Event]) -> list[EventOutcome]:
         """Evaluate every event against its destinations; admit all in one round trip."""
         planned: list[tuple[int, NewDelivery]] = []
-        unmatched: list[int] = []
         now = datetime.now(UTC)
         turn_started = time.monotonic()
         for index, event in enumerate(events):
-            before = len(planned)
-            candidates = self._destinations.candidates(event)
-            if candidates:
-                context = event.template_context()
-                for destination in candidates:
-                    evaluation = evaluate(
-                        destination, event, context, self._default_region, now, self._horizon
-                    )
-                    if evaluation.matched:
-                        planned.append((index, self._new_delivery(event, evaluation)))
-            if len(planned) == before:
-                unmatched.append(index)
             if time.monotonic() - turn_started > _MAX_TURN_SECONDS:
                 # Rendering is bounded per template, not per batch: let /healthz and the
                 # other requests in between.
                 await asyncio.sleep(0)
                 turn_started = time.monotonic()
+            candidates = self._destinations.candidates(event)
+            if not candidates:
+                continue
+            context = event.template_context()
+            for destination in candidates:
+                evaluation = evaluate(
+                    destination, event, context, self._default_region, now, self._horizon
+                )
+                if evaluation.matched:
+                    planned.append((index, self._new_delivery(event, evaluation)))
         admissions = await self._deliveries.admit([new for _, new in planned])
         outcomes = [EventOutcome(event) for event in events]
         for (index, _), admission in zip(planned, admissions, strict=True):
             outcomes[index].deliveries.append(admission)
-        for index in unmatched:
-            event = events[index]
-            outcomes[index].unmatched.extend(
-                explain_unmatched(self._destinations.listening(event.name), event)
-            )
+        for outcome in outcomes:
+            if not outcome.deliveries:  # only these pay for the explanation
+                listening = self._destinations.listening(outcome.event.name)
+                outcome.unmatched.extend(explain_unmatched(listening, outcome.event))
         return outcomes
 
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
