@@ -276,6 +276,10 @@ class DestinationSet:
         """Any destination by id, enabled or not (for the test endpoint)."""
         return self._by_id.get(destination_id)
 
+    def listening(self, event_name: str) -> list[Destination]:
+        """Enabled destinations whose `events` include `event_name` (or who have none)."""
+        return self._by_event.get(event_name, self._unlisted_event).every
+
     def candidates(self, event: Event) -> list[Destination]:
         """Enabled destinations `event` might match, in file order (do not mutate the list).
 

@@ -4,6 +4,7 @@ HTTP server, and the service itself running under uvicorn with its real lifespan
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import subprocess
 import tempfile
@@ -225,3 +226,12 @@ def posthog_webhook(
             "url": "https://posthog.example/person/1",
         },
     }
+
+
+SENDERS = Path(__file__).resolve().parent / "fixtures" / "senders"
+
+
+def sender_payload(name: str) -> dict[str, Any]:
+    """A real sender's payload shape, from `tests/fixtures/senders/<name>.json`."""
+    payload: dict[str, Any] = json.loads((SENDERS / f"{name}.json").read_text())
+    return payload

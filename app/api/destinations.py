@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import ServicesDep, require_admin_token
 from app.errors import InvalidInput, NotFound
-from app.pipeline.events import InvalidPayload, parse_events
+from app.pipeline.events import InvalidPayload, parse_event
 
 router = APIRouter(tags=["destinations"], dependencies=[Depends(require_admin_token)])
 
@@ -34,7 +34,7 @@ async def test_destination(
     if destination is None:
         raise NotFound(f"no destination with id {destination_id!r}")
     try:
-        [event] = parse_events(request.event, max_batch=1)
+        event = parse_event(request.event)
     except InvalidPayload as exc:
         raise InvalidInput(
             [{"field": f"event.{p.field}".rstrip("."), "problem": p.problem} for p in exc.problems]

@@ -38,7 +38,7 @@ async def read_json_body(request: Request, limit: int) -> Any:
 @router.post(
     INGEST_PATH,
     status_code=202,
-    summary="Ingest one event or a batch (PostHog webhook, PostHog event, Segment track)",
+    summary="Ingest one event or a batch (PostHog webhook or event, Segment/RudderStack calls)",
 )
 async def post_events(request: Request) -> Response:
     # The hot path calls its checks directly and serializes its own answer: FastAPI's
@@ -47,13 +47,25 @@ async def post_events(request: Request) -> Response:
     check_ingest_token(request, services)
     payload = await read_json_body(request, services.settings.max_body_bytes)
     try:
-        events = parse_events(payload, services.settings.max_batch)
+        parsed = parse_events(payload, services.settings.max_batch)
     except InvalidPayload as exc:
         raise InvalidInput(
             [{"field": p.field, "problem": p.problem} for p in exc.problems]
         ) from None
-    outcomes = await services.ingest.ingest(events)
-    answer = {"accepted": len(outcomes), "results": [o.to_json() for o in outcomes]}
+    outcomes = await services.ingest.ingest(parsed.events)
+    answer = {
+        "accepted": len(outcomes),
+        "results": [
+            {"index": index, **outcome.to_json()}
+            for index, outcome in zip(parsed.indexes, outcomes, strict=True)
+        ],
+        # A batch's invalid events: the valid ones beside them were admitted all the same.
+        "rejected": [
+            {"index": rejected.index, "field": problem.field, "problem": problem.problem}
+            for rejected in parsed.rejected
+            for problem in rejected.problems
+        ],
+    }
     return Response(orjson.dumps(answer), status_code=202, media_type="application/json")
 
 
