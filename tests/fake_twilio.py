@@ -55,6 +55,7 @@ class ScriptedResponse:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
     drop: bool = False  # close the connection without answering
+    trickle: float = 0.0  # seconds between bytes of the answer (status line included)
 
 
 def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
@@ -74,6 +75,7 @@ class FakeTwilio:
         # Every message by SID, in creation order (lists answer newest first, like Twilio).
         self.messages: dict[str, dict[str, Any]] = {}
         self.latency = 0.0
+        self.trickle = 0.0  # default answers trickle too, one byte every `trickle` seconds
         self._script: list[ScriptedResponse] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -161,6 +163,11 @@ class FakeTwilio:
 
     def _default_answer(self, request: RecordedRequest) -> ScriptedResponse:
         time.sleep(self.latency)
+        answer = self._answer(request)
+        answer.trickle = answer.trickle or self.trickle
+        return answer
+
+    def _answer(self, request: RecordedRequest) -> ScriptedResponse:
         method, path = request.method, urlsplit(request.path).path
         if match := _CREATE.match(path):
             if method == "POST":
@@ -304,14 +311,37 @@ class FakeTwilio:
                     self.close_connection = True
                     return
                 payload = json.dumps(answer.json_body).encode() if answer.json_body else b""
-                self.send_response(answer.status)
+                headers = dict(answer.headers)
                 if answer.json_body is not None:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                    headers["Content-Type"] = "application/json"
+                headers["Content-Length"] = str(len(payload))
+                if not answer.trickle:
+                    self.send_response(answer.status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                self._trickle(answer, headers, payload)
+
+            def _trickle(
+                self, answer: ScriptedResponse, headers: dict[str, str], payload: bytes
+            ) -> None:
+                """The whole answer, status line included, one byte at a time, until done
+                or the client hangs up."""
+                reason = self.responses.get(answer.status, ("",))[0]
+                head = f"HTTP/1.1 {answer.status} {reason}\r\n" + "".join(
+                    f"{name}: {value}\r\n" for name, value in headers.items()
+                )
+                raw = (head + "Connection: close\r\n\r\n").encode() + payload
+                self.close_connection = True
+                try:
+                    for index in range(len(raw)):
+                        self.wfile.write(raw[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(answer.trickle)
+                except OSError:
+                    pass  # the client gave up: what a trickle is for
 
             do_GET = do_POST = do_DELETE = _serve
 

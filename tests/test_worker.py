@@ -109,8 +109,9 @@ def test_killed_worker_message_is_reclaimed(
     redis_client.xgroup_create(keys.SEND_STREAM, keys.SEND_GROUP, id="0", mkstream=True)
     taken = redis_client.xreadgroup(keys.SEND_GROUP, "dead-worker", {keys.SEND_STREAM: ">"})
     assert taken and taken[0][1][0][1]["delivery"] == delivery_id
-    # A live worker reclaims it once it has been idle for SMS_RECLAIM_IDLE (1 s here).
-    other = start_service(THROTTLED_DESTINATION)
+    # A live worker reclaims it once it has been idle for SMS_RECLAIM_IDLE: 3 s here, the
+    # least a 1 s Twilio deadline allows.
+    other = start_service(THROTTLED_DESTINATION, twilio_timeout=1, reclaim_idle=3)
     other.wait_for_status(delivery_id, "sent", timeout=10)
     assert len(fake_twilio.message_requests) == 1
     assert redis_client.xpending(keys.SEND_STREAM, keys.SEND_GROUP)["pending"] == 0

@@ -6,6 +6,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import httpx
@@ -114,6 +115,21 @@ async def test_timeout_after_sending_is_not_retryable(fake_twilio: FakeTwilio) -
                 MESSAGE
             )
     assert caught.value.request_sent and not caught.value.retryable
+
+
+async def test_a_trickling_answer_fails_at_the_deadline(fake_twilio: FakeTwilio) -> None:
+    # One byte every 50 ms: no single read waits long, the whole answer would take ~40 s.
+    fake_twilio.trickle = 0.05
+    async with twilio_http(timeout=httpx.Timeout(1.0, connect=0.5)) as http:
+        client = TwilioClient(http, token_credentials(), fake_twilio.base_url)
+        started = time.monotonic()
+        with pytest.raises(TwilioTransportError) as caught:
+            await client.send_message(MESSAGE)
+        elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 1.4, elapsed
+    # It left and Twilio created it: not retryable, the outcome is unknown.
+    assert caught.value.request_sent and not caught.value.retryable
+    assert len(fake_twilio.messages) == 1
 
 
 async def test_connection_dropped_after_sending_is_not_retryable(fake_twilio: FakeTwilio) -> None:
