@@ -33,7 +33,7 @@ from app.pipeline.render import TemplateRenderer
 from app.reconcile import Reconciler
 from app.services import Services
 from app.settings import Settings
-from app.store.connection import EmbeddedRedis, connect
+from app.store.connection import EmbeddedRedis, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
 from app.store.suppressions import SuppressionList
 from app.twilio.client import TwilioClient, TwilioCredentials
@@ -115,6 +115,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[tuple[Redis, httpx
     redis = connect(embedded.url if embedded else str(settings.redis_url))
     http = build_http_client(settings)
     try:
+        await refuse_unfit(redis)  # Cluster, evicting, a replica: say what to change, stop
         yield redis, http
     finally:
         await http.aclose()

@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from app.errors import ServiceError
+from app.store.connection import unavailable_reason
 from app.twilio.errors import TwilioApiError, TwilioTransportError
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,14 @@ async def twilio_unreachable(_: Request, exc: TwilioTransportError) -> JSONRespo
     return JSONResponse({"error": "twilio_unreachable", "detail": exc.message}, status_code=502)
 
 
-async def redis_down(_: Request, exc: Exception) -> JSONResponse:
-    # The sender retries on 503; nothing was acknowledged, so nothing is lost.
-    log.error("Redis unavailable: %s", exc)
+async def redis_error(_: Request, exc: RedisError) -> JSONResponse:
+    reason = unavailable_reason(exc)
+    if reason is None:  # not Redis being away or read-only: a bug, logged with its trace
+        log.error("Redis error", exc_info=exc)
+        return JSONResponse({"error": "internal_error", "detail": "storage error"}, status_code=500)
+    # Down, loading, read-only, out of memory…: the sender retries on 503; nothing was
+    # acknowledged, so nothing is lost. (/readyz says why, for the operator.)
+    log.error("Redis unavailable: %s: %s", reason, exc)
     return JSONResponse(
         {"error": "unavailable", "detail": "storage is unavailable, retry later"},
         status_code=503,
@@ -67,8 +72,7 @@ ERROR_HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONRes
     RequestValidationError: validation_error,
     TwilioApiError: twilio_error,
     TwilioTransportError: twilio_unreachable,
-    RedisConnectionError: redis_down,
-    RedisTimeoutError: redis_down,
+    RedisError: redis_error,
 }
 
 
