@@ -19,7 +19,7 @@ from app.pipeline.recipients import InvalidRecipient, mask_phone, normalize_phon
 from app.store import keys
 from app.store.deliveries import DeliveryLog, Status, now_iso
 from app.store.suppressions import SuppressionList
-from app.twilio.errors import OPTED_OUT_ERROR_CODE
+from app.twilio.error_catalog import ErrorAction, action_for
 from app.twilio.models import MESSAGE_STATUS_RANK
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class TwilioWebhooks:
                 keys.UNMATCHED_CALLBACKS, fields, maxlen=_UNMATCHED_KEPT, approximate=True
             )
             return WebhookResult("unmatched", [])
-        if error_code == OPTED_OUT_ERROR_CODE and form.get("To"):
+        if action_for(error_code) is ErrorAction.OPT_OUT and form.get("To"):
             await self._suppressions.add(self._number(form["To"]), "twilio_21610")
         detail = f"Twilio status callback: {status}" + (
             f" (error {error_code})" if error_code else ""

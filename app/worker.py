@@ -29,7 +29,7 @@ from app.store.deliveries import DeliveryLog, DeliveryRecord, Status
 from app.store.queue import QueuedSend, SendQueue
 from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
-from app.twilio.errors import OPTED_OUT_ERROR_CODE
+from app.twilio.error_catalog import ErrorAction, action_for
 from app.twilio.models import MESSAGE_STATUS_RANK, OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class SendWorker:
             log.info("delivery %s: %s", record.id, detail)
         else:
             # Twilio knows this number sent STOP: never try it again.
-            opted_out = getattr(outcome.error, "code", None) == OPTED_OUT_ERROR_CODE
+            opted_out = action_for(getattr(outcome.error, "code", None)) is ErrorAction.OPT_OUT
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,

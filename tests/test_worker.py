@@ -156,3 +156,14 @@ def test_worker_recovers_when_the_stream_disappears(
     record = service.wait_for_status(queue_one(service, uuid="after-flush"), "sent", timeout=10)
     assert record["attempts"] == 1
     assert len(fake_twilio.message_requests) == 2
+
+
+def test_a_sender_queue_overflow_is_retried_not_failed(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    # 21611 comes as a 400, but the catalog says retry (and slow down): nothing was created.
+    fake_twilio.enqueue(fake_twilio.fail_with(400, 21611, "This 'From' number has exceeded …"))
+    service = start_service(THROTTLED_DESTINATION)
+    record = service.wait_for_status(queue_one(service), "sent")
+    assert len(fake_twilio.message_requests) == 2
+    assert [h["status"] for h in record["history"]].count("retrying") == 1
