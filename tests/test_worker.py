@@ -43,12 +43,30 @@ def test_429_is_retried_honouring_retry_after(
             headers={"Retry-After": "1"},
         )
     )
-    service = start_service(THROTTLED_DESTINATION)
+    service = start_service(THROTTLED_DESTINATION, retry_max_delay=5)
     delivery_id = queue_one(service)
     record = service.wait_for_status(delivery_id, "sent")
     first, second = fake_twilio.message_requests
     assert second.received_at - first.received_at >= 0.9  # Retry-After: 1 was honoured
     assert "retry in 1.00 s" in record["history"][2]["detail"]
+
+
+def test_a_retry_after_beyond_the_max_delay_is_capped(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    # An hour, from Twilio; SMS_RETRY_MAX_DELAY is half a second here.
+    fake_twilio.enqueue(
+        ScriptedResponse(
+            503,
+            {"code": 20503, "message": "Service unavailable", "status": 503},
+            headers={"Retry-After": "3600"},
+        )
+    )
+    service = start_service(THROTTLED_DESTINATION, retry_max_delay=0.5)
+    record = service.wait_for_status(queue_one(service), "sent", timeout=5)
+    first, second = fake_twilio.message_requests
+    assert 0.45 <= second.received_at - first.received_at < 2
+    assert "retry in 0.50 s" in record["history"][2]["detail"]
 
 
 def test_permanent_error_fails_at_once_and_releases_throttle(
