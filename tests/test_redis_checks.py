@@ -106,6 +106,20 @@ def test_a_standalone_master_that_never_evicts_is_fit(own_redis: Callable[..., O
     assert asyncio.run(problems_of(own_redis().url)) == []
 
 
+def test_a_user_not_allowed_info_is_judged_by_the_write(
+    own_redis: Callable[..., OwnRedis],
+) -> None:
+    server = own_redis()
+    server.client().acl_setuser(
+        "smsdest", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-info"]
+    )
+    url = f"redis://smsdest:pw@127.0.0.1:{server.port}/0"
+    assert asyncio.run(problems_of(url)) == []
+    server.client().config_set("maxmemory", "1")
+    [problem] = asyncio.run(problems_of(url))
+    assert problem.startswith("Redis is out of memory")
+
+
 def test_an_evicting_policy_is_refused_at_start_up(own_redis: Callable[..., OwnRedis]) -> None:
     server = own_redis("--maxmemory-policy", "allkeys-lru")
 

@@ -169,7 +169,9 @@ async def check_server(redis: Redis) -> list[RedisProblem]:
     except (RedisError, OSError) as exc:
         return [RedisProblem(f"{_reason(exc)}: {exc}")]
     if isinstance(info, Exception):
-        return [RedisProblem(f"{_reason(info)}: {info}")]
+        if unavailable_reason(info) is not None:
+            return [RedisProblem(f"{_reason(info)}: {info}")]
+        info = {}  # INFO refused (an ACL without it): the write alone says if it is fit
     problems = []
     if str(info.get("cluster_enabled", "0")) == "1":
         problems.append(
@@ -189,7 +191,7 @@ async def check_server(redis: Redis) -> list[RedisProblem]:
                 lasting=True,
             )
         )
-    if info.get("role") != "master":
+    if info.get("role", "master") != "master":
         master = f"{info.get('master_host', '?')}:{info.get('master_port', '?')}"
         problems.append(
             RedisProblem(
