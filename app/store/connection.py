@@ -169,7 +169,7 @@ async def check_server(redis: Redis) -> list[RedisProblem]:
     except (RedisError, OSError) as exc:
         return [RedisProblem(f"{_reason(exc)}: {exc}")]
     if isinstance(info, Exception):
-        if unavailable_reason(info) is not None:
+        if not isinstance(info, RedisError) or unavailable_reason(info) is not None:
             return [RedisProblem(f"{_reason(info)}: {info}")]
         info = {}  # INFO refused (an ACL without it): the write alone says if it is fit
     problems = []
