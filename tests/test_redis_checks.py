@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     BusyLoadingError,
     MasterDownError,
@@ -25,6 +26,7 @@ from redis.exceptions import (
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from app.store.connection import (
     RedisUnfit,
@@ -57,16 +59,21 @@ class OwnRedis:
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
-    def start(self) -> None:
-        argv = [*redis_server_argv(self.port), "--dir", self.dir, *self.extra]
+    def start(self, *more: str) -> None:
+        """Start it (again), with `more` options this time; back once it answers, even
+        if only to say it is loading its data."""
+        argv = [*redis_server_argv(self.port), "--dir", self.dir, *self.extra, *more]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
             try:
-                with redis.Redis(port=self.port) as client:
+                # No retries (redis-py's sync client retries LOADING until it is done).
+                with redis.Redis(port=self.port, retry=Retry(NoBackoff(), 0)) as client:
                     client.ping()
                 return
-            except redis.ConnectionError:
+            except BusyLoadingError:
+                return
+            except (redis.ConnectionError, redis.TimeoutError):  # not up, or busy loading
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.02)
@@ -257,3 +264,28 @@ def test_a_restarted_redis_fails_no_probe_and_no_ingest(
         probes = [client.get("/readyz").status_code for _ in range(60)]
         assert probes == [200] * 60
         assert list(pool.map(ingest, range(200, 400))) == [202] * 200
+
+
+def test_a_redis_loading_its_data_is_red_and_503_then_ready(
+    start_service: Start, own_redis: Callable[..., OwnRedis]
+) -> None:
+    server = own_redis("--enable-debug-command", "local")
+    service = start_service(SIGNUP_DESTINATION, run_worker=False, redis_url=server.url)
+    admin = server.client()
+    admin.execute_command("DEBUG", "POPULATE", "50000")  # enough to load for seconds…
+    admin.save()
+    server.stop()
+    # …at 40 µs a key (2 s or more), answering (LOADING) every 1 KB read.
+    server.start("--key-load-delay", "40", "--loading-process-events-interval-bytes", "1024")
+    with httpx.Client(base_url=service.base_url) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.headers["retry-after"] == "5"
+        assert ready.json()["detail"].startswith("Redis is loading its data")
+        answer = service.post_events(posthog_webhook(uuid="while-loading"))
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "5", answer.text
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "still loading after 30 s"
+            time.sleep(0.2)
+    retried = service.post_events(posthog_webhook(uuid="while-loading"))
+    assert retried.json()["results"][0]["deliveries"][0]["decision"] == "queued"

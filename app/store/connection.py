@@ -218,4 +218,6 @@ async def refuse_unfit(redis: Redis) -> None:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return "Redis cannot be reached"
     return (unavailable_reason(exc) if isinstance(exc, RedisError) else None) or "Redis failed"
