@@ -251,10 +251,10 @@ def test_a_restarted_redis_fails_no_probe_and_no_ingest(
 ) -> None:
     server = own_redis()
     service = start_service(SIGNUP_DESTINATION, run_worker=False, redis_url=server.url)
-    with ThreadPoolExecutor(16) as pool, httpx.Client(base_url=service.base_url) as client:
+    with ThreadPoolExecutor(16) as pool, service.client() as client:
 
         def ingest(n: int) -> int:
-            return service.post_events(posthog_webhook(uuid=f"evt-{n}")).status_code
+            return client.post("/v1/events", json=posthog_webhook(uuid=f"evt-{n}")).status_code
 
         # Many requests at once: the pool holds many connections.
         assert set(pool.map(lambda _: client.get("/readyz").status_code, range(64))) == {200}
