@@ -351,8 +351,11 @@ class FakeTwilio:
                     self.send_response(answer.status)
                     for name, value in headers.items():
                         self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    try:
+                        self.end_headers()
+                        self.wfile.write(payload)
+                    except OSError:
+                        self.close_connection = True  # the client gave up (a timeout test)
                     return
                 self._trickle(answer, headers, payload)
 
