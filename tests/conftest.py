@@ -143,7 +143,6 @@ def service_settings(destinations_file: Path, **overrides: Any) -> Settings:
         "admin_token": ADMIN_TOKEN,
         "retry_base_delay": 0.01,
         "retry_max_delay": 0.05,
-        "reclaim_idle": 1,
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
     }

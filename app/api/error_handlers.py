@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.errors import ServiceError
-from app.store import StorageError
+from app.store import StorageError, StorageUnavailable
 from app.twilio.errors import TwilioApiError, TwilioTransportError
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,13 @@ async def twilio_unreachable(_: Request, exc: TwilioTransportError) -> JSONRespo
 
 
 async def storage_failed(_: Request, exc: StorageError) -> JSONResponse:
-    # The sender retries on 503; nothing was acknowledged, so nothing is lost.
-    log.error("Redis unavailable: %s: %s", type(exc).__name__, exc)
+    # Down, loading, read-only, out of memory…: the sender retries on 503; nothing was
+    # acknowledged, so nothing is lost (/readyz says why, for the operator). Any other
+    # refusal is a bug, logged with its trace, and still 503: a retry loses nothing.
+    if isinstance(exc, StorageUnavailable):
+        log.error("Redis unavailable: %s", exc)
+    else:
+        log.error("Redis refused a command", exc_info=exc)
     return JSONResponse(
         {"error": "unavailable", "detail": "storage is unavailable, retry later"},
         status_code=503,

@@ -18,7 +18,7 @@ from app.services.ingest import EventOutcome, IngestService
 from app.store import StorageError
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.deliveries import DeliveryLog
-from app.twilio.errors import OPTED_OUT_ERROR_CODE
+from app.twilio.error_catalog import ErrorAction, action_for
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class TwilioWebhooks:
         error_code = _int_or_none(form.get("ErrorCode"))
         delivery_id = await self._deliveries.delivery_id_for_sid(sid) if sid else None
         change = None
-        if delivery_id and error_code == OPTED_OUT_ERROR_CODE and form.get("To"):
+        if delivery_id and action_for(error_code) is ErrorAction.OPT_OUT and form.get("To"):
             change = SuppressionChange(self._number(form["To"]), "add", "twilio_21610")
         webhook = Webhook("status", sid, status, idempotency_token)
         if not await self._callbacks.apply_once(webhook, change):
