@@ -298,6 +298,15 @@ def _operation(
 # --- argument types ------------------------------------------------------------------------
 
 
+def _e164(text: str) -> str:
+    from app.pipeline.recipients import InvalidRecipient, normalize_phone
+
+    try:
+        return normalize_phone(text, None)
+    except InvalidRecipient as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -491,8 +500,8 @@ def _add_message_commands(commands: Subcommands) -> None:
         description="List the account's messages, newest first, as JSON Lines. Without --all: "
         'one page, then {"next_cursor": …} on stderr (pass it back with --cursor).',
     )
-    listing.add_argument("--to", metavar="NUMBER")
-    listing.add_argument("--from", dest="from_number", metavar="NUMBER")
+    listing.add_argument("--to", type=_e164, metavar="NUMBER")
+    listing.add_argument("--from", dest="from_number", type=_e164, metavar="NUMBER")
     listing.add_argument("--date-sent", type=_day, metavar="YYYY-MM-DD")
     listing.add_argument("--date-sent-before", type=_day, metavar="YYYY-MM-DD")
     listing.add_argument("--date-sent-after", type=_day, metavar="YYYY-MM-DD")

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from app.durations import Seconds
 from app.pipeline.events import Event
 from app.pipeline.filters import PropertyFilter, exact_key
+from app.pipeline.recipients import E164Number
 from app.pipeline.render import OverflowPolicy, TemplateConfigError, TemplateRenderer
-from app.twilio.models import E164Number, MessagingServiceSid
+from app.twilio.models import MessagingServiceSid
 
 MAX_THROTTLE_WINDOW = 31_536_000  # one year, in seconds
 

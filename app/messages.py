@@ -13,27 +13,22 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.errors import Conflict, InvalidInput, NotFound
+from app.pipeline.recipients import E164Number
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
 from app.store.deliveries import Admission, DeliveryLog, NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
 from app.twilio.errors import MESSAGE_NOT_COMPLETE_ERROR_CODE, TwilioApiError
-from app.twilio.models import (
-    MESSAGE_STATUS_RANK,
-    E164Number,
-    MessagingServiceSid,
-    TwilioMessage,
-)
+from app.twilio.models import MESSAGE_STATUS_RANK, MessagingServiceSid, TwilioMessage
 
 API_DESTINATION = "$api"
 MAX_MEDIA = 10
 
-_URL = re.compile(r"^https?://\S+$")
-_MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+_URL = re.compile(r"https?://\S+")  # fullmatch: `$` would allow a trailing newline
+_MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
 
 
 class MessageCreate(BaseModel):
@@ -50,17 +45,6 @@ class MessageCreate(BaseModel):
     validity_period: int | None = Field(default=None, ge=1, le=36_000)
     send_at: datetime | None = None
 
-    @field_validator("to")
-    @classmethod
-    def _valid_number(cls, value: str) -> str:
-        try:
-            valid = phonenumbers.is_valid_number(phonenumbers.parse(value, None))
-        except phonenumbers.NumberParseException:
-            valid = False
-        if not valid:
-            raise ValueError(f"{value} is not a valid phone number")
-        return value
-
     @field_validator("body")
     @classmethod
     def _body_length(cls, value: str | None) -> str | None:
@@ -74,14 +58,14 @@ class MessageCreate(BaseModel):
     @classmethod
     def _media(cls, value: list[str]) -> list[str]:
         for url in value:
-            if not _URL.match(url):
+            if not _URL.fullmatch(url):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return value
 
     @field_validator("status_callback")
     @classmethod
     def _callback(cls, value: str | None) -> str | None:
-        if value is not None and not _URL.match(value):
+        if value is not None and not _URL.fullmatch(value):
             raise ValueError("must be an http(s) URL")
         return value
 
@@ -248,6 +232,6 @@ class MessageService:
 
 
 def _sid(value: str) -> str:
-    if not _MESSAGE_SID.match(value):
+    if not _MESSAGE_SID.fullmatch(value):  # match's `$` allows a trailing newline
         raise InvalidInput([{"field": "sid", "problem": "must be SM… or MM… followed by 32 hex"}])
     return value

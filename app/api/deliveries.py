@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import ServicesDep, require_admin_token
+from app.api.params import DELIVERY_ID, DESTINATION_FILTER, DeliveryId
 from app.errors import InvalidInput, NotFound
 from app.pipeline.recipients import InvalidRecipient, normalize_phone
+from app.store.deliveries import Status
 
 router = APIRouter(tags=["deliveries"], dependencies=[Depends(require_admin_token)])
 
@@ -16,10 +18,12 @@ router = APIRouter(tags=["deliveries"], dependencies=[Depends(require_admin_toke
 @router.get("/v1/deliveries")
 async def list_deliveries(
     services: ServicesDep,
-    destination: str | None = None,
-    status: str | None = None,
-    recipient: Annotated[str | None, Query(description="E.164, or national format")] = None,
-    cursor: Annotated[str | None, Query(pattern=r"^dl_[0-9a-f]{28}$")] = None,
+    destination: Annotated[str | None, Query(pattern=DESTINATION_FILTER)] = None,
+    status: Status | None = None,
+    recipient: Annotated[
+        str | None, Query(max_length=250, description="E.164, or national format")
+    ] = None,
+    cursor: Annotated[str | None, Query(pattern=DELIVERY_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Newest first; pass `next_cursor` back as `cursor` for the next page."""
@@ -35,7 +39,7 @@ async def list_deliveries(
 
 
 @router.get("/v1/deliveries/{delivery_id}")
-async def get_delivery(delivery_id: str, services: ServicesDep) -> dict[str, Any]:
+async def get_delivery(delivery_id: DeliveryId, services: ServicesDep) -> dict[str, Any]:
     record = await services.deliveries.get(delivery_id)
     if record is None:
         raise NotFound(f"no delivery with id {delivery_id!r} (unknown or past retention)")

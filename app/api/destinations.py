@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from app.api.deps import ServicesDep, require_admin_token
+from app.api.params import DestinationId
 from app.errors import InvalidInput, NotFound
 from app.pipeline.events import InvalidPayload, parse_events
 
@@ -28,7 +29,7 @@ async def list_destinations(services: ServicesDep) -> dict[str, Any]:
 
 @router.post("/v1/destinations/{destination_id}/test")
 async def test_destination(
-    destination_id: str, request: DestinationTestRequest, services: ServicesDep
+    destination_id: DestinationId, request: DestinationTestRequest, services: ServicesDep
 ) -> dict[str, Any]:
     destination = services.ingest.destinations.get(destination_id)
     if destination is None:

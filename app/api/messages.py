@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query
 
 from app.api.deps import ServicesDep, require_admin_token
+from app.api.params import TWILIO_PAGE_URI, MessageReference, MessageSid, OptionalNumber
 from app.messages import MessageCreate, MessageListQuery
 
 router = APIRouter(tags=["messages"], dependencies=[Depends(require_admin_token)])
@@ -31,13 +32,15 @@ async def send_message(
 @router.get("/v1/messages")
 async def list_messages(
     services: ServicesDep,
-    to: str | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: OptionalNumber = None,
+    from_: Annotated[OptionalNumber, Query(alias="from")] = None,
     date_sent: date | None = None,
     date_sent_before: date | None = None,
     date_sent_after: date | None = None,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None, Query(pattern=TWILIO_PAGE_URI, description="a previous `next_cursor`")
+    ] = None,
 ) -> dict[str, Any]:
     """Twilio's message list; pass `next_cursor` back as `cursor` for the next page."""
     page = await services.messages.list(
@@ -50,23 +53,23 @@ async def list_messages(
 
 
 @router.get("/v1/messages/{sid}")
-async def get_message(sid: str, services: ServicesDep) -> dict[str, Any]:
+async def get_message(sid: MessageSid, services: ServicesDep) -> dict[str, Any]:
     message = await services.messages.get(sid)
     return message.model_dump(mode="json", by_alias=True)
 
 
 @router.post("/v1/messages/{reference}/cancel")
-async def cancel_message(reference: str, services: ServicesDep) -> dict[str, Any]:
+async def cancel_message(reference: MessageReference, services: ServicesDep) -> dict[str, Any]:
     """Cancel a scheduled message: ours by delivery id (`dl_…`), or Twilio's by SID."""
     return await services.messages.cancel(reference)
 
 
 @router.post("/v1/messages/{sid}/redact")
-async def redact_message(sid: str, services: ServicesDep) -> dict[str, Any]:
+async def redact_message(sid: MessageSid, services: ServicesDep) -> dict[str, Any]:
     message = await services.messages.redact(sid)
     return message.model_dump(mode="json", by_alias=True)
 
 
 @router.delete("/v1/messages/{sid}", status_code=204)
-async def delete_message(sid: str, services: ServicesDep) -> None:
+async def delete_message(sid: MessageSid, services: ServicesDep) -> None:
     await services.messages.delete(sid)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import ServicesDep, require_admin_token
+from app.api.params import MAX_SCAN_CURSOR, PhoneNumber
 from app.errors import InvalidInput, NotFound
 from app.pipeline.recipients import InvalidRecipient, normalize_phone
 
@@ -15,7 +16,13 @@ router = APIRouter(tags=["suppressions"], dependencies=[Depends(require_admin_to
 
 
 class SuppressionCreate(BaseModel):
-    number: str
+    model_config = ConfigDict(extra="forbid")
+
+    number: str = Field(
+        min_length=1,
+        max_length=250,
+        description="A phone number, international or national (`SMS_DEFAULT_REGION`)",
+    )
 
 
 def _number(raw: str, services: ServicesDep, field: str) -> str:
@@ -28,7 +35,7 @@ def _number(raw: str, services: ServicesDep, field: str) -> str:
 @router.get("/v1/suppressions")
 async def list_suppressions(
     services: ServicesDep,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[int, Query(ge=0, le=MAX_SCAN_CURSOR)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """A page of suppressed numbers; `next_cursor` is null on the last page."""
@@ -37,10 +44,11 @@ async def list_suppressions(
 
 
 @router.get("/v1/suppressions/{number}")
-async def get_suppression(number: str, services: ServicesDep) -> dict[str, Any]:
-    found = await services.suppressions.get(_number(number, services, "number"))
+async def get_suppression(number: PhoneNumber, services: ServicesDep) -> dict[str, Any]:
+    normalized = _number(number, services, "number")
+    found = await services.suppressions.get(normalized)
     if found is None:
-        raise NotFound(f"{number} is not suppressed")
+        raise NotFound(f"{normalized} is not suppressed")
     return found.to_json()
 
 
@@ -53,6 +61,7 @@ async def add_suppression(request: SuppressionCreate, services: ServicesDep) -> 
 
 
 @router.delete("/v1/suppressions/{number}", status_code=204)
-async def remove_suppression(number: str, services: ServicesDep) -> None:
-    if not await services.suppressions.remove(_number(number, services, "number")):
-        raise NotFound(f"{number} is not suppressed")
+async def remove_suppression(number: PhoneNumber, services: ServicesDep) -> None:
+    normalized = _number(number, services, "number")
+    if not await services.suppressions.remove(normalized):
+        raise NotFound(f"{normalized} is not suppressed")
