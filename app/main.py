@@ -25,6 +25,7 @@ from app.api import (
 )
 from app.api.errors import install_error_handlers
 from app.api.ingest import IngestFastPath
+from app.api.limits import BodyLimit
 from app.destinations import DestinationSet, load_destinations
 from app.ingest import IngestService
 from app.messages import MessageService
@@ -186,5 +187,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     ):
         app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(IngestFastPath)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(IngestFastPath)  # outermost: the hot path reads its own body
     return app

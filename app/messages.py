@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from app.bodies import StrictBody
 from app.errors import Conflict, InvalidInput, NotFound
 from app.pipeline.recipients import E164Number
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
@@ -31,10 +32,8 @@ _URL = re.compile(r"https?://\S+")  # fullmatch: `$` would allow a trailing newl
 _MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
 
 
-class MessageCreate(BaseModel):
+class MessageCreate(StrictBody):
     """`POST /v1/messages` and `smsdest messages send`: checked before anything is queued."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     to: E164Number
     body: str | None = None

@@ -31,7 +31,7 @@ async def list_deliveries(
         try:
             recipient = normalize_phone(recipient, services.settings.default_region)
         except InvalidRecipient as exc:
-            raise InvalidInput([{"field": "recipient", "problem": str(exc)}]) from None
+            raise InvalidInput([{"field": "query.recipient", "problem": str(exc)}]) from None
     page = await services.deliveries.query(
         destination=destination, status=status, recipient=recipient, cursor=cursor, limit=limit
     )

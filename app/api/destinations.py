@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.api.deps import ServicesDep, require_admin_token
 from app.api.params import DestinationId
+from app.bodies import StrictBody
 from app.errors import InvalidInput, NotFound
 from app.pipeline.events import InvalidPayload, parse_events
 
 router = APIRouter(tags=["destinations"], dependencies=[Depends(require_admin_token)])
 
 
-class DestinationTestRequest(BaseModel):
+class DestinationTestRequest(StrictBody):
     event: dict[str, Any] = Field(description="Any accepted event shape (not a batch)")
     mock: bool = Field(default=True, description="false really sends through Twilio")
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from app.api.deps import ServicesDep, require_admin_token
 from app.api.params import MAX_SCAN_CURSOR, PhoneNumber
+from app.bodies import StrictBody
 from app.errors import InvalidInput, NotFound
 from app.pipeline.recipients import InvalidRecipient, normalize_phone
 
 router = APIRouter(tags=["suppressions"], dependencies=[Depends(require_admin_token)])
 
 
-class SuppressionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SuppressionCreate(StrictBody):
     number: str = Field(
         min_length=1,
         max_length=250,
@@ -45,7 +44,7 @@ async def list_suppressions(
 
 @router.get("/v1/suppressions/{number}")
 async def get_suppression(number: PhoneNumber, services: ServicesDep) -> dict[str, Any]:
-    normalized = _number(number, services, "number")
+    normalized = _number(number, services, "path.number")
     found = await services.suppressions.get(normalized)
     if found is None:
         raise NotFound(f"{normalized} is not suppressed")
@@ -54,7 +53,7 @@ async def get_suppression(number: PhoneNumber, services: ServicesDep) -> dict[st
 
 @router.post("/v1/suppressions", status_code=201)
 async def add_suppression(request: SuppressionCreate, services: ServicesDep) -> dict[str, Any]:
-    number = _number(request.number, services, "number")
+    number = _number(request.number, services, "body.number")
     added = await services.suppressions.add(number, "api")
     found = await services.suppressions.get(number)
     return {**(found.to_json() if found else {"number": number}), "added": added}
@@ -62,6 +61,6 @@ async def add_suppression(request: SuppressionCreate, services: ServicesDep) -> 
 
 @router.delete("/v1/suppressions/{number}", status_code=204)
 async def remove_suppression(number: PhoneNumber, services: ServicesDep) -> None:
-    normalized = _number(number, services, "number")
+    normalized = _number(number, services, "path.number")
     if not await services.suppressions.remove(normalized):
         raise NotFound(f"{normalized} is not suppressed")
