@@ -22,7 +22,11 @@ from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
 from app.store.deliveries import Admission, DeliveryLog, NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
-from app.twilio.errors import MESSAGE_NOT_COMPLETE_ERROR_CODE, TwilioApiError
+from app.twilio.errors import (
+    MESSAGE_NOT_CANCELABLE_ERROR_CODE,
+    MESSAGE_NOT_COMPLETE_ERROR_CODE,
+    TwilioApiError,
+)
 from app.twilio.models import MESSAGE_STATUS_RANK, MessagingServiceSid, TwilioMessage
 
 API_DESTINATION = "$api"
@@ -195,10 +199,21 @@ class MessageService:
             if sid is None:
                 canceled, status = await self._deliveries.cancel_scheduled(reference)
                 if not canceled:
-                    raise Conflict(f"delivery {reference} is {status}: only scheduled ones cancel")
+                    raise Conflict(
+                        f"delivery {reference} is {status}: only scheduled messages cancel"
+                    )
                 return {"delivery_id": reference, "status": "canceled"}
             reference = sid
-        message = await self._twilio.cancel_message(_sid(reference))
+        try:
+            message = await self._twilio.cancel_message(_sid(reference))
+        except TwilioApiError as exc:
+            if exc.code == MESSAGE_NOT_CANCELABLE_ERROR_CODE:
+                # The same conflict as for a message we hold, so the same answer.
+                raise Conflict(
+                    f"message {reference} is no longer scheduled at Twilio (error 30409): "
+                    "only scheduled messages cancel"
+                ) from None
+            raise
         await self._record_twilio_status(message)
         return {"sid": message.sid, "status": message.status}
 
