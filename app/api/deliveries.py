@@ -8,14 +8,17 @@ from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import ServicesDep, require_admin_token
 from app.api.params import DELIVERY_ID, DESTINATION_FILTER, DeliveryId
+from app.api.schemas import Delivery, DeliveryPage, errors
 from app.errors import InvalidInput, NotFound
 from app.pipeline.recipients import InvalidRecipient, normalize_phone
 from app.store.deliveries import Status
 
-router = APIRouter(tags=["deliveries"], dependencies=[Depends(require_admin_token)])
+router = APIRouter(
+    tags=["deliveries"], dependencies=[Depends(require_admin_token)], responses=errors(401)
+)
 
 
-@router.get("/v1/deliveries")
+@router.get("/v1/deliveries", response_model=DeliveryPage, responses=errors(422, 503))
 async def list_deliveries(
     services: ServicesDep,
     destination: Annotated[str | None, Query(pattern=DESTINATION_FILTER)] = None,
@@ -38,7 +41,9 @@ async def list_deliveries(
     return {"items": [r.to_public() for r in page.items], "next_cursor": page.next_cursor}
 
 
-@router.get("/v1/deliveries/{delivery_id}")
+@router.get(
+    "/v1/deliveries/{delivery_id}", response_model=Delivery, responses=errors(404, 422, 503)
+)
 async def get_delivery(delivery_id: DeliveryId, services: ServicesDep) -> dict[str, Any]:
     record = await services.deliveries.get(delivery_id)
     if record is None:

@@ -9,11 +9,14 @@ from pydantic import Field
 
 from app.api.deps import ServicesDep, require_admin_token
 from app.api.params import DestinationId
+from app.api.schemas import DestinationList, DestinationTrace, errors
 from app.bodies import StrictBody
 from app.errors import InvalidInput, NotFound
 from app.pipeline.events import InvalidPayload, parse_events
 
-router = APIRouter(tags=["destinations"], dependencies=[Depends(require_admin_token)])
+router = APIRouter(
+    tags=["destinations"], dependencies=[Depends(require_admin_token)], responses=errors(401)
+)
 
 
 class DestinationTestRequest(StrictBody):
@@ -21,14 +24,18 @@ class DestinationTestRequest(StrictBody):
     mock: bool = Field(default=True, description="false really sends through Twilio")
 
 
-@router.get("/v1/destinations")
+@router.get("/v1/destinations", response_model=DestinationList)
 async def list_destinations(services: ServicesDep) -> dict[str, Any]:
     """The loaded destinations (as configured, templates as written)."""
     configs = services.ingest.destinations.configs()
     return {"items": [c.model_dump(mode="json", by_alias=True) for c in configs]}
 
 
-@router.post("/v1/destinations/{destination_id}/test")
+@router.post(
+    "/v1/destinations/{destination_id}/test",
+    response_model=DestinationTrace,
+    responses=errors(404, 409, 413, 422, 503),
+)
 async def test_destination(
     destination_id: DestinationId, request: DestinationTestRequest, services: ServicesDep
 ) -> dict[str, Any]:

@@ -37,7 +37,12 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """Starlette's own answers in the one error shape: routing's 404 and 405, the 413 of
-    `BodyLimit` raised inside body parsing."""
+    `BodyLimit` raised inside body parsing, FastAPI's 400 for a body it cannot decode."""
+    if exc.status_code == 400:
+        # Only FastAPI's body parsing raises it ("There was an error parsing the body", e.g.
+        # bytes that are not UTF-8): malformed input, answered as such.
+        invalid = InvalidInput([{"field": "body", "problem": "not valid JSON (UTF-8)"}])
+        return await service_error(request, invalid)
     detail: Any = exc.detail
     if exc.status_code == 404:
         detail = f"no such path: {request.url.path[:200]}"
