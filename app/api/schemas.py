@@ -4,7 +4,7 @@ run in the tests holds it to that)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -256,4 +256,4 @@ class SegmentBatch(_Open):
     batch: list[AnyEvent] = Field(min_length=1)
 
 
-IngestBody = AnyEvent | list[AnyEvent] | SegmentBatch
+IngestBody = AnyEvent | Annotated[list[AnyEvent], Field(min_length=1)] | SegmentBatch
