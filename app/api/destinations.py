@@ -9,7 +9,7 @@ from pydantic import Field
 
 from app.api.deps import ServicesDep, require_admin_token
 from app.api.params import DestinationId
-from app.api.schemas import DestinationList, DestinationTrace, errors
+from app.api.schemas import ONE_EVENT_SCHEMA, DestinationList, DestinationTrace, errors
 from app.bodies import StrictBody
 from app.errors import InvalidInput, NotFound
 from app.pipeline.events import InvalidPayload, parse_events
@@ -20,7 +20,9 @@ router = APIRouter(
 
 
 class DestinationTestRequest(StrictBody):
-    event: dict[str, Any] = Field(description="Any accepted event shape (not a batch)")
+    event: dict[str, Any] = Field(
+        description="Any accepted event shape (not a batch)", json_schema_extra=ONE_EVENT_SCHEMA
+    )
     mock: bool = Field(default=True, description="false really sends through Twilio")
 
 

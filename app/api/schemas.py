@@ -257,3 +257,12 @@ class SegmentBatch(_Open):
 
 
 IngestBody = AnyEvent | Annotated[list[AnyEvent], Field(min_length=1)] | SegmentBatch
+
+# One event, for a field typed as a plain object (the pipeline parses it): the shapes above,
+# whose schemas `app.api.openapi` adds to the description's components.
+ONE_EVENT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"$ref": f"#/components/schemas/{shape.__name__}"}
+        for shape in (PostHogWebhookBody, PostHogEvent, SegmentCall)
+    ]
+}
