@@ -24,8 +24,9 @@ from pydantic_core import ErrorDetails
 from app.durations import Seconds
 from app.pipeline.events import Event
 from app.pipeline.filters import PropertyFilter, exact_key
+from app.pipeline.recipients import E164Number
 from app.pipeline.render import OverflowPolicy, TemplateConfigError, TemplateRenderer
-from app.twilio.models import E164Number, MessagingServiceSid
+from app.twilio.models import MessagingServiceSid
 
 MAX_THROTTLE_WINDOW = 31_536_000  # one year, in seconds
 

@@ -115,7 +115,7 @@ class TwilioWebhooks:
                 "delivery_id": delivery_id,
                 "destination": record.destination,
                 "to": record.recipient,
-                "from": form.get("From"),
+                "from": self._number(form.get("From", "")) or None,
                 "source_event": record.event_name,
             },
             timestamp=None,
@@ -168,7 +168,7 @@ class TwilioWebhooks:
             properties={
                 "message_sid": sid,
                 "from": sender,
-                "to": form.get("To"),
+                "to": self._number(form.get("To", "")) or None,
                 "body": form.get("Body", ""),
                 "opt_out_type": opt_out_type or None,
                 "outcome": outcome,
@@ -187,6 +187,8 @@ class TwilioWebhooks:
             await self._callbacks.forget(webhook)
 
     def _number(self, raw: str) -> str:
+        """`raw` in E.164; a sender that is no phone number (a short code, an alphanumeric
+        sender id) as written, trimmed."""
         try:
             return normalize_phone(raw, self._default_region)
         except InvalidRecipient:
