@@ -8,13 +8,15 @@ failing event by event.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
 import jinja2
 import yaml
@@ -24,11 +26,16 @@ from pydantic_core import ErrorDetails
 from app.durations import Seconds
 from app.pipeline.events import Event
 from app.pipeline.filters import PropertyFilter, exact_key
-from app.pipeline.recipients import E164Number
+from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
+from app.pipeline.recipients import E164Number, parse_countries
 from app.pipeline.render import OverflowPolicy, TemplateConfigError, TemplateRenderer
 from app.twilio.models import MessagingServiceSid
 
+if TYPE_CHECKING:
+    from app.settings import Settings
+
 MAX_THROTTLE_WINDOW = 31_536_000  # one year, in seconds
+UTC_ZONE = ZoneInfo("UTC")
 
 # libyaml's safe loader when PyYAML has it (faster, and a 1,000-destination file leaves
 # ~1 MB less behind in the process); the pure-Python one otherwise. Both are safe loaders.
@@ -123,6 +130,18 @@ class DestinationConfig(BaseModel):
     on_overflow: OverflowPolicy = "reject"
     delay: Seconds | None = Field(default=None, ge=1, le=MAX_THROTTLE_WINDOW)
     send_at: str | None = None  # a template rendering an ISO 8601 time
+    # Unset: the service's defaults (SMS_ALLOWED_COUNTRIES, SMS_DEFAULT_VALIDITY,
+    # SMS_QUIET_HOURS); `quiet_hours: false` turns the service's quiet hours off here.
+    countries: frozenset[str] | None = None
+    validity: Seconds | None = Field(default=None, ge=1, le=MAX_THROTTLE_WINDOW)
+    quiet_hours: QuietHoursConfig | Literal[False] | None = None
+
+    @field_validator("countries", mode="before")
+    @classmethod
+    def _countries(cls, value: Any) -> Any:
+        if isinstance(value, list) and all(isinstance(code, str) for code in value):
+            return parse_countries(value)
+        return value
 
     @model_validator(mode="after")
     def _one_of_each(self) -> DestinationConfig:
@@ -155,13 +174,40 @@ def _choice_problems(given: Callable[[str], bool]) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class Defaults:
+    """What a destination inherits from the service's settings when it does not say."""
+
+    countries: frozenset[str] = frozenset({"US"})  # SMS_DEFAULT_REGION's default
+    validity: int | None = None
+    quiet_hours: QuietHoursConfig | None = None
+    timezone: str = "UTC"
+
+    @classmethod
+    def of(cls, settings: Settings) -> Defaults:
+        """The defaults the service's settings give."""
+        return cls(
+            settings.allowed_country_set,
+            settings.default_validity,
+            settings.quiet_hours,
+            settings.default_timezone,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Destination:
-    """A destination ready to run: its config plus compiled templates."""
+    """A destination ready to run: its config plus compiled templates, with the service's
+    defaults applied (`countries`, `validity`, `quiet_hours`)."""
 
     config: DestinationConfig
     to_template: jinja2.Template
     body_template: jinja2.Template
     send_at_template: jinja2.Template | None = None
+    countries: frozenset[str] = frozenset({"*"})
+    countries_from: str = "countries"  # where `countries` comes from, for the detail
+    validity: int | None = None
+    quiet_hours: QuietHoursConfig | None = None
+    quiet_timezone: jinja2.Template | None = None  # `quiet_hours.timezone`, compiled
+    default_zone: ZoneInfo = UTC_ZONE  # SMS_DEFAULT_TIMEZONE
 
     @property
     def id(self) -> str:
@@ -305,7 +351,9 @@ MAX_EXPANDED_VALUES = 1_000_000
 _Path = tuple[str | int, ...]
 
 
-def load_destinations(path: Path, renderer: TemplateRenderer) -> DestinationSet:
+def load_destinations(
+    path: Path, renderer: TemplateRenderer, defaults: Defaults | None = None
+) -> DestinationSet:
     """Read, validate and compile the destinations file, or raise `ConfigError`.
 
     Every problem in the file is found in one pass (YAML structure, schema, template
@@ -314,7 +362,7 @@ def load_destinations(path: Path, renderer: TemplateRenderer) -> DestinationSet:
     same.
     """
     data, walk = _read_yaml(path)
-    checker = _Checker(renderer, walk.lines)
+    checker = _Checker(renderer, walk.lines, defaults or Defaults())
     compiled = checker.check_file(data)
     checker.add_keys_given_twice(walk.twice)
     if checker.problems:
@@ -399,8 +447,11 @@ class _NodeLines:
 class _Checker:
     """Validates a whole file, collecting every problem instead of stopping at the first."""
 
-    def __init__(self, renderer: TemplateRenderer, lines: dict[_Path, int]) -> None:
+    def __init__(
+        self, renderer: TemplateRenderer, lines: dict[_Path, int], defaults: Defaults
+    ) -> None:
         self.renderer = renderer
+        self.defaults = defaults
         self.lines = lines
         self.problems: list[ConfigProblem] = []
         self.labels: dict[int, str] = {}  # destination index -> how messages name it
@@ -496,7 +547,27 @@ class _Checker:
             return None
         if config.send_at and send_at is None:
             return None
-        return Destination(config, to, body, send_at)
+        return self.with_defaults(Destination(config, to, body, send_at), path, label)
+
+    def with_defaults(self, destination: Destination, path: _Path, label: str) -> Destination:
+        """`destination` with the service's defaults applied and its quiet hours' zone
+        template compiled (None, and a problem, when it does not compile)."""
+        config, defaults = destination.config, self.defaults
+        quiet = defaults.quiet_hours if config.quiet_hours is None else config.quiet_hours
+        quiet_hours = quiet or None
+        zone_template = None
+        if quiet_hours is not None and quiet_hours.timezone is not None:
+            field = "quiet_hours.timezone"
+            zone_template = self.compile(path, label, field, quiet_hours.timezone)
+        return dataclasses.replace(
+            destination,
+            countries=config.countries if config.countries is not None else defaults.countries,
+            countries_from="its countries" if config.countries else "SMS_ALLOWED_COUNTRIES",
+            validity=config.validity if config.validity is not None else defaults.validity,
+            quiet_hours=quiet_hours,
+            quiet_timezone=zone_template,
+            default_zone=zone_named(defaults.timezone) or UTC_ZONE,
+        )
 
     def compile(self, path: _Path, label: str, field: str, source: Any) -> jinja2.Template | None:
         """Compile an inline template; None (and a problem) when it does not compile.

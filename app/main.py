@@ -24,7 +24,7 @@ from app.api.error_handlers import install_error_handlers
 from app.api.ingest import IngestFastPath
 from app.api.limits import BodyLimit
 from app.api.openapi import install_contract
-from app.destinations import DestinationSet, load_destinations
+from app.destinations import Defaults, DestinationSet, load_destinations
 from app.pipeline.render import TemplateRenderer
 from app.services import build_http_client, build_services
 from app.settings import Settings
@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 
 def load_configured_destinations(settings: Settings) -> DestinationSet:
     """Read the destinations file with the configured templates folder (raises ConfigError)."""
-    return load_destinations(settings.destinations_file, TemplateRenderer(settings.templates_dir))
+    return load_destinations(
+        settings.destinations_file,
+        TemplateRenderer(settings.templates_dir),
+        Defaults.of(settings),
+    )
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:

@@ -15,6 +15,8 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.durations import Seconds
+from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
+from app.pipeline.recipients import parse_countries
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
@@ -60,6 +62,19 @@ class Settings(BaseSettings):
     destinations_file: Path = Path("destinations.yaml")
     templates_dir: Path = Path("templates")
     default_region: str = "US"
+    # The SMS-pumping guard: only numbers of these countries are texted. PostHog project
+    # keys are public (they ship in every web page), so anyone can set a person's phone to
+    # a premium-rate number abroad and fire the event that texts it, on our bill. Unset:
+    # SMS_DEFAULT_REGION's country only; "*" allows every country. Comma-separated.
+    allowed_countries: str | None = None
+    # A message not sent within this long after its time is `expired`, never sent late
+    # (and Twilio is told, as ValidityPeriod). Unset: no limit.
+    default_validity: Seconds | None = Field(default=None, ge=1)
+    # Quiet hours for every destination that sets none, as JSON:
+    # {"start": "21:00", "end": "08:00", "action": "defer"}. Unset: none.
+    quiet_hours: QuietHoursConfig | None = None
+    # The recipient's zone when neither the template nor the number tells (IANA name).
+    default_timezone: str = "UTC"
 
     # --- sending ------------------------------------------------------------------------
     # None means "decide": test mode exactly when no Twilio credentials are configured.
@@ -98,6 +113,27 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z]{2}", value):
             raise ValueError("must be a two-letter region code such as US or GB")
         return value.upper()
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _countries(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_countries(value.split(","))
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if zone_named(value) is None:
+            raise ValueError(f"{value!r} is not an IANA time zone (such as Europe/Paris)")
+        return value
+
+    @property
+    def allowed_country_set(self) -> frozenset[str]:
+        """SMS_ALLOWED_COUNTRIES as codes (``*``: all); unset: SMS_DEFAULT_REGION's."""
+        if self.allowed_countries is None:
+            return frozenset({self.default_region})
+        return parse_countries(self.allowed_countries.split(","))
 
     @field_validator("public_base_url", "twilio_base_url")
     @classmethod

@@ -70,8 +70,9 @@ class DeliveryDecision(BaseModel):
 
     destination: str
     decision: str = Field(
-        description="`queued`, `scheduled`, `throttled`, `opted_out`, `duplicate`, "
-        "`invalid_recipient`, `render_error`, `body_too_long`"
+        description="`queued`, `scheduled`, `deferred`, `throttled`, `opted_out`, "
+        "`duplicate`, `invalid_recipient`, `render_error`, `body_too_long`, "
+        "`blocked_country`, `quiet_hours`"
     )
     delivery_id: str | None = Field(description="For `duplicate`, the original delivery")
     detail: str | dict[str, Any] | None = Field(
@@ -135,6 +136,9 @@ class Delivery(BaseModel):
     twilio_request: dict[str, Any] | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    expires_at: str | None = Field(
+        default=None, description="Never sent after this (the destination's `validity`)"
+    )
     history: list[dict[str, Any]] = Field(default_factory=list)
 
 

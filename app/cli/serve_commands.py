@@ -63,12 +63,13 @@ def worker(_: argparse.Namespace) -> None:
 
 
 def check_config(args: argparse.Namespace) -> None:
-    from app.destinations import load_destinations
+    from app.destinations import Defaults, load_destinations
     from app.pipeline.render import TemplateRenderer
 
     settings = load_settings()
     path = Path(args.file) if args.file else settings.destinations_file
-    destinations = load_destinations(path, TemplateRenderer(settings.templates_dir))
+    renderer = TemplateRenderer(settings.templates_dir)
+    destinations = load_destinations(path, renderer, Defaults.of(settings))
     if len(destinations) == 0:
         raise CliError(f"{path}: no destinations (list them under 'destinations:')", code=1)
     print(f"{path}: OK, {len(destinations)} destination(s)")

@@ -11,11 +11,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from app.destinations import Destination
 from app.pipeline.events import Event
 from app.pipeline.filters import match_filters
-from app.pipeline.recipients import InvalidRecipient, normalize_phone
+from app.pipeline.quiet_hours import NeverOpen, release_time, zone_named
+from app.pipeline.recipients import (
+    ALL_COUNTRIES,
+    InvalidRecipient,
+    country_of,
+    mask_phone,
+    normalize_phone,
+    time_zones_of,
+)
 from app.pipeline.render import (
     BodyStats,
     BodyTooLong,
@@ -27,7 +36,9 @@ from app.pipeline.render import (
 from app.pipeline.schedule import Schedule, plan_schedule
 from app.twilio.models import OutboundMessage
 
-SkipReason = Literal["invalid_recipient", "render_error", "body_too_long"]
+SkipReason = Literal[
+    "invalid_recipient", "render_error", "body_too_long", "blocked_country", "quiet_hours"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +53,10 @@ class Evaluation:
     stats: BodyStats | None = None
     skip_reason: SkipReason | None = None
     detail: str | None = None
-    send_at: datetime | None = None  # from `delay` or `send_at`; None: send now
+    send_at: datetime | None = None  # from `delay`, `send_at` or quiet hours; None: now
     schedule: Schedule = "now"
+    deferred: bool = False  # held by quiet hours until `send_at` (`detail` says why)
+    expires_at: datetime | None = None  # from `validity`: never sent after this
 
     @property
     def message(self) -> OutboundMessage | None:
@@ -85,6 +98,11 @@ def evaluate(
         )
     except (RenderError, InvalidRecipient) as exc:
         return Evaluation(destination, True, skip_reason="invalid_recipient", detail=f"to: {exc}")
+    blocked = _country_block(destination, recipient)
+    if blocked is not None:
+        return Evaluation(
+            destination, True, recipient=recipient, skip_reason="blocked_country", detail=blocked
+        )
 
     try:
         rendered = render_template(destination.body_template, context)
@@ -109,7 +127,15 @@ def evaluate(
         stats = measure_body(body)
     try:
         send_at = _send_at(destination, context, now)
-        schedule = plan_schedule(send_at, now, config.messaging_service_sid is not None, horizon)
+        expires_at = _expiry(destination, send_at, now)
+        quiet = _quiet_hours(destination, context, recipient, send_at or now, expires_at)
+        if isinstance(quiet, _Deferral):
+            send_at = quiet.release
+            schedule: Schedule = "local"  # held by us: Twilio's own scheduling is not ours
+        else:
+            schedule = plan_schedule(
+                send_at, now, config.messaging_service_sid is not None, horizon
+            )
     except (RenderError, ValueError) as exc:
         return Evaluation(
             destination,
@@ -120,6 +146,16 @@ def evaluate(
             skip_reason="render_error",
             detail=f"send_at: {exc}",
         )
+    if isinstance(quiet, str):
+        return Evaluation(
+            destination,
+            True,
+            recipient=recipient,
+            body=body,
+            stats=stats,
+            skip_reason="quiet_hours",
+            detail=quiet,
+        )
     return Evaluation(
         destination,
         True,
@@ -128,7 +164,94 @@ def evaluate(
         stats=stats,
         send_at=send_at if schedule != "now" else None,
         schedule=schedule,
+        deferred=quiet is not None,
+        detail=quiet.detail if quiet is not None else None,
+        expires_at=expires_at,
     )
+
+
+def _country_block(destination: Destination, recipient: str) -> str | None:
+    """Why `recipient` is outside the destination's countries; None when it is inside."""
+    allowed = destination.countries
+    if ALL_COUNTRIES in allowed:
+        return None
+    country = country_of(recipient)
+    if country in allowed:
+        return None
+    where = "no country (a non-geographic number)" if country == "001" else country
+    return (
+        f"{mask_phone(recipient)} is a number in {where}; this destination texts "
+        f"{', '.join(sorted(allowed))} only ({destination.countries_from})"
+    )
+
+
+def _expiry(destination: Destination, send_at: datetime | None, now: datetime) -> datetime | None:
+    # The lifetime counts from the time the message is meant to go (its delay or send_at
+    # included), so that `delay: 1h` with `validity: 10m` is not always expired.
+    if destination.validity is None:
+        return None
+    return (send_at or now) + timedelta(seconds=destination.validity)
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferral:
+    release: datetime
+    detail: str
+
+
+def _quiet_hours(
+    destination: Destination,
+    context: dict[str, Any],
+    recipient: str,
+    at: datetime,
+    expires_at: datetime | None,
+) -> _Deferral | str | None:
+    """None when `at` is outside the destination's quiet hours for this recipient; else a
+    deferral (action `defer`) or the reason it is dropped (`drop`, or a deferral that would
+    outlive the message's validity)."""
+    config = destination.quiet_hours
+    if config is None:
+        return None
+    zones, source = _recipient_zones(destination, context, recipient)
+    try:
+        release = release_time(config, zones, at)
+    except NeverOpen:
+        # Zones spread wider than the open part of the day (a toll-free +1 number spans
+        # Guam to Newfoundland): the service's default zone decides.
+        zones, source = [destination.default_zone], "SMS_DEFAULT_TIMEZONE"
+        release = release_time(config, zones, at)
+    if release is None:
+        return None
+    names = ", ".join(zone.key for zone in zones[:3]) + (", …" if len(zones) > 3 else "")
+    window = f"quiet hours {config.describe()} in {names} ({source})"
+    opens = release.isoformat().replace("+00:00", "Z")
+    if config.action == "drop":
+        return f"{window}: dropped; the window opens at {opens}"
+    if expires_at is not None and release > expires_at:
+        expiry = expires_at.isoformat().replace("+00:00", "Z")
+        return (
+            f"{window}: dropped; held until the window opens at {opens}, it would be past "
+            f"its validity ({expiry})"
+        )
+    return _Deferral(release, f"{window}: held until {opens}")
+
+
+def _recipient_zones(
+    destination: Destination, context: dict[str, Any], recipient: str
+) -> tuple[list[ZoneInfo], str]:
+    """The zones the recipient may be in, and where they come from: the template's zone
+    when it renders a known one, else the number's zones, else SMS_DEFAULT_TIMEZONE."""
+    if destination.quiet_timezone is not None:
+        try:
+            named = zone_named(render_template(destination.quiet_timezone, context))
+        except RenderError:
+            named = None  # an event without the property: the number tells instead
+        if named is not None:
+            return [named], "quiet_hours.timezone"
+    number_zones = [z for name in time_zones_of(recipient) if (z := zone_named(name))]
+    if number_zones:
+        return number_zones, "the number's zones" if len(number_zones) > 1 else "the number"
+    return [destination.default_zone], "SMS_DEFAULT_TIMEZONE"
 
 
 def filter_failure(destination: Destination, event: Event) -> str | None:

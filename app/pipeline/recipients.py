@@ -9,10 +9,12 @@ enters (events, API, CLI, destinations, webhooks, suppressions) goes through
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Annotated
 
 import phonenumbers
+import phonenumbers.timezone
 from pydantic import AfterValidator
 
 
@@ -60,6 +62,37 @@ def _international(value: str) -> str:
 E164Number = Annotated[str, AfterValidator(_international)]
 """A pydantic field type: a phone number in international format, normalized to ASCII
 E.164 (``＋１ 415 555 2671`` → ``+14155552671``) by `normalize_phone`."""
+
+
+@lru_cache(maxsize=65_536)
+def country_of(number: str) -> str:
+    """The ISO region of an E.164 number (``+447700900123`` → ``GB``); ``001`` for a
+    non-geographic one (+800, +882…), as libphonenumber names them."""
+    return phonenumbers.region_code_for_number(phonenumbers.parse(number)) or "001"
+
+
+@lru_cache(maxsize=65_536)
+def time_zones_of(number: str) -> tuple[str, ...]:
+    """The IANA zones libphonenumber places an E.164 number in (by its prefix); empty when
+    it does not know."""
+    zones = phonenumbers.timezone.time_zones_for_number(phonenumbers.parse(number))
+    return tuple(zone for zone in zones if zone != "Etc/Unknown")
+
+
+ALL_COUNTRIES = "*"
+
+
+def parse_countries(values: Iterable[str]) -> frozenset[str]:
+    """ISO region codes as an allow list (``*``: every country), upper-cased; ValueError
+    naming any code libphonenumber does not know."""
+    codes = frozenset(value.strip().upper() for value in values if value.strip())
+    if not codes:
+        raise ValueError("list at least one country code (or * for every country)")
+    known = phonenumbers.SUPPORTED_REGIONS | {"001", ALL_COUNTRIES}
+    unknown = sorted(codes - known)
+    if unknown:
+        raise ValueError(f"not ISO country codes: {', '.join(unknown)} (such as US, GB, DE)")
+    return codes
 
 
 def mask_phone(number: str) -> str:

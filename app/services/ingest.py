@@ -17,7 +17,7 @@ from app.errors import Conflict
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
 from app.store.deliveries import Admission, DeliveryLog
-from app.store.records import Mode, NewDelivery
+from app.store.records import Mode, NewDelivery, iso_ms
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioApiError, TwilioError
 
@@ -148,6 +148,13 @@ class IngestService:
                 if evaluation.schedule == "twilio" and evaluation.send_at
                 else None
             ),
+            deferred=evaluation.deferred,
+            validity_period=evaluation.destination.validity,
+            expires_at=(
+                iso_ms(int(evaluation.expires_at.timestamp() * 1000))
+                if evaluation.expires_at
+                else None
+            ),
         )
 
     async def trace(self, destination: Destination, event: Event, mock: bool) -> dict[str, Any]:
@@ -211,6 +218,8 @@ class IngestService:
             }
         trace["twilio_request"] = self._twilio.message_request(message).redacted()
         trace["decision"] = "would_send"
+        if evaluation.deferred:
+            trace["decision"], trace["detail"] = "deferred", evaluation.detail
         if check.verdict in ("opted_out", "throttled"):
             trace["decision"] = check.verdict
             trace["detail"] = check.detail(new.throttle_window_ms)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -28,7 +29,9 @@ from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
 from app.twilio.error_catalog import ErrorAction, action_for
 from app.twilio.errors import TwilioApiError, TwilioError, TwilioTransportError
-from app.twilio.models import OutboundMessage
+from app.twilio.models import VALIDITY_PERIOD_RANGE, OutboundMessage
+
+VALIDITY_PERIOD_MAX = VALIDITY_PERIOD_RANGE[-1]
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +147,11 @@ class SendWorker:
             await self._queue.ack(queued.entry_id)
             return
         attempt = record.attempts
-        message = _message_of(record)
+        expires = _expiry(record)
+        if expires is not None and time.time() >= expires:
+            await self._expire(queued, record, expires)
+            return
+        message = _message_of(record, expires)
         if record.mode == "test":
             outcome: Sent | RetryLater | Failed = mocked_send(self._twilio, message)
         else:
@@ -159,6 +166,18 @@ class SendWorker:
                 if pause is None:
                     raise
                 await asyncio.sleep(pause)
+
+    async def _expire(self, queued: QueuedSend, record: DeliveryRecord, expires: float) -> None:
+        """Record a message that outlived its validity, unsent: it is never sent late."""
+        late = time.time() - expires
+        detail = f"unsent at its expiry ({record.expires_at}, {late:.1f} s ago): not sent late"
+        # Its throttle window is freed only when no earlier attempt can have reached Twilio:
+        # this was the first, or the last one was refused with an error code.
+        surely_unsent = record.attempts <= 1 or record.error_code is not None
+        await self._deliveries.finish_send(
+            record, queued.entry_id, "expired", detail=detail, release_throttle=surely_unsent
+        )
+        log.info("delivery %s expired unsent (%s)", record.id, record.expires_at)
 
     async def _record(
         self,
@@ -206,7 +225,21 @@ class SendWorker:
             log.warning("delivery %s failed: %s", record.id, outcome.error)
 
 
-def _message_of(record: DeliveryRecord) -> OutboundMessage:
+def _expiry(record: DeliveryRecord) -> float | None:
+    """The record's expiry as epoch seconds, None when it has none."""
+    if not record.expires_at:
+        return None
+    return datetime.fromisoformat(record.expires_at).timestamp()
+
+
+def _message_of(record: DeliveryRecord, expires: float | None = None) -> OutboundMessage:
+    validity = record.validity_period
+    if expires is not None and not record.send_at:
+        # Twilio is given what is left of the lifetime, so it does not deliver it late
+        # either (a message Twilio schedules counts its validity from its SendAt).
+        validity = min(validity or VALIDITY_PERIOD_MAX, math.ceil(expires - time.time()))
+    if validity is not None:
+        validity = max(1, min(validity, VALIDITY_PERIOD_MAX))
     return OutboundMessage(
         to=record.recipient or "",
         body=record.body or "",
@@ -214,7 +247,7 @@ def _message_of(record: DeliveryRecord) -> OutboundMessage:
         messaging_service_sid=record.messaging_service_sid,
         media_urls=record.media_urls,
         status_callback=record.status_callback,
-        validity_period=record.validity_period,
+        validity_period=validity,
         send_at=datetime.fromisoformat(record.send_at) if record.send_at else None,
     )
 

@@ -7,6 +7,7 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', {}} end
 local sid = redis.call('HGET', KEYS[1], 'twilio_sid')
 if status == 'sent' or status == 'mocked' or status == 'failed' or status == 'skipped'
+   or status == 'expired'
    or status == 'canceled' or (sid and sid ~= '') then
   return {'done', {}}
 end

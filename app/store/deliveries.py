@@ -424,6 +424,8 @@ def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int
     destination, status = new.destination_id, reply[0]
     if status == "queued":
         return Admission(destination, "queued", delivery_id, new.detail)
+    if status == "scheduled" and new.deferred:
+        return Admission(destination, "deferred", delivery_id, new.detail)
     if status == "scheduled":
         held = f"held until {iso_ms(new.due_ms)}" if new.due_ms is not None else None
         return Admission(destination, "scheduled", delivery_id, held)

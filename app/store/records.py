@@ -34,11 +34,20 @@ DeliveryStatus = Literal[
     "read",
     "canceled",
     "external",  # sent by another system on the account, found by reconciliation
+    "expired",  # still unsent when its validity ran out: never sent late
 ]
 
-# Why a delivery was recorded as skipped (never sent). The pipeline decides the last three,
-# admission the first two.
-SkipReason = Literal["throttled", "opted_out", "invalid_recipient", "render_error", "body_too_long"]
+# Why a delivery was recorded as skipped (never sent). The pipeline decides all but the
+# first two, admission those.
+SkipReason = Literal[
+    "throttled",
+    "opted_out",
+    "invalid_recipient",
+    "render_error",
+    "body_too_long",
+    "blocked_country",
+    "quiet_hours",
+]
 
 # What ingest (and POST /v1/messages) answers for one delivery.
 Decision = Literal[
@@ -50,6 +59,9 @@ Decision = Literal[
     "invalid_recipient",
     "render_error",
     "body_too_long",
+    "blocked_country",
+    "quiet_hours",
+    "deferred",  # scheduled by quiet hours
 ]
 
 # Twilio's message statuses, each with its rank (a report ranked at or below the one
@@ -147,6 +159,8 @@ class NewDelivery:
     status_callback: str | None = None
     validity_period: int | None = None
     send_at: str | None = None  # ISO 8601: Twilio holds the message until then
+    deferred: bool = False  # held (`due_ms`) by quiet hours: admission answers "deferred"
+    expires_at: str | None = None  # ISO 8601: the worker never sends it after this
 
     @property
     def throttle_key(self) -> str | None:
@@ -200,6 +214,8 @@ class NewDelivery:
             flat += ["validity_period", str(self.validity_period)]
         if self.send_at:
             flat += ["send_at", self.send_at]
+        if self.expires_at:
+            flat += ["expires_at", self.expires_at]
         return flat
 
 
@@ -311,6 +327,7 @@ class DeliveryRecord:
     status_callback: str | None = None
     validity_period: int | None = None
     send_at: str | None = None
+    expires_at: str | None = None
 
     @classmethod
     def from_fields(cls, delivery_id: str, f: dict[str, str]) -> DeliveryRecord:
@@ -345,6 +362,7 @@ class DeliveryRecord:
             status_callback=f.get("status_callback") or None,
             validity_period=_int(f.get("validity_period")),
             send_at=f.get("send_at") or None,
+            expires_at=f.get("expires_at") or None,
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -371,5 +389,6 @@ class DeliveryRecord:
             "twilio_request": orjson.loads(self.twilio_request) if self.twilio_request else None,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "expires_at": self.expires_at,
             "history": orjson.loads(self.history),
         }
