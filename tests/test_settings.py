@@ -44,6 +44,9 @@ def test_api_key_credentials() -> None:
         ({"test_mode": False}, "SMS_TEST_MODE=false needs"),
         ({"default_region": "USA"}, "two-letter"),
         ({"twilio_base_url": "ftp://x"}, "http"),
+        ({"allowed_countries": "US,XX"}, "not ISO country codes: XX"),
+        ({"default_timezone": "Mars/Olympus"}, "not an IANA time zone"),
+        ({"quiet_hours": {"start": "21:00"}}, "end"),
     ],
 )
 def test_invalid_settings(values: dict[str, Any], message: str) -> None:
@@ -102,3 +105,17 @@ def test_reclaim_rule_applies_to_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("SMS_RECLAIM_IDLE", "2m")
     with pytest.raises(ValidationError, match="SMS_RECLAIM_IDLE=120s is shorter"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_guard_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert make().allowed_country_set == {"US"}  # SMS_DEFAULT_REGION's country
+    assert make(default_region="gb").allowed_country_set == {"GB"}
+    monkeypatch.setenv("SMS_ALLOWED_COUNTRIES", "us, ca")
+    monkeypatch.setenv("SMS_QUIET_HOURS", '{"start": "21:00", "end": "08:00", "action": "drop"}')
+    monkeypatch.setenv("SMS_DEFAULT_VALIDITY", "10m")
+    settings = make()
+    assert settings.allowed_country_set == {"US", "CA"}
+    assert settings.quiet_hours is not None and settings.quiet_hours.action == "drop"
+    assert settings.default_validity == 600
+    monkeypatch.setenv("SMS_ALLOWED_COUNTRIES", "*")
+    assert make().allowed_country_set == {"*"}
