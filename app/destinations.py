@@ -20,7 +20,15 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from app.durations import Seconds
@@ -29,7 +37,7 @@ from app.pipeline.filters import PropertyFilter, exact_key
 from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
 from app.pipeline.recipients import E164Number, parse_countries
 from app.pipeline.render import OverflowPolicy, TemplateConfigError, TemplateRenderer
-from app.twilio.models import MessagingServiceSid
+from app.twilio.models import MAX_MEDIA, Channel, ContentSid, MessagingServiceSid
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -135,6 +143,19 @@ class DestinationConfig(BaseModel):
     countries: frozenset[str] | None = None
     validity: Seconds | None = Field(default=None, ge=1, le=MAX_THROTTLE_WINDOW)
     quiet_hours: QuietHoursConfig | Literal[False] | None = None
+    # MMS and WhatsApp: media URL templates, the channel, a Content template and its
+    # variables (each value a template).
+    channel: Channel = "sms"
+    media_url: list[str] = Field(default_factory=list, max_length=MAX_MEDIA)
+    content_sid: ContentSid | None = None
+    content_variables: dict[str, str] | None = Field(default=None, max_length=100)
+
+    @field_validator("media_url")
+    @classmethod
+    def _one_whatsapp_media(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("channel") == "whatsapp" and len(value) > 1:
+            raise ValueError("a WhatsApp message carries at most one media URL")
+        return value
 
     @field_validator("countries", mode="before")
     @classmethod
@@ -164,8 +185,13 @@ def _choice_problems(given: Callable[[str], bool]) -> list[str]:
     (pydantic skips the model check then), so a file's problems all show in one pass.
     """
     problems = []
-    if given("body") == given("template"):
+    if given("content_sid"):
+        if given("body") or given("template"):
+            problems.append("set 'content_sid' or a 'body'/'template', not both")
+    elif given("body") == given("template"):
         problems.append("set exactly one of 'body' (inline template) or 'template' (a file)")
+    if given("content_variables") and not given("content_sid"):
+        problems.append("'content_variables' fills a Content template: set 'content_sid'")
     if given("from") == given("messaging_service_sid"):
         problems.append("set exactly one of 'from' or 'messaging_service_sid'")
     if given("delay") and given("send_at"):
@@ -208,6 +234,8 @@ class Destination:
     quiet_hours: QuietHoursConfig | None = None
     quiet_timezone: jinja2.Template | None = None  # `quiet_hours.timezone`, compiled
     default_zone: ZoneInfo = UTC_ZONE  # SMS_DEFAULT_TIMEZONE
+    media_templates: tuple[jinja2.Template, ...] = ()  # `media_url`, compiled
+    content_variable_templates: tuple[tuple[str, jinja2.Template], ...] = ()
 
     @property
     def id(self) -> str:
@@ -543,11 +571,31 @@ class _Checker:
         template = raw.get("template")
         if isinstance(template, str):
             body = self.load_file(path, label, template)
-        if config is None or to is None or body is None:
+        if config is not None and config.content_sid and not (config.body or config.template):
+            body = self.renderer.compile("")  # a Content template carries its own text
+        media = self.compile_all(path, label, "media_url", config.media_url if config else [])
+        variables = (config.content_variables or {}) if config else {}
+        values = self.compile_all(path, label, "content_variables", list(variables.values()))
+        if config is None or to is None or body is None or media is None or values is None:
             return None
         if config.send_at and send_at is None:
             return None
-        return self.with_defaults(Destination(config, to, body, send_at), path, label)
+        destination = Destination(
+            config,
+            to,
+            body,
+            send_at,
+            media_templates=tuple(media),
+            content_variable_templates=tuple(zip(variables, values, strict=True)),
+        )
+        return self.with_defaults(destination, path, label)
+
+    def compile_all(
+        self, path: _Path, label: str, field: str, sources: list[str]
+    ) -> list[jinja2.Template] | None:
+        """Compile a list of templates (`media_url`, …); None when any does not compile."""
+        compiled = [self.compile(path, label, f"{field}.{i}", s) for i, s in enumerate(sources)]
+        return None if None in compiled else [t for t in compiled if t is not None]
 
     def with_defaults(self, destination: Destination, path: _Path, label: str) -> Destination:
         """`destination` with the service's defaults applied and its quiet hours' zone

@@ -209,7 +209,7 @@ class FakeTwilio:
         media = form_lists.get("MediaUrl", [])
         if "To" not in form:
             return self.fail_with(400, 21604, "A 'To' phone number is required.")
-        if not form.get("Body") and not media:
+        if not form.get("Body") and not media and not form.get("ContentSid"):
             return self.fail_with(400, 21602, "Message body is required.")
         if len(media) > 10:
             return self.fail_with(400, 21623, "Number of media files exceeds allowed limit.")

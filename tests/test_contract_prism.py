@@ -55,6 +55,40 @@ def key_auth() -> TwilioCredentials | None:
             OutboundMessage("+14155552671", "x" * 1600, messaging_service_sid="MG" + "d4" * 16),
             "https://sms.example.com/v1/twilio/status",
         ),
+        (  # MMS: ten media URLs (Twilio's limit), a validity period
+            token_auth,
+            OutboundMessage(
+                "+14155552671",
+                "receipt",
+                from_number="+15005550006",
+                media_urls=tuple(f"https://cdn.example.com/r/{i}.png" for i in range(10)),
+                validity_period=600,
+            ),
+            None,
+        ),
+        (  # WhatsApp, business-initiated: a Content template and its variables
+            token_auth,
+            OutboundMessage(
+                "+14155552671",
+                "",
+                from_number="+14155238886",
+                channel="whatsapp",
+                content_sid="HX" + "ab" * 16,
+                content_variables='{"1": "Ada", "2": "12:30"}',
+            ),
+            None,
+        ),
+        (  # WhatsApp in the 24-hour session: a body and one media, through a service
+            key_auth,
+            OutboundMessage(
+                "+14155552671",
+                "x" * 1024,
+                messaging_service_sid="MG" + "d4" * 16,
+                media_urls=("https://cdn.example.com/r/1.png",),
+                channel="whatsapp",
+            ),
+            None,
+        ),
     ],
 )
 async def test_send_request_is_valid_for_twilios_spec(
@@ -63,7 +97,8 @@ async def test_send_request_is_valid_for_twilios_spec(
     message: OutboundMessage,
     callback: str | None,
 ) -> None:
-    async with httpx.AsyncClient() as http:
+    # Media rows go through PrismArrayForm (below): Prism misreads MediaUrl otherwise.
+    async with httpx.AsyncClient(transport=PrismArrayForm()) as http:
         client = TwilioClient(http, credentials(), prism_url, callback)
         created = await client.send_message(message)
     # Prism answers with Twilio's own 201 example, parsed into our model.
@@ -76,6 +111,15 @@ async def test_prism_rejects_what_twilio_would(prism_url: str) -> None:
     async with httpx.AsyncClient() as http:
         with pytest.raises(TwilioApiError) as caught:
             await TwilioClient(http, token_auth(), prism_url).send_message(bad_sender)
+    assert caught.value.http_status == 422
+
+
+async def test_prism_rejects_a_bad_content_sid(prism_url: str) -> None:
+    # The control for the WhatsApp rows: ContentSid's pattern is checked.
+    bad = OutboundMessage("+14155552671", "", from_number="+14155238886", content_sid="HX1")
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(TwilioApiError) as caught:
+            await TwilioClient(http, token_auth(), prism_url).send_message(bad)
     assert caught.value.http_status == 422
 
 
@@ -105,7 +149,8 @@ EXAMPLE_ACCOUNT_SID = "AC" + "a" * 32
 
 
 class PrismArrayForm(httpx.AsyncBaseTransport):
-    """Rewrites repeated form keys (`MediaUrl=a&MediaUrl=b`) to `MediaUrl[]=a&MediaUrl[]=b`.
+    """Rewrites repeated form keys (`MediaUrl=a&MediaUrl=b`) to `MediaUrl[]=a&MediaUrl[]=b`,
+    and a single `MediaUrl` (an array in the description) likewise.
 
     Prism 5 reads a repeated urlencoded key as one string and then fails the array
     check (stoplightio/prism#2473); the `[]` spelling is the one it reads as an array.
@@ -123,10 +168,10 @@ class PrismArrayForm(httpx.AsyncBaseTransport):
         self.original_bodies.append(body)
         pairs = parse_qsl(body.decode(), keep_blank_values=True)
         counts = Counter(key for key, _ in pairs)
-        if request.headers.get("content-type") == "application/x-www-form-urlencoded" and any(
-            n > 1 for n in counts.values()
-        ):
-            rewritten = urlencode([(f"{k}[]" if counts[k] > 1 else k, v) for k, v in pairs])
+        form = request.headers.get("content-type") == "application/x-www-form-urlencoded"
+        if form and (any(n > 1 for n in counts.values()) or "MediaUrl" in counts):
+            array = {k for k, n in counts.items() if n > 1 or k == "MediaUrl"}
+            rewritten = urlencode([(f"{k}[]" if k in array else k, v) for k, v in pairs])
             headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
             request = httpx.Request(
                 request.method, request.url, headers=headers, content=rewritten.encode()

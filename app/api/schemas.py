@@ -136,6 +136,9 @@ class Delivery(BaseModel):
     twilio_request: dict[str, Any] | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    channel: str | None = Field(default=None, description="`sms` (SMS or MMS) or `whatsapp`")
+    media_urls: list[str] = Field(default_factory=list)
+    content_sid: str | None = None
     expires_at: str | None = Field(
         default=None, description="Never sent after this (the destination's `validity`)"
     )

@@ -7,11 +7,14 @@ No I/O here: dedupe, throttle and the queue are the store's job.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from app.destinations import Destination
 from app.pipeline.events import Event
@@ -34,7 +37,10 @@ from app.pipeline.render import (
     render_template,
 )
 from app.pipeline.schedule import Schedule, plan_schedule
-from app.twilio.models import OutboundMessage
+from app.twilio.models import MAX_BODY_CHARS, OutboundMessage
+
+MAX_URL_LENGTH = 2048
+_HTTP_URL = re.compile(r"https?://[^\s]+")
 
 SkipReason = Literal[
     "invalid_recipient", "render_error", "body_too_long", "blocked_country", "quiet_hours"
@@ -57,6 +63,8 @@ class Evaluation:
     schedule: Schedule = "now"
     deferred: bool = False  # held by quiet hours until `send_at` (`detail` says why)
     expires_at: datetime | None = None  # from `validity`: never sent after this
+    media_urls: tuple[str, ...] = ()  # MMS (or one WhatsApp media)
+    content_variables: str | None = None  # a Content template's variables, as JSON
 
     @property
     def message(self) -> OutboundMessage | None:
@@ -70,6 +78,10 @@ class Evaluation:
             from_number=config.from_number,
             messaging_service_sid=config.messaging_service_sid,
             send_at=self.send_at if self.schedule == "twilio" else None,
+            media_urls=self.media_urls,
+            channel=config.channel,
+            content_sid=config.content_sid,
+            content_variables=self.content_variables,
         )
 
 
@@ -111,8 +123,15 @@ def evaluate(
             destination, True, recipient=recipient, skip_reason="render_error", detail=str(exc)
         )
     stats = measure_body(rendered)
+    limit = MAX_BODY_CHARS[config.channel]
     try:
-        body = fit_body(rendered, config.on_overflow)
+        body = fit_body(rendered, config.on_overflow, limit)
+        media_urls = _media_urls(destination, context)
+        content_variables = _content_variables(destination, context)
+    except RenderError as exc:
+        return Evaluation(
+            destination, True, recipient=recipient, skip_reason="render_error", detail=str(exc)
+        )
     except BodyTooLong:
         return Evaluation(
             destination,
@@ -121,7 +140,8 @@ def evaluate(
             body=rendered,
             stats=stats,
             skip_reason="body_too_long",
-            detail=f"body is {stats.length} characters (UTF-16 units); the limit is 1600",
+            detail=f"body is {stats.length} characters (UTF-16 units); the limit is {limit}"
+            + (" on WhatsApp" if config.channel == "whatsapp" else ""),
         )
     if body is not rendered:
         stats = measure_body(body)
@@ -167,7 +187,35 @@ def evaluate(
         deferred=quiet is not None,
         detail=quiet.detail if quiet is not None else None,
         expires_at=expires_at,
+        media_urls=media_urls,
+        content_variables=content_variables,
     )
+
+
+def _media_urls(destination: Destination, context: dict[str, Any]) -> tuple[str, ...]:
+    """The rendered `media_url`s; one rendering empty (a null property) is left out."""
+    urls = []
+    for index, template in enumerate(destination.media_templates):
+        url = render_template(template, context)
+        if not url:
+            continue
+        if len(url) > MAX_URL_LENGTH or not _HTTP_URL.fullmatch(url):
+            raise RenderError(f"media_url.{index}: {_short_repr(url)} is not an http(s) URL")
+        urls.append(url)
+    return tuple(urls)
+
+
+def _content_variables(destination: Destination, context: dict[str, Any]) -> str | None:
+    """The Content template's variables rendered, as the JSON object Twilio takes."""
+    if not destination.content_variable_templates:
+        return None
+    values = {}
+    for key, template in destination.content_variable_templates:
+        try:
+            values[key] = render_template(template, context)
+        except RenderError as exc:
+            raise RenderError(f"content_variables.{key}: {exc}") from None
+    return orjson.dumps(values).decode()
 
 
 def _country_block(destination: Destination, recipient: str) -> str | None:

@@ -466,23 +466,23 @@ def _ends_with_half_flag(text: str) -> bool:
     return run % 2 == 1
 
 
-def fit_body(body: str, on_overflow: OverflowPolicy) -> str:
-    """Return `body` if it fits in `MAX_BODY_LENGTH` UTF-16 units, else apply the policy.
+def fit_body(body: str, on_overflow: OverflowPolicy, limit: int = MAX_BODY_LENGTH) -> str:
+    """Return `body` if it fits in `limit` UTF-16 units, else apply the policy.
 
     "reject" raises `BodyTooLong`. "truncate" cuts at a code point boundary (never inside a
     surrogate pair), drops trailing combining marks / ZWJ / whitespace and a half flag,
-    and appends "…" so that the result is at most `MAX_BODY_LENGTH` units. A body that fits
+    and appends "…" so that the result is at most `limit` units. A body that fits
     is returned as the very same object.
     """
     length = utf16_length(body)
-    if length <= MAX_BODY_LENGTH:
+    if length <= limit:
         return body
     if on_overflow == "reject":
-        raise BodyTooLong(length)
+        raise BodyTooLong(length, limit)
     if on_overflow != "truncate":
         raise ValueError(f"unknown overflow policy {on_overflow!r}")
 
-    budget = MAX_BODY_LENGTH - utf16_length(ELLIPSIS)
+    budget = limit - utf16_length(ELLIPSIS)
     used = end = 0
     # Walk code points (a str index is a code point), so a surrogate pair is never split.
     # The body is longer than the budget, so the walk stops before running off its end.

@@ -149,6 +149,10 @@ class IngestService:
                 else None
             ),
             deferred=evaluation.deferred,
+            media_urls=evaluation.media_urls,
+            channel=config.channel,
+            content_sid=config.content_sid,
+            content_variables=evaluation.content_variables,
             validity_period=evaluation.destination.validity,
             expires_at=(
                 iso_ms(int(evaluation.expires_at.timestamp() * 1000))

@@ -248,6 +248,9 @@ def _message_of(record: DeliveryRecord, expires: float | None = None) -> Outboun
         media_urls=record.media_urls,
         status_callback=record.status_callback,
         validity_period=validity,
+        channel=record.channel,
+        content_sid=record.content_sid,
+        content_variables=record.content_variables,
         send_at=datetime.fromisoformat(record.send_at) if record.send_at else None,
     )
 

@@ -161,6 +161,9 @@ class NewDelivery:
     send_at: str | None = None  # ISO 8601: Twilio holds the message until then
     deferred: bool = False  # held (`due_ms`) by quiet hours: admission answers "deferred"
     expires_at: str | None = None  # ISO 8601: the worker never sends it after this
+    channel: Literal["sms", "whatsapp"] = "sms"
+    content_sid: str | None = None  # a Content template instead of a body
+    content_variables: str | None = None  # JSON
 
     @property
     def throttle_key(self) -> str | None:
@@ -216,6 +219,12 @@ class NewDelivery:
             flat += ["send_at", self.send_at]
         if self.expires_at:
             flat += ["expires_at", self.expires_at]
+        if self.channel != "sms":
+            flat += ["channel", self.channel]
+        if self.content_sid:
+            flat += ["content_sid", self.content_sid]
+        if self.content_variables:
+            flat += ["content_variables", self.content_variables]
         return flat
 
 
@@ -328,6 +337,9 @@ class DeliveryRecord:
     validity_period: int | None = None
     send_at: str | None = None
     expires_at: str | None = None
+    channel: Literal["sms", "whatsapp"] = "sms"
+    content_sid: str | None = None
+    content_variables: str | None = None
 
     @classmethod
     def from_fields(cls, delivery_id: str, f: dict[str, str]) -> DeliveryRecord:
@@ -363,6 +375,9 @@ class DeliveryRecord:
             validity_period=_int(f.get("validity_period")),
             send_at=f.get("send_at") or None,
             expires_at=f.get("expires_at") or None,
+            channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
+            content_sid=f.get("content_sid") or None,
+            content_variables=f.get("content_variables") or None,
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -390,5 +405,8 @@ class DeliveryRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "expires_at": self.expires_at,
+            "channel": self.channel,
+            "media_urls": list(self.media_urls),
+            "content_sid": self.content_sid,
             "history": orjson.loads(self.history),
         }

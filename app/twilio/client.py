@@ -16,7 +16,13 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from app.twilio.errors import TwilioApiError, TwilioTransportError
-from app.twilio.models import MessagePage, OutboundMessage, TwilioMessage, TwilioRequest
+from app.twilio.models import (
+    CHANNEL_PREFIXES,
+    MessagePage,
+    OutboundMessage,
+    TwilioMessage,
+    TwilioRequest,
+)
 
 __all__ = [
     "API_VERSION",
@@ -103,13 +109,19 @@ class TwilioClient:
         account_sid = (
             self._credentials.account_sid if self._credentials else PLACEHOLDER_ACCOUNT_SID
         )
-        form: list[tuple[str, str]] = [("To", message.to)]
-        if message.body:  # a media-only MMS carries no Body at all
+        # WhatsApp is addressed as `whatsapp:+E.164` on both ends (Twilio's channel address).
+        prefix = CHANNEL_PREFIXES[message.channel]
+        form: list[tuple[str, str]] = [("To", prefix + message.to)]
+        if message.body:  # a media-only MMS, or a Content template, carries no Body at all
             form.append(("Body", message.body))
         if message.messaging_service_sid:
             form.append(("MessagingServiceSid", message.messaging_service_sid))
         elif message.from_number:
-            form.append(("From", message.from_number))
+            form.append(("From", prefix + message.from_number))
+        if message.content_sid:
+            form.append(("ContentSid", message.content_sid))
+            if message.content_variables:
+                form.append(("ContentVariables", message.content_variables))
         # Twilio takes several media as the same key repeated, one field per URL.
         form.extend(("MediaUrl", url) for url in message.media_urls)
         status_callback = message.status_callback or self._status_callback_url

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -13,6 +13,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 VALIDITY_PERIOD_RANGE = range(1, 36_001)
 
 _MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+_CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
+
+Channel = Literal["sms", "whatsapp"]  # sms: SMS, or MMS when it carries media
+# How each channel writes an address in Twilio's To/From.
+CHANNEL_PREFIXES: dict[Channel, str] = {"sms": "", "whatsapp": "whatsapp:"}
+# WhatsApp caps a message body (and a Content template's text) at 1,024 characters.
+MAX_BODY_CHARS: dict[Channel, int] = {"sms": 1600, "whatsapp": 1024}
+MAX_MEDIA = 10  # Twilio's limit of MediaUrl per message
 
 
 def _check_service_sid(value: str) -> str:
@@ -25,13 +33,25 @@ MessagingServiceSid = Annotated[str, AfterValidator(_check_service_sid)]
 """A pydantic field type: a Messaging Service SID (``MG`` + 32 hex digits)."""
 
 
+def _check_content_sid(value: str) -> str:
+    if not _CONTENT_SID.fullmatch(value):
+        raise ValueError("must be 'HX' followed by 32 hex digits (a Content template SID)")
+    return value
+
+
+ContentSid = Annotated[str, AfterValidator(_check_content_sid)]
+"""A pydantic field type: a Content template SID (``HX`` + 32 hex digits)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """One SMS/MMS to create. Exactly one of `from_number` / `messaging_service_sid` is set.
 
-    `body` may be empty only when `media_urls` is not (a media-only MMS). `status_callback`
-    overrides the client-wide callback URL for this message. `send_at` (tz-aware) schedules
-    the message; Twilio only schedules through a Messaging Service, which the caller checks.
+    `body` may be empty only when `media_urls` or `content_sid` is not (a media-only MMS,
+    a Content template). `channel` "whatsapp" addresses both ends as ``whatsapp:+…``.
+    `status_callback` overrides the client-wide callback URL for this message. `send_at`
+    (tz-aware) schedules the message; Twilio only schedules through a Messaging Service,
+    which the caller checks.
     """
 
     to: str
@@ -42,6 +62,9 @@ class OutboundMessage:
     status_callback: str | None = None
     validity_period: int | None = None
     send_at: datetime | None = None
+    channel: Channel = "sms"
+    content_sid: str | None = None  # a Content template instead of a body (WhatsApp)
+    content_variables: str | None = None  # its variables, a JSON object of strings
 
     def __post_init__(self) -> None:
         # A list would make the frozen message unhashable and mutable behind our back.
