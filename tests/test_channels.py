@@ -117,3 +117,19 @@ def test_channel_config_errors(tmp_path: Path, fields: str, message: str) -> Non
     text = f'destinations: [{{id: w, from: "+15005550006", {fields}}}]'
     with pytest.raises(ConfigError, match=message):
         load_destinations(write_destinations(tmp_path, text), TemplateRenderer(REPO / "templates"))
+
+
+def test_a_whatsapp_stop_opts_the_number_out(start_service: Start, fake_twilio: FakeTwilio) -> None:
+    from tests.test_twilio_webhooks import PUBLIC, signed_post
+
+    service = start_service(DESTINATIONS, public_base_url=PUBLIC)
+    stop = {
+        "MessageSid": "SM" + "3" * 32,
+        "From": "whatsapp:+14155552671",
+        "To": "whatsapp:+14155238886",
+        "Body": "STOP",
+    }
+    assert signed_post(service, "/v1/twilio/inbound", stop).status_code == 200
+    delivery = decide(service, "wa-text", text="hello")
+    assert delivery["decision"] == "opted_out"
+    assert fake_twilio.message_requests == []

@@ -19,6 +19,7 @@ from app.store import StorageError
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.deliveries import DeliveryLog
 from app.twilio.error_catalog import ErrorAction, action_for
+from app.twilio.models import address_number
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +189,9 @@ class TwilioWebhooks:
 
     def _number(self, raw: str) -> str:
         """`raw` in E.164; a sender that is no phone number (a short code, an alphanumeric
-        sender id) as written, trimmed."""
+        sender id) as written, trimmed. A channel address (``whatsapp:+…``) is its number."""
         try:
-            return normalize_phone(raw, self._default_region)
+            return normalize_phone(address_number(raw), self._default_region)
         except InvalidRecipient:
             return raw.strip()
 

@@ -23,6 +23,16 @@ MAX_BODY_CHARS: dict[Channel, int] = {"sms": 1600, "whatsapp": 1024}
 MAX_MEDIA = 10  # Twilio's limit of MediaUrl per message
 
 
+def address_number(address: str) -> str:
+    """The phone number in a Twilio address: ``whatsapp:+14155552671`` → ``+14155552671``
+    (a STOP sent on WhatsApp opts the number out, as one sent by SMS does)."""
+    text = address.strip()
+    for prefix in CHANNEL_PREFIXES.values():
+        if prefix and text.startswith(prefix):
+            return text.removeprefix(prefix)
+    return text
+
+
 def _check_service_sid(value: str) -> str:
     if not _MESSAGING_SERVICE_SID.fullmatch(value):  # match's `$` allows a trailing newline
         raise ValueError("must be 'MG' followed by 32 hex digits")
