@@ -33,6 +33,10 @@ def test_a_number_abroad_is_blocked_by_default(
     )
     record = service.delivery(str(delivery["delivery_id"]))
     assert (record["status"], record["reason"]) == ("skipped", "blocked_country")
+    with service.admin() as admin:
+        event = posthog_webhook(phone=GB_NUMBER)
+        trace = admin.post("/v1/destinations/w/test", json={"event": event}).json()
+    assert (trace["decision"], trace["detail"]) == ("blocked_country", delivery["detail"])
     us = only_delivery(service, uuid="e2")  # a US number
     service.wait_for_status(str(us["delivery_id"]), "sent")
     assert [r.form["To"] for r in fake_twilio.message_requests] == ["+14155552671"]
@@ -77,6 +81,9 @@ destinations:
         release = datetime.fromisoformat(detail.rsplit(" ", 1)[1])
         assert timedelta(0) < release - datetime.now(UTC) <= timedelta(seconds=4)
     with service.admin() as admin:
+        trace = admin.post("/v1/destinations/w/test", json={"event": posthog_webhook()}).json()
+        assert trace["decision"] == "deferred" and trace["schedule"] == "local"
+        assert str(trace["detail"]).startswith("quiet hours ")
         admin.post("/v1/suppressions", json={"number": "+14155552672"}).raise_for_status()
     assert fake_twilio.message_requests == []
     sent = service.wait_for_status(str(kept["delivery_id"]), "sent", timeout=10)
