@@ -17,7 +17,7 @@ from app.errors import Conflict
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
 from app.store.deliveries import Admission, DeliveryLog
-from app.store.records import Mode, NewDelivery, iso_ms
+from app.store.records import Mode, NewDelivery
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioApiError, TwilioError
 
@@ -154,10 +154,8 @@ class IngestService:
             content_sid=config.content_sid,
             content_variables=evaluation.content_variables,
             validity_period=evaluation.destination.validity,
-            expires_at=(
-                iso_ms(int(evaluation.expires_at.timestamp() * 1000))
-                if evaluation.expires_at
-                else None
+            expires_ms=(
+                int(evaluation.expires_at.timestamp() * 1000) if evaluation.expires_at else None
             ),
         )
 

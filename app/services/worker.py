@@ -24,7 +24,7 @@ from app.pipeline.recipients import mask_phone
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
 from app.store.queue import QueuedSend, SendQueue
-from app.store.records import DeliveryRecord, DeliveryStatus, SendOutcome
+from app.store.records import DeliveryRecord, DeliveryStatus, SendOutcome, iso_ms
 from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
 from app.twilio.error_catalog import ErrorAction, action_for
@@ -170,14 +170,15 @@ class SendWorker:
     async def _expire(self, queued: QueuedSend, record: DeliveryRecord, expires: float) -> None:
         """Record a message that outlived its validity, unsent: it is never sent late."""
         late = time.time() - expires
-        detail = f"unsent at its expiry ({record.expires_at}, {late:.1f} s ago): not sent late"
+        at = iso_ms(int(expires * 1000))
+        detail = f"unsent at its expiry ({at}, {late:.1f} s ago): not sent late"
         # Its throttle window is freed only when no earlier attempt can have reached Twilio:
         # this was the first, or the last one was refused with an error code.
         surely_unsent = record.attempts <= 1 or record.error_code is not None
         await self._deliveries.finish_send(
             record, queued.entry_id, "expired", detail=detail, release_throttle=surely_unsent
         )
-        log.info("delivery %s expired unsent (%s)", record.id, record.expires_at)
+        log.info("delivery %s expired unsent (%s)", record.id, at)
 
     async def _record(
         self,
@@ -227,9 +228,7 @@ class SendWorker:
 
 def _expiry(record: DeliveryRecord) -> float | None:
     """The record's expiry as epoch seconds, None when it has none."""
-    if not record.expires_at:
-        return None
-    return datetime.fromisoformat(record.expires_at).timestamp()
+    return record.expires_ms / 1000 if record.expires_ms is not None else None
 
 
 def _message_of(record: DeliveryRecord, expires: float | None = None) -> OutboundMessage:

@@ -160,7 +160,7 @@ class NewDelivery:
     validity_period: int | None = None
     send_at: str | None = None  # ISO 8601: Twilio holds the message until then
     deferred: bool = False  # held (`due_ms`) by quiet hours: admission answers "deferred"
-    expires_at: str | None = None  # ISO 8601: the worker never sends it after this
+    expires_ms: int | None = None  # epoch ms: the worker never sends it after this
     channel: Literal["sms", "whatsapp"] = "sms"
     content_sid: str | None = None  # a Content template instead of a body
     content_variables: str | None = None  # JSON
@@ -217,8 +217,8 @@ class NewDelivery:
             flat += ["validity_period", str(self.validity_period)]
         if self.send_at:
             flat += ["send_at", self.send_at]
-        if self.expires_at:
-            flat += ["expires_at", self.expires_at]
+        if self.expires_ms is not None:
+            flat += ["expires", str(self.expires_ms)]
         if self.channel != "sms":
             flat += ["channel", self.channel]
         if self.content_sid:
@@ -336,7 +336,7 @@ class DeliveryRecord:
     status_callback: str | None = None
     validity_period: int | None = None
     send_at: str | None = None
-    expires_at: str | None = None
+    expires_ms: int | None = None
     channel: Literal["sms", "whatsapp"] = "sms"
     content_sid: str | None = None
     content_variables: str | None = None
@@ -374,7 +374,7 @@ class DeliveryRecord:
             status_callback=f.get("status_callback") or None,
             validity_period=_int(f.get("validity_period")),
             send_at=f.get("send_at") or None,
-            expires_at=f.get("expires_at") or None,
+            expires_ms=_int(f.get("expires")),
             channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
             content_sid=f.get("content_sid") or None,
             content_variables=f.get("content_variables") or None,
@@ -404,7 +404,7 @@ class DeliveryRecord:
             "twilio_request": orjson.loads(self.twilio_request) if self.twilio_request else None,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
-            "expires_at": self.expires_at,
+            "expires_at": iso_ms(self.expires_ms) if self.expires_ms is not None else None,
             "channel": self.channel,
             "media_urls": list(self.media_urls),
             "content_sid": self.content_sid,
