@@ -174,6 +174,9 @@ class DestinationConfig(BaseModel):
         return self
 
 
+# How pydantic names `quiet_hours: false` among the field's choices, in an error's place.
+_QUIET_HOURS_OFF = "literal[False]"
+
 # YAML keys whose attribute has another name (`from` is a Python keyword).
 _ATTRIBUTES = {"from": "from_number"}
 
@@ -554,11 +557,17 @@ class _Checker:
             config = DestinationConfig.model_validate(item)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
-                loc = tuple(error["loc"])
+                if _QUIET_HOURS_OFF in error["loc"]:
+                    continue  # `quiet_hours`' other choice (false): one message is enough
+                # Pydantic names the union member tried; the file does not.
+                loc = tuple(part for part in error["loc"] if part != "QuietHoursConfig")
                 if not loc and error["type"] == "value_error":
                     continue  # the choices: checked on the raw mapping below
                 field = ".".join(str(part) for part in loc)
-                self.add((*path, *loc), label, field, _message(error))
+                message = _message(error)
+                if loc == ("quiet_hours",):
+                    message = message.replace("(key: value)", "(key: value) or false")
+                self.add((*path, *loc), label, field, message)
             if isinstance(item, dict):
                 for message in _choice_problems(lambda key: item.get(key) is not None):
                     self.add(path, label, "", message)

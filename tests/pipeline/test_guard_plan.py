@@ -164,6 +164,8 @@ destinations:
         ('quiet_hours: {start: 21:00, end: "08:00"}', "in quotes"),
         ('quiet_hours: {start: "21:00", end: "08:00", timezone: "{{ oops"}', "quiet_hours"),
         ("validity: 0", "validity"),
+        ("quiet_hours: true", r"quiet_hours: must be a mapping \(key: value\) or false, got a b"),
+        ('quiet_hours: {start: "21:00", end: "08:00", colour: red}', "quiet_hours.colour: unk"),
     ],
 )
 def test_bad_guard_settings_are_config_errors(tmp_path: Path, field: str, message: str) -> None:
