@@ -153,3 +153,15 @@ async def test_a_record_written_before_the_lean_format_reads_the_same(
     assert public["created_at"] == "2026-11-30T10:00:00.000Z"
     assert public["updated_at"] == public["history"][-1]["at"]
     assert public["twilio_request"] == {"method": "POST"}
+
+
+async def test_a_history_detail_keeps_its_bars_and_loses_its_newlines(log: DeliveryLog) -> None:
+    [admission] = await log.admit([new(event_identity="event-3")])
+    _, record = await log.begin_send(admission.delivery_id)
+    assert record is not None
+    await log.finish_send(record, "0-1", "failed", detail="Twilio said: a|b\nc")
+    record = await log.get(admission.delivery_id)
+    assert record is not None
+    history = record.to_public()["history"]
+    assert [h["status"] for h in history] == ["queued", "sending", "failed"]
+    assert history[-1]["detail"] == "Twilio said: a|b c"
