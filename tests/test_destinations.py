@@ -29,7 +29,11 @@ def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
 
 def test_example_file_loads() -> None:
     destinations = load_destinations(REPO / "destinations.example.yaml", RENDERER)
-    assert len(destinations) == 2
+    assert len(destinations) == 3
+    guarded = destinations.get("trial-reminder")
+    assert guarded is not None and guarded.quiet_hours is not None
+    assert (guarded.countries, guarded.validity) == ({"US", "CA"}, 3600)
+    assert len(guarded.media_templates) == 1
 
 
 @pytest.mark.parametrize(
@@ -147,7 +151,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_config_command(tmp_path: Path) -> None:
     good = run_cli("check-config", "destinations.example.yaml")
     assert good.returncode == 0, good.stderr
-    assert "OK, 2 destination(s)" in good.stdout
+    assert "OK, 3 destination(s)" in good.stdout
     bad = write_destinations(tmp_path, one_destination(throttle="    throttle: {window: 0}\n"))
     result = run_cli("check-config", str(bad))
     assert result.returncode == 2

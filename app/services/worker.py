@@ -151,9 +151,9 @@ class SendWorker:
         if expires is not None and time.time() >= expires:
             await self._expire(queued, record, expires)
             return
-        message = _message_of(record, expires)
+        message = message_of(record, expires)
         if record.mode == "test":
-            outcome: Sent | RetryLater | Failed = mocked_send(self._twilio, message)
+            outcome: Sent | RetryLater | Failed = mocked_send()
         else:
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)
         # Once Twilio has answered, recording that answer must not be lost to a Redis blip:
@@ -188,11 +188,7 @@ class SendWorker:
         attempt: int,
     ) -> None:
         if isinstance(outcome, Sent):
-            sent = SendOutcome(
-                twilio_sid=outcome.sid,
-                twilio_status=outcome.twilio_status,
-                twilio_request=outcome.request_json,
-            )
+            sent = SendOutcome(twilio_sid=outcome.sid, twilio_status=outcome.twilio_status)
             status: DeliveryStatus = "mocked" if record.mode == "test" else "sent"
             if outcome.twilio_status == "scheduled":
                 status = "scheduled"  # Twilio holds it until SendAt
@@ -231,7 +227,9 @@ def _expiry(record: DeliveryRecord) -> float | None:
     return record.expires_ms / 1000 if record.expires_ms is not None else None
 
 
-def _message_of(record: DeliveryRecord, expires: float | None = None) -> OutboundMessage:
+def message_of(record: DeliveryRecord, expires: float | None = None) -> OutboundMessage:
+    """The message a delivery record stands for (sent before `expires`, epoch seconds:
+    Twilio is given what is left of its lifetime)."""
     validity = record.validity_period
     if expires is not None and not record.send_at:
         # Twilio is given what is left of the lifetime, so it does not deliver it late
