@@ -22,6 +22,7 @@ from app.api import (
 )
 from app.api.error_handlers import install_error_handlers
 from app.api.ingest import IngestFastPath
+from app.console import install_console
 from app.destinations import DestinationSet, load_destinations
 from app.pipeline.render import TemplateRenderer
 from app.services import build_http_client, build_services
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         health.router,
     ):
         app.include_router(router)
+    install_console(app, settings)
     install_error_handlers(app)
     app.add_middleware(IngestFastPath)
     return app

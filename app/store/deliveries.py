@@ -358,10 +358,15 @@ class DeliveryLog:
         destination: str | None = None,
         status: str | None = None,
         recipient: str | None = None,
+        error_code: int | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> DeliveryPage:
-        """Newest first. Reads the most selective index, filters the rest while paging."""
+        """Newest first. Reads the most selective index, filters the rest while paging.
+        `since_ms`/`until_ms` (epoch ms, inclusive) bound the index range itself: ids are
+        time-ordered."""
         if recipient:
             index = keys.RECIPIENT_INDEX_PREFIX + recipient
         elif destination:
@@ -374,13 +379,17 @@ class DeliveryLog:
             (destination, lambda r: r.destination),
             (status, lambda r: r.status),
             (recipient, lambda r: r.recipient),
+            (str(error_code) if error_code is not None else None, lambda r: str(r.error_code)),
         ]
         items: list[DeliveryRecord] = []
         upper = f"({cursor}" if cursor else "+"
+        if until_ms is not None and (not cursor or id_bound(until_ms + 1) < cursor):
+            upper = f"({id_bound(until_ms + 1)}"
+        lower = f"[{id_bound(since_ms)}" if since_ms is not None else "-"
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
         for _ in range(20):
             ids: list[str] = await self._redis.zrevrangebylex(  # type: ignore[assignment]
-                index, upper, "-", start=0, num=limit
+                index, upper, lower, start=0, num=limit
             )
             if not ids:
                 return DeliveryPage(items, None)

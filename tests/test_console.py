@@ -1,0 +1,361 @@
+"""The web console in a real browser: Debian's Chromium driven by Playwright against the
+real service (uvicorn, real lifespan, real Redis, the fake Twilio over HTTP).
+
+Logs in, visits every page, uses every form, checks what each page shows against the
+JSON API, checks that every page refuses without a session and that a form without its
+CSRF token is refused, and saves a screenshot of each page under docs/console/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, REPO, RunningService, posthog_webhook
+from tests.fake_twilio import FakeTwilio
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = REPO / "docs" / "console"
+
+DESTINATIONS = """
+destinations:
+  - id: welcome
+    name: Welcome text on sign-up
+    events: [signed up]
+    filters: [{key: plan, operator: exact, value: pro}]
+    body: "Welcome {{ person.properties.name | default('friend') }}! Reply STOP to opt out."
+    from: "+15005550006"
+    throttle: {window: 1h}
+  - id: receipts
+    events: [order placed]
+    mode: test
+    body: "Order {{ event.properties.order }} confirmé ✅"
+    messaging_service_sid: "MG0123456789abcdef0123456789abcdef"
+"""
+
+PAGES = [
+    "/console",
+    "/console/deliveries",
+    "/console/destinations",
+    "/console/destinations/welcome",
+    "/console/tester",
+    "/console/messages",
+    "/console/suppressions",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _api(service: RunningService, path: str, **params: Any) -> Any:
+    with service.admin() as client:
+        response = client.get(path, params=params)
+        response.raise_for_status()
+        return response.json()
+
+
+def _shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _seed(service: RunningService, fake_twilio: FakeTwilio) -> dict[str, str]:
+    """Deliveries in every interesting state: sent, failed (21211), skipped (opted out),
+    mocked (a test-mode destination); a scheduled message at Twilio to cancel."""
+    with service.admin() as admin:
+        admin.post("/v1/suppressions", json={"number": "+14155550199"}).raise_for_status()
+    fake_twilio.enqueue(
+        FakeTwilio.fail_with(400, 21211, "The 'To' number is not a valid phone number.")
+    )
+    failed = service.post_events(
+        posthog_webhook(uuid="0190e4c6-0000-7000-8000-0000000000a1", phone="+14155550123")
+    )
+    failed_id = failed.json()["results"][0]["deliveries"][0]["delivery_id"]
+    service.wait_for_status(failed_id, "failed")
+    sent = service.post_events(posthog_webhook(uuid="0190e4c6-0000-7000-8000-0000000000a2"))
+    sent_id = sent.json()["results"][0]["deliveries"][0]["delivery_id"]
+    service.wait_for_status(sent_id, "sent")
+    skipped = service.post_events(
+        posthog_webhook(uuid="0190e4c6-0000-7000-8000-0000000000a3", phone="+14155550199")
+    )
+    skipped_id = skipped.json()["results"][0]["deliveries"][0]["delivery_id"]
+    order = posthog_webhook(
+        uuid="0190e4c6-0000-7000-8000-0000000000a4", event="order placed", properties={"order": 42}
+    )
+    mocked_id = service.post_events(order).json()["results"][0]["deliveries"][0]["delivery_id"]
+    service.wait_for_status(mocked_id, "mocked")
+    scheduled = fake_twilio.add_message(to="+14155552671", body="Tomorrow at 9", status="scheduled")
+    return {
+        "failed": failed_id,
+        "sent": sent_id,
+        "skipped": skipped_id,
+        "mocked": mocked_id,
+        "scheduled_sid": scheduled["sid"],
+    }
+
+
+def _login(page: Any, base: str, token: str = ADMIN_TOKEN) -> None:
+    page.goto(f"{base}/console/login")
+    page.get_by_label("Admin token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+
+
+def _rows(page: Any, selector: str, attribute: str) -> list[str]:
+    return [row.get_attribute(attribute) for row in page.locator(selector).all()]
+
+
+def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser: Any) -> None:
+    service: RunningService = start_service(DESTINATIONS)
+    base = service.base_url
+    seeded = _seed(service, fake_twilio)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+
+    # --- every page refuses without a session: a redirect to the login form ---------------
+    for path in [*PAGES, f"/console/deliveries/{seeded['failed']}"]:
+        page.goto(base + path)
+        assert re.search(r"/console/login\?next=", page.url), (path, page.url)
+    with httpx.Client(base_url=base) as anonymous:
+        for path in PAGES:
+            answer = anonymous.get(path)
+            assert answer.status_code == 303 and answer.headers["location"].startswith(
+                "/console/login"
+            )
+        refused = anonymous.post("/console/suppressions", data={"number": "+14155550100"})
+        assert refused.status_code == 303 and refused.headers["location"] == "/console/login"
+    _shot(page, "login")
+
+    # --- login: a wrong token is refused, the right one opens the page asked for ----------
+    page.goto(f"{base}/console/deliveries")
+    page.get_by_label("Admin token").fill("not-the-token")
+    page.get_by_role("button", name="Log in").click()
+    assert page.get_by_role("alert").inner_text().startswith("That is not the admin token")
+    page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    assert page.url == f"{base}/console/deliveries"
+    cookie = next(c for c in context.cookies() if c["name"] == "smsdest_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    assert ADMIN_TOKEN not in cookie["value"]
+
+    # --- deliveries: the log as the API lists it; each filter ------------------------------
+    listed = _api(service, "/v1/deliveries")["items"]
+    assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [d["id"] for d in listed]
+    _shot(page, "deliveries")
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Filter").click()
+    failed_api = _api(service, "/v1/deliveries", status="failed")["items"]
+    assert (
+        _rows(page, "#delivery-rows tr[data-id]", "data-id")
+        == [d["id"] for d in failed_api]
+        == [seeded["failed"]]
+    )
+    page.goto(f"{base}/console/deliveries?error_code=21211")
+    assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [seeded["failed"]]
+    page.goto(f"{base}/console/deliveries?recipient=%2B14155550199")
+    assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [seeded["skipped"]]
+    page.goto(f"{base}/console/deliveries?destination=receipts")
+    assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [seeded["mocked"]]
+    page.goto(f"{base}/console/deliveries?since=2000-01-01T00:00:00&until=2000-01-02T00:00:00")
+    assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == []
+    page.goto(f"{base}/console/deliveries?since=2000-01-01T00:00:00")
+    assert len(_rows(page, "#delivery-rows tr[data-id]", "data-id")) == len(listed)
+
+    # --- one delivery: event, body, encoding, segments, timeline, Twilio's words -----------
+    failed = service.delivery(seeded["failed"])
+    page.goto(f"{base}/console")
+    page.get_by_role("link", name="Deliveries").click()
+    page.locator(f'tr[data-id="{seeded["failed"]}"] a').click()
+    assert page.get_by_test_id("status").inner_text() == "failed"
+    assert page.get_by_test_id("body").inner_text() == failed["body"]
+    assert page.get_by_test_id("encoding").inner_text() == failed["encoding"]
+    assert page.get_by_test_id("segments").inner_text() == str(failed["segments"])
+    assert page.get_by_test_id("error").inner_text().startswith("21211: The 'To' number")
+    assert page.locator('[data-testid="timeline"] li').count() == len(failed["history"])
+    _shot(page, "delivery")
+    mocked = service.delivery(seeded["mocked"])
+    page.goto(f"{base}/console/deliveries/{seeded['mocked']}")
+    assert page.get_by_test_id("encoding").inner_text() == mocked["encoding"] == "UCS-2"
+    assert page.get_by_role("button", name="Resend").count() == 0  # only failed ones resend
+
+    # --- resend: a new delivery through admission; twice sends once -------------------------
+    page.goto(f"{base}/console/deliveries/{seeded['failed']}")
+    page.get_by_role("button", name="Resend").click()
+    assert page.get_by_role("status").inner_text().startswith("Resend: queued")
+    resent_id = page.url.rsplit("/", 1)[1]
+    assert resent_id != seeded["failed"]
+    resent = service.wait_for_status(resent_id, "sent")
+    assert resent["detail"] == f"resend of {seeded['failed']}"
+    assert resent["recipient"] == failed["recipient"] and resent["body"] == failed["body"]
+    page.goto(f"{base}/console/deliveries/{seeded['failed']}")
+    page.get_by_role("button", name="Resend").click()
+    assert page.get_by_role("status").inner_text().startswith("Resend: duplicate")
+    assert page.url.endswith(resent_id)
+    assert len(fake_twilio.message_requests) == 3  # failed, sent, resent: nothing more
+
+    # --- overview: counts as the API's log has them -----------------------------------------
+    page.get_by_role("link", name="Overview").click()
+    everything = _api(service, "/v1/deliveries")["items"]
+    by_status = Counter(d["status"] for d in everything)
+    day = page.get_by_test_id("window-2")
+    for status, count in by_status.items():
+        assert day.locator(f'tr[data-status="{status}"] td.num').inner_text() == str(count)
+    assert (
+        page.get_by_role("heading", name=f"Last 24 hours: {len(everything)} deliveries").count()
+        == 1
+    )
+    assert page.locator('[data-reason="opted_out"]').first.inner_text() == "opted_out 1"
+    assert page.get_by_test_id("queue-depth").inner_text() == "0"
+    _shot(page, "overview")
+
+    # --- destinations: what the API lists, with counts -------------------------------------
+    page.get_by_role("link", name="Destinations").click()
+    configured = _api(service, "/v1/destinations")["items"]
+    assert _rows(page, "tbody tr[data-id]", "data-id") == [d["id"] for d in configured]
+    welcome_total = sum(1 for d in everything if d["destination"] == "welcome")
+    assert page.locator('tr[data-id="welcome"] [data-testid="total"]').inner_text() == str(
+        welcome_total
+    )
+    _shot(page, "destinations")
+    page.get_by_role("link", name="welcome", exact=True).click()
+    assert page.get_by_test_id("events").inner_text() == "signed up"
+    assert page.get_by_test_id("sender").inner_text() == "+15005550006"
+    assert "plan exact" in page.get_by_test_id("filters").inner_text()
+    welcome_counts = Counter(d["status"] for d in everything if d["destination"] == "welcome")
+    for status, count in welcome_counts.items():
+        assert page.locator(
+            f'[data-testid="outcomes"] tr[data-status="{status}"] td'
+        ).inner_text() == str(count)
+    _shot(page, "destination")
+
+    # --- tester: the trace the API gives; sending for real needs the confirmation ---------
+    event = posthog_webhook(uuid="0190e4c6-0000-7000-8000-0000000000b1", phone="+14155550142")
+    with service.admin() as admin:
+        expected = admin.post("/v1/destinations/welcome/test", json={"event": event}).json()
+    page.get_by_role("link", name="Test it").click()
+    page.get_by_label("Destination").select_option("welcome")
+    import json
+
+    page.get_by_label("Event").fill(json.dumps(event))
+    page.get_by_role("button", name="Trace").click()
+    assert page.get_by_test_id("decision").inner_text() == expected["decision"] == "would_send"
+    assert page.get_by_test_id("trace-body").inner_text() == expected["body"]
+    assert page.get_by_test_id("trace-recipient").inner_text() == expected["recipient"]
+    assert page.get_by_test_id("trace-segments").inner_text() == str(expected["segments"])
+    _shot(page, "tester")
+    page.get_by_label("Event").fill("{not json")
+    page.get_by_role("button", name="Trace").click()
+    assert page.get_by_role("alert").inner_text().startswith("The event is not JSON")
+    page.get_by_label("Event").fill(json.dumps(event))
+    page.get_by_role("button", name="Send for real").click()
+    assert "confirmation" in page.get_by_role("alert").inner_text()
+    assert len(fake_twilio.message_requests) == 3
+    page.get_by_label("I confirm").check()
+    page.get_by_role("button", name="Send for real").click()
+    assert page.get_by_test_id("decision").inner_text() == "sent"
+    assert fake_twilio.message_requests[-1].form["To"] == "+14155550142"
+
+    # --- suppressions: list, add, search, remove, each checked against the API ------------
+    page.get_by_role("link", name="Suppressions").click()
+    listed_numbers = [s["number"] for s in _api(service, "/v1/suppressions")["items"]]
+    assert sorted(_rows(page, "tbody tr[data-number]", "data-number")) == sorted(listed_numbers)
+    page.get_by_label("Add a number").fill("(415) 555-0177")
+    page.get_by_role("button", name="Suppress").click()
+    assert page.get_by_role("status").inner_text() == "+14155550177 is suppressed."
+    added = _api(service, "/v1/suppressions/+14155550177")
+    assert added["source"] == "console"
+    row = page.locator('tr[data-number="+14155550177"]')
+    assert "opted out in the console" in row.inner_text()
+    _shot(page, "suppressions")
+    page.get_by_label("Search by digits").fill("0177")
+    page.get_by_role("button", name="Search").click()
+    assert _rows(page, "tbody tr[data-number]", "data-number") == ["+14155550177"]
+    page.get_by_role("button", name="Remove +14155550177").click()
+    assert page.get_by_role("status").inner_text() == "+14155550177 can be texted again."
+    with service.admin() as admin:
+        assert admin.get("/v1/suppressions/+14155550177").status_code == 404
+    page.get_by_label("Add a number").fill("not a number")
+    page.get_by_role("button", name="Suppress").click()
+    assert "number" in page.get_by_role("alert").inner_text()
+    page.go_back()
+
+    # --- messages: Twilio's list as the API has it; cancel a scheduled one ----------------
+    page.goto(f"{base}/console/messages")
+    api_messages = _api(service, "/v1/messages")["items"]
+    assert _rows(page, "tbody tr[data-sid]", "data-sid") == [m["sid"] for m in api_messages]
+    _shot(page, "messages")
+    sid = seeded["scheduled_sid"]
+    page.get_by_role("button", name=f"Cancel {sid}").click()
+    assert page.get_by_role("status").inner_text() == f"{sid} is canceled."
+    assert _api(service, f"/v1/messages/{sid}")["status"] == "canceled"
+
+    # --- a form without its CSRF token (or with another session's) is refused ------------
+    for data in ({"number": "+14155550188"}, {"number": "+14155550188", "csrf_token": "forged"}):
+        answer = page.request.post(f"{base}/console/suppressions", form=data, max_redirects=0)
+        assert answer.status == 403
+        assert "CSRF" in answer.text()
+    with service.admin() as admin:
+        assert admin.get("/v1/suppressions/+14155550188").status_code == 404
+
+    # --- keyboard and screen readers: a skip link first; every control has a name ---------
+    for path in PAGES:
+        page.goto(base + path)
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        unnamed = page.evaluate(
+            """[...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+               .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                            && !e.textContent.trim()).map(e => e.outerHTML)"""
+        )
+        assert unnamed == [], (path, unnamed)
+
+    # --- phone width: no page scrolls sideways (wide tables scroll inside their box) -----
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844}, storage_state=context.storage_state()
+    )
+    small = phone.new_page()
+    for path in PAGES:
+        small.goto(base + path)
+        wide = small.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 392 && !(e.parentElement && e.parentElement.closest('.scroll'))).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)"
+        )
+        assert small.evaluate("document.documentElement.scrollWidth") <= 390, (path, wide)
+    small.goto(f"{base}/console/deliveries/{seeded['failed']}")
+    _shot(small, "delivery-phone")
+    small.goto(f"{base}/console")
+    _shot(small, "overview-phone")
+    phone.close()
+
+    # --- logout ends the session ------------------------------------------------------------
+    page.goto(f"{base}/console")
+    page.get_by_role("button", name="Log out").click()
+    assert page.url.startswith(f"{base}/console/login")
+    page.goto(f"{base}/console/deliveries")
+    assert "/console/login" in page.url
+    context.close()
