@@ -8,6 +8,7 @@ CSRF token is refused, and saves a screenshot of each page under docs/console/.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import Counter
@@ -34,6 +35,13 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = REPO / "docs" / "console"
+# Elements reaching past a 390 px screen, except content scrolling inside its own box.
+WIDER_THAN_THE_SCREEN = """
+[...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > 392
+               && !(e.parentElement && e.parentElement.closest('.scroll')))
+  .map(e => e.tagName + '.' + e.className)
+"""
 
 DESTINATIONS = """
 destinations:
@@ -49,6 +57,11 @@ destinations:
     mode: test
     body: "Order {{ event.properties.order }} confirmé ✅"
     messaging_service_sid: "MG0123456789abcdef0123456789abcdef"
+  - id: reminder
+    events: [trial ending]
+    body: "Your trial ends tomorrow."
+    from: "+15005550006"
+    delay: 2h
 """
 
 PAGES = [
@@ -111,12 +124,15 @@ def _seed(service: RunningService, fake_twilio: FakeTwilio) -> dict[str, str]:
     )
     mocked_id = service.post_events(order).json()["results"][0]["deliveries"][0]["delivery_id"]
     service.wait_for_status(mocked_id, "mocked")
+    reminder = posthog_webhook(uuid="0190e4c6-0000-7000-8000-0000000000a5", event="trial ending")
+    held_id = service.post_events(reminder).json()["results"][0]["deliveries"][0]["delivery_id"]
     scheduled = fake_twilio.add_message(to="+14155552671", body="Tomorrow at 9", status="scheduled")
     return {
         "failed": failed_id,
         "sent": sent_id,
         "skipped": skipped_id,
         "mocked": mocked_id,
+        "held": held_id,
         "scheduled_sid": scheduled["sid"],
     }
 
@@ -204,6 +220,14 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     assert page.get_by_test_id("encoding").inner_text() == mocked["encoding"] == "UCS-2"
     assert page.get_by_role("button", name="Resend").count() == 0  # only failed ones resend
 
+    # --- a message we hold until its time: cancel it from its page --------------------------
+    page.goto(f"{base}/console/deliveries/{seeded['held']}")
+    assert page.get_by_test_id("status").inner_text() == "scheduled"
+    page.get_by_role("button", name="Cancel this scheduled message").click()
+    assert page.get_by_role("status").inner_text() == "Canceled: canceled."
+    assert page.get_by_test_id("status").inner_text() == "canceled"
+    assert service.delivery(seeded["held"])["status"] == "canceled"
+
     # --- resend: a new delivery through admission; twice sends once -------------------------
     page.goto(f"{base}/console/deliveries/{seeded['failed']}")
     page.get_by_role("button", name="Resend").click()
@@ -260,8 +284,6 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
         expected = admin.post("/v1/destinations/welcome/test", json={"event": event}).json()
     page.get_by_role("link", name="Test it").click()
     page.get_by_label("Destination").select_option("welcome")
-    import json
-
     page.get_by_label("Event").fill(json.dumps(event))
     page.get_by_role("button", name="Trace").click()
     assert page.get_by_test_id("decision").inner_text() == expected["decision"] == "would_send"
@@ -342,9 +364,7 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     small = phone.new_page()
     for path in PAGES:
         small.goto(base + path)
-        wide = small.evaluate(
-            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 392 && !(e.parentElement && e.parentElement.closest('.scroll'))).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)"
-        )
+        wide = small.evaluate(WIDER_THAN_THE_SCREEN)
         assert small.evaluate("document.documentElement.scrollWidth") <= 390, (path, wide)
     small.goto(f"{base}/console/deliveries/{seeded['failed']}")
     _shot(small, "delivery-phone")

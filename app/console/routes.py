@@ -388,6 +388,17 @@ async def resend_delivery(
     return _redirect(request, f"/console/deliveries/{admission.delivery_id}", text, kind)
 
 
+@router.post("/deliveries/{delivery_id}/cancel")
+async def cancel_delivery(
+    request: Request, delivery_id: str, session: SessionDep, services: ServicesDep
+) -> Response:
+    await _checked_form(request, session)
+    result = await services.messages.cancel(delivery_id)
+    return _redirect(
+        request, f"/console/deliveries/{delivery_id}", f"Canceled: {result.get('status')}."
+    )
+
+
 # --- destinations ---------------------------------------------------------------------
 
 
