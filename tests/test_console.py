@@ -193,15 +193,27 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
         == [seeded["failed"]]
     )
     page.goto(f"{base}/console/deliveries?error_code=21211")
-    assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [seeded["failed"]]
+    by_code = _api(service, "/v1/deliveries", error_code=21211)["items"]
+    assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [d["id"] for d in by_code]
+    assert [d["id"] for d in by_code] == [seeded["failed"]]
     page.goto(f"{base}/console/deliveries?recipient=%2B14155550199")
     assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [seeded["skipped"]]
     page.goto(f"{base}/console/deliveries?destination=receipts")
     assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [seeded["mocked"]]
     page.goto(f"{base}/console/deliveries?since=2000-01-01T00:00:00&until=2000-01-02T00:00:00")
     assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == []
+    assert (
+        _api(service, "/v1/deliveries", since="2000-01-01T00:00:00", until="2000-01-02")["items"]
+        == []
+    )
     page.goto(f"{base}/console/deliveries?since=2000-01-01T00:00:00")
     assert len(_rows(page, "#delivery-rows tr[data-id]", "data-id")) == len(listed)
+    # A range around the sent one's creation time holds it and what came in that second.
+    created = service.delivery(seeded["sent"])["created_at"][:19]
+    page.goto(f"{base}/console/deliveries?since={created}&until={created}.999")
+    in_range = _api(service, "/v1/deliveries", since=created, until=created + ".999")["items"]
+    assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [d["id"] for d in in_range]
+    assert seeded["sent"] in [d["id"] for d in in_range]
 
     # --- one delivery: event, body, encoding, segments, timeline, Twilio's words -----------
     failed = service.delivery(seeded["failed"])
