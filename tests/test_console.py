@@ -296,17 +296,27 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
         expected = admin.post("/v1/destinations/welcome/test", json={"event": event}).json()
     page.get_by_role("link", name="Test it").click()
     page.get_by_label("Destination").select_option("welcome")
-    page.get_by_label("Event").fill(json.dumps(event))
+    page.get_by_role("textbox", name="Event").fill(json.dumps(event))
     page.get_by_role("button", name="Trace").click()
     assert page.get_by_test_id("decision").inner_text() == expected["decision"] == "would_send"
     assert page.get_by_test_id("trace-body").inner_text() == expected["body"]
     assert page.get_by_test_id("trace-recipient").inner_text() == expected["recipient"]
     assert page.get_by_test_id("trace-segments").inner_text() == str(expected["segments"])
     _shot(page, "tester")
-    page.get_by_label("Event").fill("{not json")
+    # A recent event the service received loads into the form, and traces as the API does.
+    row = page.locator('[data-testid="recent"] tr', has_text="0190e4c6-0000-7000-8000-0000000000a2")
+    row.get_by_role("link").click()
+    loaded = json.loads(page.get_by_role("textbox", name="Event").input_value())
+    assert loaded["event"]["uuid"] == "0190e4c6-0000-7000-8000-0000000000a2"
+    assert loaded["person"]["properties"]["phone"] == "+14155552671"
+    page.get_by_role("button", name="Trace").click()
+    with service.admin() as admin:
+        again = admin.post("/v1/destinations/welcome/test", json={"event": loaded}).json()
+    assert page.get_by_test_id("decision").inner_text() == again["decision"] == "throttled"
+    page.get_by_role("textbox", name="Event").fill("{not json")
     page.get_by_role("button", name="Trace").click()
     assert page.get_by_role("alert").inner_text().startswith("The event is not JSON")
-    page.get_by_label("Event").fill(json.dumps(event))
+    page.get_by_role("textbox", name="Event").fill(json.dumps(event))
     page.get_by_role("button", name="Send for real").click()
     assert "confirmation" in page.get_by_role("alert").inner_text()
     assert len(fake_twilio.message_requests) == 3

@@ -40,9 +40,11 @@ TEMPLATES.env.globals.update(
     twilio_error_link=twilio_error_link,
     csrf_field=CSRF_FIELD,
 )
+TEMPLATES.env.filters["utc"] = lambda epoch_s: iso_ms(int(epoch_s * 1000))[:19].replace("T", " ")
 FLASH_COOKIE = "smsdest_flash"
 MAX_FORM_BYTES = 256 * 1024  # a pasted event plus a little: bounded like the API's bodies
 HOUR, DAY = 3600, 86_400
+RECENT_SHOWN = 50  # recent events listed on the tester page
 
 
 class LoginRequired(Exception):
@@ -453,9 +455,20 @@ EXAMPLE_EVENT = {
 
 @router.get("/tester")
 async def tester(
-    request: Request, session: SessionDep, services: ServicesDep, destination: str = ""
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    destination: str = "",
+    recent: int = 0,
 ) -> Response:
-    return _tester_page(request, session, services, destination, None, None)
+    raw = None
+    if recent:
+        sample = services.ingest.recent
+        picked = sample.find(recent) if sample else None
+        if picked is None:
+            raise NotFound(f"recent event {recent} is no longer kept")
+        raw = orjson.dumps(orjson.loads(picked.json), option=orjson.OPT_INDENT_2).decode()
+    return _tester_page(request, session, services, destination, raw, None)
 
 
 @router.post("/tester")
@@ -515,11 +528,13 @@ def _tester_page(
     trace: dict[str, Any] | None,
     **context: Any,
 ) -> Response:
+    sample = services.ingest.recent
     return _render(
         request,
         session,
         "tester.html",
         status=422 if context.get("error") else 200,
+        recent=sample.latest(RECENT_SHOWN) if sample else None,
         destination_ids=[c.id for c in services.ingest.destinations.configs()],
         selected=destination_id,
         event_text=raw
