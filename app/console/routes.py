@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from app.api.deps import ServicesDep
 from app.console.auth import CSRF_FIELD, Session, SessionKeys
 from app.console.words import REASON_WORDS, STATUS_WORDS, TWILIO_STATUS_WORDS, twilio_error_link
+from app.durations import format_duration
 from app.errors import InvalidInput, NotFound, ServiceError
 from app.pipeline.events import InvalidPayload, parse_events
 from app.pipeline.recipients import InvalidRecipient, normalize_phone
@@ -41,6 +42,9 @@ TEMPLATES.env.globals.update(
     csrf_field=CSRF_FIELD,
 )
 TEMPLATES.env.filters["utc"] = lambda epoch_s: iso_ms(int(epoch_s * 1000))[:19].replace("T", " ")
+
+
+TEMPLATES.env.filters["duration"] = format_duration
 FLASH_COOKIE = "smsdest_flash"
 MAX_FORM_BYTES = 256 * 1024  # a pasted event plus a little: bounded like the API's bodies
 HOUR, DAY = 3600, 86_400

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from app.durations import format_duration
 from app.store import keys, storage_errors
 from app.store.pipelining import CommandBatcher
 from app.store.records import (
@@ -96,8 +97,8 @@ class Check:
         if self.verdict == "throttled" and self.frees_at_ms is not None:
             since = iso_ms(self.frees_at_ms - window_ms)
             return (
-                f"one message per {_duration(window_ms)} per recipient: the window is held "
-                f"since {since} by delivery {self.held_by} and frees at "
+                f"one message per {format_duration(window_ms // 1000)} per recipient: "
+                f"the window is held since {since} by delivery {self.held_by} and frees at "
                 f"{iso_ms(self.frees_at_ms)}"
             )
         return None
@@ -113,15 +114,6 @@ class AdmissionPreview:
 
     check: Check
     duplicate_of: str | None
-
-
-def _duration(ms: int) -> str:
-    """A window in the unit it was most likely written in: `1h`, `90s`, `7d`."""
-    seconds = ms // 1000
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 @dataclass(frozen=True, slots=True)
