@@ -394,6 +394,16 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     _shot(small, "overview-phone")
     phone.close()
 
+    # --- Live: the log shows a new delivery without a reload ---------------------------------
+    page.goto(f"{base}/console/deliveries")
+    page.get_by_role("checkbox", name="Live").check()
+    order = posthog_webhook(
+        uuid="0190e4c6-0000-7000-8000-0000000000d1", event="order placed", properties={"order": 7}
+    )
+    new_id = service.post_events(order).json()["results"][0]["deliveries"][0]["delivery_id"]
+    page.locator(f'tr[data-id="{new_id}"]').wait_for(timeout=15_000)
+    assert page.get_by_role("checkbox", name="Live").is_checked()
+
     # --- logout ends the session ------------------------------------------------------------
     page.goto(f"{base}/console")
     page.get_by_role("button", name="Log out").click()
