@@ -85,3 +85,28 @@ def test_with_the_admin_api_open_the_console_needs_no_login_but_forms_still_need
         )
         assert added.status_code == 303
         assert "+14155550100" in client.get("/console/suppressions").text
+
+
+def test_the_log_pages_as_the_api_does(start_service: Any) -> None:
+    service: RunningService = start_service(SIGNUP_DESTINATION)
+    batch = [
+        posthog_webhook(
+            uuid=f"0190e4c6-0000-7000-8000-0000000001{i:02d}", phone=f"+141555501{i:02d}"
+        )
+        for i in range(55)
+    ]
+    assert service.post_events(batch).status_code == 202
+    with service.admin() as admin:
+        first = admin.get("/v1/deliveries", params={"limit": 50}).json()
+        second = admin.get(
+            "/v1/deliveries", params={"limit": 50, "cursor": first["next_cursor"]}
+        ).json()
+    rows = re.compile(r'<tr data-id="(dl_[0-9a-f]+)"')
+    with _logged_in(service) as client:
+        page = client.get("/console/deliveries").text
+        assert rows.findall(page) == [d["id"] for d in first["items"]]
+        older = re.search(r'href="/console/deliveries\?([^"]+)" rel="next"', page)
+        assert older
+        page = client.get("/console/deliveries?" + older.group(1).replace("&amp;", "&")).text
+        assert rows.findall(page) == [d["id"] for d in second["items"]]
+        assert len(second["items"]) == 5 and 'rel="next"' not in page
