@@ -57,6 +57,9 @@ def test_bad_input_is_a_page_saying_what_is_wrong(start_service: Any) -> None:
         assert answer.status_code == 404 and "no delivery with id" in answer.text
         answer = client.get("/console/destinations/nope")
         assert answer.status_code == 404
+        answer = client.get("/console/suppressions", params={"cursor": "abc"})
+        assert answer.status_code == 422 and "text/html" in answer.headers["content-type"]
+        assert "cursor: " in answer.text
         csrf = CSRF.search(client.get("/console/tester").text).group(1)  # type: ignore[union-attr]
         answer = client.post(
             "/console/tester",

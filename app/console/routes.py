@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -84,6 +85,11 @@ class ConsoleRoute(APIRoute):
                 )
             except ServiceError as exc:
                 return _error_page(request, exc.status_code, _words(exc.detail))
+            except RequestValidationError as exc:
+                problems = [
+                    {"field": str(e["loc"][-1]), "problem": str(e["msg"])} for e in exc.errors()
+                ]
+                return _error_page(request, 422, _words(problems))
             except TwilioApiError as exc:
                 return _error_page(request, 502, f"Twilio answered {exc.http_status}: {exc}")
             except TwilioTransportError as exc:
@@ -118,11 +124,13 @@ SessionDep = Annotated[Session, Depends(_session)]
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """The urlencoded form (first value of each field), bounded in size."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise InvalidInput([{"field": "form", "problem": f"over {MAX_FORM_BYTES} bytes"}])
-    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    """The urlencoded form (first value of each field), read no further than its bound."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise InvalidInput([{"field": "form", "problem": f"over {MAX_FORM_BYTES} bytes"}])
+    parsed = parse_qs(bytes(body).decode("utf-8", "replace"), keep_blank_values=True)
     return {key: values[0] for key, values in parsed.items()}
 
 
