@@ -22,6 +22,8 @@ from app.api import (
 )
 from app.api.error_handlers import install_error_handlers
 from app.api.ingest import IngestFastPath
+from app.api.limits import BodyLimit
+from app.api.openapi import install_contract
 from app.console import install_console
 from app.destinations import DestinationSet, load_destinations
 from app.pipeline.render import TemplateRenderer
@@ -77,5 +79,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         app.include_router(router)
     install_console(app, settings)
     install_error_handlers(app)
-    app.add_middleware(IngestFastPath)
+    install_contract(app)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(IngestFastPath)  # outermost: the hot path reads its own body
     return app

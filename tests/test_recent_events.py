@@ -7,13 +7,13 @@ from typing import Any
 
 import orjson
 
-from app.pipeline.events import parse_events
+from app.pipeline.events import parse_event
 from app.services.recent import RecentEvents
 from tests.conftest import SIGNUP_DESTINATION, RunningService, posthog_webhook
 
 
 def _event(uuid: str, **extra: Any) -> Any:
-    [event] = parse_events(posthog_webhook(uuid=uuid, **extra), max_batch=1)
+    event = parse_event(posthog_webhook(uuid=uuid, **extra))
     return event
 
 

@@ -181,6 +181,9 @@ def test_deliveries_listing_filters_and_pages(start_service: Start) -> None:
         # Both destinations (trial listens to every event) sent to that number.
         assert [i["recipient"] for i in by_phone["items"]] == ["+14155552673"] * 2
         assert admin.get("/v1/deliveries", params={"recipient": "nope"}).status_code == 422
-        assert admin.get("/v1/deliveries/dl_missing").status_code == 404
+        assert admin.get("/v1/deliveries/dl_" + "0" * 28).status_code == 404
+        malformed = admin.get("/v1/deliveries/dl_missing")
+        assert malformed.status_code == 422
+        assert malformed.json()["detail"][0]["field"] == "path.delivery_id"
     with httpx.Client(base_url=service.base_url) as anonymous:
         assert anonymous.get("/v1/deliveries").status_code == 401

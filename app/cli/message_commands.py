@@ -13,6 +13,7 @@ from app.cli.plumbing import (
     CliError,
     add_operation,
     day,
+    e164,
     emit,
     int_range,
     note,
@@ -156,8 +157,8 @@ def add_message_commands(commands: Subcommands) -> None:
         description="List the account's messages, newest first, as JSON Lines. Without --all: "
         'one page, then {"next_cursor": …} on stderr (pass it back with --cursor).',
     )
-    listing.add_argument("--to", metavar="NUMBER")
-    listing.add_argument("--from", dest="from_number", metavar="NUMBER")
+    listing.add_argument("--to", type=e164, metavar="NUMBER")
+    listing.add_argument("--from", dest="from_number", type=e164, metavar="NUMBER")
     listing.add_argument("--date-sent", type=day, metavar="YYYY-MM-DD")
     listing.add_argument("--date-sent-before", type=day, metavar="YYYY-MM-DD")
     listing.add_argument("--date-sent-after", type=day, metavar="YYYY-MM-DD")

@@ -188,6 +188,16 @@ def add_operation(
     return parser
 
 
+def e164(text: str) -> str:
+    """A phone number normalized to ASCII E.164, as every edge of the service does."""
+    from app.pipeline.recipients import InvalidRecipient, normalize_phone
+
+    try:
+        return normalize_phone(text, None)
+    except InvalidRecipient as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:

@@ -22,7 +22,7 @@ from app.console.auth import CSRF_FIELD, Session, SessionKeys
 from app.console.words import REASON_WORDS, STATUS_WORDS, TWILIO_STATUS_WORDS, twilio_error_link
 from app.durations import format_duration
 from app.errors import InvalidInput, NotFound, ServiceError
-from app.pipeline.events import InvalidPayload, parse_events
+from app.pipeline.events import InvalidPayload, parse_event
 from app.pipeline.recipients import InvalidRecipient, normalize_phone
 from app.services import Services
 from app.services.messages import MessageListQuery
@@ -491,10 +491,7 @@ async def run_tester(request: Request, session: SessionDep, services: ServicesDe
     if found is None:
         raise InvalidInput([{"field": "destination", "problem": "pick a destination"}])
     try:
-        payload = orjson.loads(raw)
-        if not isinstance(payload, dict):
-            raise InvalidInput([{"field": "event", "problem": "must be one JSON object"}])
-        [event] = parse_events(payload, max_batch=1)
+        event = parse_event(orjson.loads(raw))
     except orjson.JSONDecodeError as exc:
         return _tester_page(
             request,

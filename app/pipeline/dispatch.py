@@ -15,7 +15,8 @@ from app.twilio.models import OutboundMessage
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, capped; Twilio's Retry-After wins when it gives one."""
+    """Exponential backoff with jitter, capped; Twilio's Retry-After wins when it gives one,
+    up to the same cap (a record waiting longer than its work allows could expire)."""
 
     max_attempts: int
     base_delay: float
@@ -24,7 +25,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         if retry_after is not None:
-            return max(0.0, retry_after)
+            return min(self.max_delay, max(0.0, retry_after))
         ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         # "Equal jitter": at least half the backoff, so retries never bunch up near zero.
         return ceiling / 2 + random.uniform(0, ceiling / 2)

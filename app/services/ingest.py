@@ -6,6 +6,7 @@ nothing consumed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,12 +15,15 @@ from typing import Any
 from app.destinations import Destination, DestinationSet
 from app.errors import Conflict
 from app.pipeline.events import Event
-from app.pipeline.plan import Evaluation, evaluate
+from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
 from app.services.recent import RecentEvents
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import Mode, NewDelivery
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioApiError, TwilioError
+
+# Evaluating a batch yields the event loop at least this often.
+_MAX_TURN_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +32,11 @@ class EventOutcome:
 
     event: Event
     deliveries: list[Admission] = field(default_factory=list)
+    # With no delivery: why each destination listening to the event's name did not match.
+    unmatched: list[Unmatched] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "event_uuid": self.event.uuid,
             "event": self.event.name,
             "deliveries": [
@@ -43,6 +49,16 @@ class EventOutcome:
                 for a in self.deliveries
             ],
         }
+        if not self.deliveries:
+            answer["detail"] = (
+                "no destination matched"
+                if self.unmatched
+                else f"no destination listens to event {self.event.name!r}"
+            )
+            answer["unmatched"] = [
+                {"destination": u.destination_id, "because": u.because} for u in self.unmatched
+            ]
+        return answer
 
 
 class IngestService:
@@ -85,7 +101,13 @@ class IngestService:
             self._recent.add(events)
         planned: list[tuple[int, NewDelivery]] = []
         now = datetime.now(UTC)
+        turn_started = time.monotonic()
         for index, event in enumerate(events):
+            if time.monotonic() - turn_started > _MAX_TURN_SECONDS:
+                # Rendering is bounded per template, not per batch: let /healthz and the
+                # other requests in between.
+                await asyncio.sleep(0)
+                turn_started = time.monotonic()
             candidates = self._destinations.candidates(event)
             if not candidates:
                 continue
@@ -100,6 +122,10 @@ class IngestService:
         outcomes = [EventOutcome(event) for event in events]
         for (index, _), admission in zip(planned, admissions, strict=True):
             outcomes[index].deliveries.append(admission)
+        for outcome in outcomes:
+            if not outcome.deliveries:  # only these pay for the explanation
+                listening = self._destinations.listening(outcome.event.name)
+                outcome.unmatched.extend(explain_unmatched(listening, outcome.event))
         return outcomes
 
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:

@@ -12,29 +12,32 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from app.bodies import StrictBody
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
+from app.pipeline.recipients import E164Number
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
-from app.twilio.errors import MESSAGE_NOT_COMPLETE_ERROR_CODE, TwilioApiError
-from app.twilio.models import E164Number, MessagingServiceSid, TwilioMessage
+from app.twilio.errors import (
+    MESSAGE_NOT_CANCELABLE_ERROR_CODE,
+    MESSAGE_NOT_COMPLETE_ERROR_CODE,
+    TwilioApiError,
+)
+from app.twilio.models import MessagingServiceSid, TwilioMessage
 
 API_DESTINATION = "$api"
 MAX_MEDIA = 10
 
-_URL = re.compile(r"^https?://\S+$")
-_MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+_URL = re.compile(r"https?://\S+")  # fullmatch: `$` would allow a trailing newline
+_MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
 
 
-class MessageCreate(BaseModel):
+class MessageCreate(StrictBody):
     """`POST /v1/messages` and `smsdest messages send`: checked before anything is queued."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     to: E164Number
     body: str | None = None
@@ -44,17 +47,6 @@ class MessageCreate(BaseModel):
     status_callback: str | None = None
     validity_period: int | None = Field(default=None, ge=1, le=36_000)
     send_at: datetime | None = None
-
-    @field_validator("to")
-    @classmethod
-    def _valid_number(cls, value: str) -> str:
-        try:
-            valid = phonenumbers.is_valid_number(phonenumbers.parse(value, None))
-        except phonenumbers.NumberParseException:
-            valid = False
-        if not valid:
-            raise ValueError(f"{value} is not a valid phone number")
-        return value
 
     @field_validator("body")
     @classmethod
@@ -69,14 +61,14 @@ class MessageCreate(BaseModel):
     @classmethod
     def _media(cls, value: list[str]) -> list[str]:
         for url in value:
-            if not _URL.match(url):
+            if not _URL.fullmatch(url):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return value
 
     @field_validator("status_callback")
     @classmethod
     def _callback(cls, value: str | None) -> str | None:
-        if value is not None and not _URL.match(value):
+        if value is not None and not _URL.fullmatch(value):
             raise ValueError("must be an http(s) URL")
         return value
 
@@ -202,10 +194,21 @@ class MessageService:
             if sid is None:
                 canceled, status = await self._log().cancel_scheduled(reference)
                 if not canceled:
-                    raise Conflict(f"delivery {reference} is {status}: only scheduled ones cancel")
+                    raise Conflict(
+                        f"delivery {reference} is {status}: only scheduled messages cancel"
+                    )
                 return {"delivery_id": reference, "status": "canceled"}
             reference = sid
-        message = await self._twilio.cancel_message(_sid(reference))
+        try:
+            message = await self._twilio.cancel_message(_sid(reference))
+        except TwilioApiError as exc:
+            if exc.code == MESSAGE_NOT_CANCELABLE_ERROR_CODE:
+                # The same conflict as for a message we hold, so the same answer.
+                raise Conflict(
+                    f"message {reference} is no longer scheduled at Twilio (error 30409): "
+                    "only scheduled messages cancel"
+                ) from None
+            raise
         await self._record_twilio_status(message)
         return {"sid": message.sid, "status": message.status}
 
@@ -238,6 +241,6 @@ class MessageService:
 
 
 def _sid(value: str) -> str:
-    if not _MESSAGE_SID.match(value):
+    if not _MESSAGE_SID.fullmatch(value):  # match's `$` allows a trailing newline
         raise InvalidInput([{"field": "sid", "problem": "must be SM… or MM… followed by 32 hex"}])
     return value

@@ -18,7 +18,7 @@ from app.services.ingest import EventOutcome, IngestService
 from app.store import StorageError
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.deliveries import DeliveryLog
-from app.twilio.errors import OPTED_OUT_ERROR_CODE
+from app.twilio.error_catalog import ErrorAction, action_for
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class TwilioWebhooks:
         error_code = _int_or_none(form.get("ErrorCode"))
         delivery_id = await self._deliveries.delivery_id_for_sid(sid) if sid else None
         change = None
-        if delivery_id and error_code == OPTED_OUT_ERROR_CODE and form.get("To"):
+        if delivery_id and action_for(error_code) is ErrorAction.OPT_OUT and form.get("To"):
             change = SuppressionChange(self._number(form["To"]), "add", "twilio_21610")
         webhook = Webhook("status", sid, status, idempotency_token)
         if not await self._callbacks.apply_once(webhook, change):
@@ -115,7 +115,7 @@ class TwilioWebhooks:
                 "delivery_id": delivery_id,
                 "destination": record.destination,
                 "to": record.recipient,
-                "from": form.get("From"),
+                "from": self._number(form.get("From", "")) or None,
                 "source_event": record.event_name,
             },
             timestamp=None,
@@ -168,7 +168,7 @@ class TwilioWebhooks:
             properties={
                 "message_sid": sid,
                 "from": sender,
-                "to": form.get("To"),
+                "to": self._number(form.get("To", "")) or None,
                 "body": form.get("Body", ""),
                 "opt_out_type": opt_out_type or None,
                 "outcome": outcome,
@@ -187,6 +187,8 @@ class TwilioWebhooks:
             await self._callbacks.forget(webhook)
 
     def _number(self, raw: str) -> str:
+        """`raw` in E.164; a sender that is no phone number (a short code, an alphanumeric
+        sender id) as written, trimmed."""
         try:
             return normalize_phone(raw, self._default_region)
         except InvalidRecipient:

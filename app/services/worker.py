@@ -26,12 +26,8 @@ from app.store.queue import QueuedSend, SendQueue
 from app.store.records import DeliveryRecord, DeliveryStatus, SendOutcome
 from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
-from app.twilio.errors import (
-    OPTED_OUT_ERROR_CODE,
-    TwilioApiError,
-    TwilioError,
-    TwilioTransportError,
-)
+from app.twilio.error_catalog import ErrorAction, action_for
+from app.twilio.errors import TwilioApiError, TwilioError, TwilioTransportError
 from app.twilio.models import OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -197,7 +193,7 @@ class SendWorker:
             log.info("delivery %s: %s", record.id, detail)
         else:
             # Twilio knows this number sent STOP: never try it again.
-            opted_out = getattr(outcome.error, "code", None) == OPTED_OUT_ERROR_CODE
+            opted_out = action_for(getattr(outcome.error, "code", None)) is ErrorAction.OPT_OUT
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,

@@ -13,11 +13,42 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["StorageError", "StorageUnavailable", "storage_errors", "translate"]
+__all__ = [
+    "StorageError",
+    "StorageUnavailable",
+    "storage_errors",
+    "translate",
+    "unavailable_reason",
+]
+
+# Redis refusing for now, not for good: whoever asked may retry later (HTTP 503 with
+# Retry-After), and nothing was acknowledged. Checked in order; the first match says why.
+_UNAVAILABLE: tuple[tuple[type[RedisError], str], ...] = (
+    (BusyLoadingError, "Redis is loading its data"),  # LOADING (before ConnectionError)
+    (RedisConnectionError, "Redis cannot be reached"),
+    (RedisTimeoutError, "Redis did not answer in time"),
+    (ReadOnlyError, "Redis is read-only (a replica, or a master demoted by a failover)"),
+    (OutOfMemoryError, "Redis is out of memory (maxmemory reached)"),
+    (ClusterDownError, "Redis has lost its master"),  # MASTERDOWN, CLUSTERDOWN
+    (TryAgainError, "Redis asks to try again"),
+)
+# Refusals redis-py has no class for: the reply's first word.
+_UNAVAILABLE_CODES = {
+    "MISCONF": "Redis refuses writes: it cannot persist to disk",
+    "NOREPLICAS": "Redis refuses writes: too few replicas (min-replicas-to-write)",
+}
 
 
 class StorageError(Exception):
@@ -25,13 +56,26 @@ class StorageError(Exception):
 
 
 class StorageUnavailable(StorageError):
-    """Redis could not be reached, or did not answer in time."""
+    """Redis refuses for now: unreachable, too slow, loading, read-only, out of memory…
+    A retry later may succeed (`unavailable_reason` says why)."""
+
+
+def unavailable_reason(exc: RedisError) -> str | None:
+    """Why Redis refused for now (a retry later may succeed), or None for any other error
+    (a bug, a script error: retrying would not help)."""
+    for kind, reason in _UNAVAILABLE:
+        if isinstance(exc, kind):
+            return reason
+    if type(exc) is ResponseError:
+        return _UNAVAILABLE_CODES.get(str(exc).split(" ", 1)[0])
+    return None
 
 
 def translate(exc: RedisError) -> StorageError:
     """The storage error for a redis-py error (its message kept)."""
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        return StorageUnavailable(str(exc) or type(exc).__name__)
+    reason = unavailable_reason(exc)
+    if reason is not None:
+        return StorageUnavailable(f"{reason}: {exc}")
     return StorageError(str(exc) or type(exc).__name__)
 
 

@@ -7,6 +7,8 @@ PREFIX = "smsdest:"
 SEND_STREAM = PREFIX + "sends"
 SEND_GROUP = "smsdest-workers"
 DELAYED_SENDS = PREFIX + "sends:delayed"  # zset: delivery id → due time (ms)
+# Written (with a short expiry) by every readiness check: can this Redis take a write now?
+READY_PROBE = PREFIX + "ready-probe"
 
 DELIVERY_INDEX = PREFIX + "deliveries"  # zset of every delivery id, ordered by id
 # Secondary indexes share the main index's shape: <prefix><value>.

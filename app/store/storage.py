@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from app.store import StorageUnavailable, storage_errors
+from app.store import storage_errors
 from app.store.callbacks import CallbackLog
-from app.store.connection import EmbeddedRedis, connect
+from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
 from app.store.reconcile_state import ReconcileState
@@ -34,12 +34,10 @@ class Store:
         """The send stream, read as `consumer` (one per worker)."""
         return SendQueue(self._redis, consumer)
 
-    async def ping(self) -> None:
-        """Raise `StorageError` unless Redis answers."""
-        try:
-            await self._redis.ping()
-        except OSError as exc:  # a socket error redis-py did not wrap
-            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    async def problems(self) -> list[str]:
+        """What makes this Redis unfit to take the service's writes right now, each saying
+        what to change; empty when it is fit. Never raises (see `check_server`)."""
+        return [problem.text for problem in await check_server(self._redis)]
 
 
 @contextlib.asynccontextmanager
@@ -49,6 +47,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     embedded = EmbeddedRedis.start(settings.data_dir) if settings.redis_url is None else None
     redis = connect(embedded.url if embedded else str(settings.redis_url))
     try:
+        await refuse_unfit(redis)  # Cluster, evicting, a replica: say what to change, stop
         yield Store(redis, settings.dedupe_ttl, settings.delivery_retention)
     finally:
         await redis.aclose()
