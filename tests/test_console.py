@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.twilio.error_catalog import describe
 from tests.conftest import ADMIN_TOKEN, REPO, RunningService, posthog_webhook
 from tests.fake_twilio import FakeTwilio
 
@@ -225,6 +226,7 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     assert page.get_by_test_id("encoding").inner_text() == failed["encoding"]
     assert page.get_by_test_id("segments").inner_text() == str(failed["segments"])
     assert page.get_by_test_id("error").inner_text().startswith("21211: The 'To' number")
+    assert page.get_by_test_id("error-words").inner_text() == describe(21211)
     assert page.locator('[data-testid="timeline"] li').count() == len(failed["history"])
     _shot(page, "delivery")
     mocked = service.delivery(seeded["mocked"])

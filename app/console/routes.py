@@ -19,7 +19,13 @@ from fastapi.templating import Jinja2Templates
 
 from app.api.deps import ServicesDep
 from app.console.auth import CSRF_FIELD, Session, SessionKeys
-from app.console.words import REASON_WORDS, STATUS_WORDS, TWILIO_STATUS_WORDS, twilio_error_link
+from app.console.words import (
+    REASON_WORDS,
+    STATUS_WORDS,
+    TWILIO_STATUS_WORDS,
+    twilio_error_link,
+    twilio_error_words,
+)
 from app.durations import format_duration
 from app.errors import InvalidInput, NotFound, ServiceError
 from app.pipeline.events import InvalidPayload, parse_event
@@ -40,6 +46,7 @@ TEMPLATES.env.globals.update(
     reason_words=REASON_WORDS,
     twilio_status_words=TWILIO_STATUS_WORDS,
     twilio_error_link=twilio_error_link,
+    twilio_error_words=twilio_error_words,
     csrf_field=CSRF_FIELD,
 )
 TEMPLATES.env.filters["utc"] = lambda epoch_s: iso_ms(int(epoch_s * 1000))[:19].replace("T", " ")

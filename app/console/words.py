@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from app.store.records import DeliveryStatus
+from app.twilio.error_catalog import describe as twilio_error_words
+
+__all__ = [
+    "REASON_WORDS",
+    "STATUS_WORDS",
+    "TWILIO_STATUS_WORDS",
+    "twilio_error_link",
+    "twilio_error_words",
+]
 
 STATUS_WORDS: dict[DeliveryStatus, str] = {
     "queued": "admitted and waiting for a worker",
