@@ -154,12 +154,19 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     seeded = _seed(service, fake_twilio)
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
+    # Anything the browser refuses (a script or style the CSP blocks, a failed load) fails.
+    browser_errors: list[str] = []
+    page.on("console", lambda m: browser_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: browser_errors.append(str(e)))
 
     # --- every page refuses without a session: a redirect to the login form ---------------
     for path in [*PAGES, f"/console/deliveries/{seeded['failed']}"]:
         page.goto(base + path)
         assert re.search(r"/console/login\?next=", page.url), (path, page.url)
     with httpx.Client(base_url=base) as anonymous:
+        login = anonymous.get("/console/login")
+        assert "script-src 'self'" in login.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
         for path in PAGES:
             answer = anonymous.get(path)
             assert answer.status_code == 303 and answer.headers["location"].startswith(
@@ -405,6 +412,11 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     new_id = service.post_events(order).json()["results"][0]["deliveries"][0]["delivery_id"]
     page.locator(f'tr[data-id="{new_id}"]').wait_for(timeout=15_000)
     assert page.get_by_role("checkbox", name="Live").is_checked()
+
+    # The login form's wrong token (401), the refused forms (403) and the bad number (422)
+    # are the only failed loads the browser saw.
+    unexpected = [e for e in browser_errors if not re.search(r"status of (401|403|422)", e)]
+    assert unexpected == []
 
     # --- logout ends the session ------------------------------------------------------------
     page.goto(f"{base}/console")
