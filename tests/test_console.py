@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -276,7 +277,12 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
         == 1
     )
     assert page.locator('[data-reason="opted_out"]').first.inner_text() == "opted_out 1"
-    assert page.get_by_test_id("queue-depth").inner_text() == "0"
+    # The worker acknowledges an entry just after recording its outcome: allow it a moment.
+    deadline = time.monotonic() + 10
+    while page.get_by_test_id("queue-depth").inner_text() != "0":
+        assert time.monotonic() < deadline, "the queue never drained"
+        page.reload()
+    assert page.get_by_test_id("oldest-pending").inner_text() == "none"
     _shot(page, "overview")
 
     # --- destinations: what the API lists, with counts -------------------------------------
