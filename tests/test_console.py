@@ -381,6 +381,30 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
         assert "CSRF" in answer.text()
     with service.admin() as admin:
         assert admin.get("/v1/suppressions/+14155550188").status_code == 404
+    # Every other form too, each with what it would otherwise act on.
+    requests_before = len(fake_twilio.requests)
+    forms = {
+        f"/console/deliveries/{seeded['failed']}/resend": {},
+        f"/console/deliveries/{seeded['held']}/cancel": {},
+        "/console/tester": {
+            "destination": "welcome",
+            "event": json.dumps(event),
+            "action": "send",
+            "confirm": "yes",
+        },
+        "/console/suppressions/remove": {"number": "+14155550199"},
+        f"/console/messages/{seeded['scheduled_sid']}/cancel": {},
+        "/console/logout": {},
+        "/console/login": {"token": ADMIN_TOKEN},
+    }
+    for path, data in forms.items():
+        answer = page.request.post(base + path, form=data, max_redirects=0)
+        assert answer.status == 403, path
+    assert len(fake_twilio.requests) == requests_before
+    with service.admin() as admin:
+        assert admin.get("/v1/suppressions/+14155550199").status_code == 200
+    page.goto(f"{base}/console")  # still logged in: the refused logout did nothing
+    assert page.url == f"{base}/console"
 
     # --- keyboard and screen readers: a skip link first; every control has a name ---------
     for path in PAGES:
