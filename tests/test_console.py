@@ -318,6 +318,22 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     assert page.get_by_test_id("trace-recipient").inner_text() == expected["recipient"]
     assert page.get_by_test_id("trace-segments").inner_text() == str(expected["segments"])
     _shot(page, "tester")
+    # Which filter failed, and an opted-out recipient, as the API's trace says them.
+    for variant in (
+        posthog_webhook(uuid="0190e4c6-0000-7000-8000-0000000000b2", properties={"plan": "free"}),
+        posthog_webhook(uuid="0190e4c6-0000-7000-8000-0000000000b3", phone="+14155550199"),
+    ):
+        with service.admin() as admin:
+            want = admin.post("/v1/destinations/welcome/test", json={"event": variant}).json()
+        page.get_by_role("textbox", name="Event").fill(json.dumps(variant))
+        page.get_by_role("button", name="Trace").click()
+        assert page.get_by_test_id("decision").inner_text() == want["decision"]
+        matched = page.get_by_test_id("matched").inner_text()
+        assert matched == ("yes" if want["matched"] else f"no: {want['unmatched_because']}")
+        if want["detail"]:
+            assert page.get_by_test_id("trace-detail").inner_text() == want["detail"]
+    assert want["decision"] == "opted_out"
+
     # A recent event the service received loads into the form, and traces as the API does.
     row = page.locator('[data-testid="recent"] tr', has_text="0190e4c6-0000-7000-8000-0000000000a2")
     row.get_by_role("link").click()
