@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, ge=1)
     public_base_url: str | None = None
     log_level: str = "INFO"
+    # Raw events kept in memory for the console's tester (personal data: 0 keeps none).
+    recent_events: int = Field(default=1000, ge=0, le=100_000)
 
     # --- storage ------------------------------------------------------------------------
     # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`.

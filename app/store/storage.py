@@ -14,6 +14,7 @@ from app.store.connection import EmbeddedRedis, check_server, connect, refuse_un
 from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
 from app.store.reconcile_state import ReconcileState
+from app.store.stats import DeliveryStats
 from app.store.suppressions import SuppressionList
 
 
@@ -33,6 +34,7 @@ class Store:
         self.suppressions = SuppressionList(redis)
         self.callbacks = CallbackLog(redis, retention_s)
         self.reconcile = ReconcileState(redis)
+        self.stats = DeliveryStats(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""
