@@ -15,6 +15,7 @@ from app.api import (
     health,
     ingest,
     messages,
+    metrics,
     twilio_webhooks,
 )
 from app.api import (
@@ -23,6 +24,7 @@ from app.api import (
 from app.api.error_handlers import install_error_handlers
 from app.api.ingest import IngestFastPath
 from app.destinations import DestinationSet, load_destinations
+from app.logs import RequestIdMiddleware
 from app.pipeline.render import TemplateRenderer
 from app.services import build_http_client, build_services
 from app.settings import Settings
@@ -72,8 +74,10 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         suppressions_api.router,
         twilio_webhooks.router,
         health.router,
+        metrics.router,
     ):
         app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(IngestFastPath)
+    app.add_middleware(RequestIdMiddleware)  # outermost: ingest's fast path lines carry it too
     return app

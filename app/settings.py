@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, ge=1)
     public_base_url: str | None = None
     log_level: str = "INFO"
+    # json | text; unset: text at a terminal, JSON everywhere else (app/logs.py).
+    log_format: Literal["json", "text"] | None = None
+    # Unset: GET /metrics is open (scrapers usually sit on a private network).
+    metrics_token: SecretStr | None = None
 
     # --- storage ------------------------------------------------------------------------
     # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`.

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from app.cli.plumbing import (
     CliError,
-    configure_logging,
     load_settings,
     open_services,
     run_event_loop,
 )
+from app.logs import configure_logging
 from app.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def serve(args: argparse.Namespace) -> None:
     from app.main import create_app
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, run_worker=not args.no_worker)
     uvicorn.run(
         app,
@@ -38,6 +38,7 @@ def serve(args: argparse.Namespace) -> None:
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        log_config=None,  # uvicorn's lines go through our handler and format (app/logs.py)
     )
 
 
@@ -45,7 +46,7 @@ def worker(_: argparse.Namespace) -> None:
     from app.main import load_configured_destinations
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.redis_url is None:
         raise SettingsError("smsdest worker needs SMS_REDIS_URL (the embedded Redis is serve's)")
     load_configured_destinations(settings)  # same config checks as serve

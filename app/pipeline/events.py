@@ -36,6 +36,11 @@ class InvalidPayload(Exception):
         self.problems = problems
 
 
+# Which accepted shape an event arrived in (a metrics label); "internal" for the events the
+# service makes itself ($sms_status, $sms_inbound).
+EventShape = Literal["posthog_webhook", "posthog_event", "segment_track", "internal"]
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
     id: str | None = None
@@ -61,6 +66,7 @@ class Event:
     source: dict[str, Any] | None = None
     # What makes two POSTs "the same event": the sender's id, else a hash of the payload.
     identity: str = ""
+    shape: EventShape = "internal"
 
     def template_context(self) -> dict[str, Any]:
         """The variables templates (`to`, `body`) see: PostHog's webhook names."""
@@ -171,6 +177,7 @@ def _from_posthog_webhook(item: dict[str, Any]) -> Event:
         project=wire.project,
         source=wire.source,
         identity=ev.uuid or _payload_hash(item),
+        shape="posthog_webhook",
     )
 
 
@@ -199,6 +206,7 @@ def _from_posthog_raw(item: dict[str, Any]) -> Event:
         groups=groups,
         url=None,
         identity=wire.uuid or _payload_hash(item),
+        shape="posthog_event",
     )
 
 
@@ -214,6 +222,7 @@ def _from_segment_track(item: dict[str, Any]) -> Event:
         timestamp=wire.timestamp,
         person=Person(id=distinct_id, properties=traits if isinstance(traits, dict) else {}),
         identity=wire.messageId or _payload_hash(item),
+        shape="segment_track",
     )
 
 

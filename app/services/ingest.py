@@ -6,6 +6,7 @@ nothing consumed.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,12 +14,16 @@ from typing import Any
 
 from app.destinations import Destination, DestinationSet
 from app.errors import Conflict
+from app.metrics import Metrics
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, evaluate
+from app.pipeline.recipients import mask_phone
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import Mode, NewDelivery
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioApiError, TwilioError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,7 @@ class IngestService:
         default_region: str,
         global_test_mode: bool,
         horizon: timedelta,
+        metrics: Metrics,
     ) -> None:
         self._destinations = destinations
         self._deliveries = deliveries
@@ -62,6 +68,7 @@ class IngestService:
         self._default_region = default_region
         self._global_test_mode = global_test_mode
         self._horizon = horizon
+        self._metrics = metrics
 
     @property
     def destinations(self) -> DestinationSet:
@@ -75,7 +82,9 @@ class IngestService:
         """Evaluate every event against its destinations; admit all in one round trip."""
         planned: list[tuple[int, NewDelivery]] = []
         now = datetime.now(UTC)
+        metrics = self._metrics
         for index, event in enumerate(events):
+            metrics.event_received(event.shape)
             candidates = self._destinations.candidates(event)
             if not candidates:
                 continue
@@ -88,8 +97,12 @@ class IngestService:
                     planned.append((index, self._new_delivery(event, evaluation)))
         admissions = await self._deliveries.admit([new for _, new in planned])
         outcomes = [EventOutcome(event) for event in events]
-        for (index, _), admission in zip(planned, admissions, strict=True):
+        logging_decisions = log.isEnabledFor(logging.INFO)
+        for (index, new), admission in zip(planned, admissions, strict=True):
             outcomes[index].deliveries.append(admission)
+            metrics.decided(admission.destination_id, admission.decision)
+            if logging_decisions:
+                _log_decision(new, admission)
         return outcomes
 
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
@@ -210,3 +223,19 @@ class IngestService:
         except TwilioError as err:
             return {"code": None, "message": str(err)}
         return {"sid": created.sid, "status": created.status}
+
+
+def _log_decision(new: NewDelivery, admission: Admission) -> None:
+    """One line per decision (the request id comes from the request's context)."""
+    log.info(
+        "decision %s",
+        admission.decision,
+        extra={
+            "delivery_id": admission.delivery_id,
+            "destination": admission.destination_id,
+            "decision": admission.decision,
+            "event_uuid": new.event_uuid,
+            "recipient": mask_phone(new.recipient) if new.recipient else None,
+            "detail": admission.detail,
+        },
+    )

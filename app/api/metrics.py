@@ -1,0 +1,29 @@
+"""GET /metrics: Prometheus' text format, behind SMS_METRICS_TOKEN when it is set."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from app.api.deps import ServicesDep, check_bearer
+from app.metrics import CONTENT_TYPE
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"},
+        401: {"description": "SMS_METRICS_TOKEN is set and the request does not carry it"},
+        503: {"description": "Redis did not answer (the queue gauges need it)"},
+    },
+)
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    """Counters and histograms of this process (of every process with
+    PROMETHEUS_MULTIPROC_DIR), then the queue's gauges, read from Redis now."""
+    token = services.settings.metrics_token
+    if token is not None:
+        check_bearer(request, token.get_secret_value(), "SMS_METRICS_TOKEN")
+    queue = await services.store.queue_stats.snapshot() if services.store else None
+    return Response(services.metrics.exposition(queue), media_type=CONTENT_TYPE)
