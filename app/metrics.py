@@ -26,6 +26,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -62,6 +63,11 @@ _LATENCY_BUCKETS = (
     60.0,
     300.0,
 )
+
+
+# No `*_created` series beside every counter and histogram: Prometheus does not use them
+# from the text format, and they double the series count.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def multiprocess_dir() -> str | None:

@@ -220,6 +220,7 @@ def test_whole_flow_at_debug_logs_no_secret(
     assert first_decision["recipient"] == "+1415•••2671"
     assert any(e["decision"] == "duplicate" and e["request_id"] == generated for e in decisions)
     assert any(e["decision"] == "opted_out" for e in decisions)
+    assert any(e["destination"] == "$api" and e["request_id"] for e in decisions)
 
     attempts = [e for e in entries if e["message"].startswith("send attempt ")]
     by_delivery = {(e["delivery_id"], e["attempt"], e["status"]) for e in attempts}

@@ -4,6 +4,8 @@ queue gauges equal what Redis holds, the token, and several processes on one hos
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -255,3 +257,24 @@ def _wait_ready(base_url: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("the service did not start")
         time.sleep(0.05)
+
+
+def test_grafana_dashboard_uses_the_served_metric_names(start_service: Start) -> None:
+    service = start_service(DESTINATIONS)
+    text = httpx.get(f"{service.base_url}/metrics").text
+    served = {
+        re.sub(r"_total$", "", line.split()[2])
+        for line in text.splitlines()
+        if line.startswith("# TYPE ")
+    }
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "smsdest.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    used = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for expr in exprs
+        for name in re.findall(r"smsdest_[a-z_]+", expr)
+    }
+    assert len(exprs) >= 15 and len(used) >= 10
+    assert used - served == set()
+    # And every metric served is on the dashboard.
+    assert {name for name in served if name.startswith("smsdest_")} - used == set()

@@ -152,6 +152,7 @@ def build_services(
         twilio,
         settings.global_test_mode,
         settings.delivery_retention,
+        metrics,
     )
     if store is None:
         return Services(settings, twilio, messages, metrics)

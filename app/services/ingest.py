@@ -97,12 +97,10 @@ class IngestService:
                     planned.append((index, self._new_delivery(event, evaluation)))
         admissions = await self._deliveries.admit([new for _, new in planned])
         outcomes = [EventOutcome(event) for event in events]
-        logging_decisions = log.isEnabledFor(logging.INFO)
         for (index, new), admission in zip(planned, admissions, strict=True):
             outcomes[index].deliveries.append(admission)
             metrics.decided(admission.destination_id, admission.decision)
-            if logging_decisions:
-                _log_decision(new, admission)
+            log_decision(new, admission)
         return outcomes
 
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
@@ -225,8 +223,10 @@ class IngestService:
         return {"sid": created.sid, "status": created.status}
 
 
-def _log_decision(new: NewDelivery, admission: Admission) -> None:
+def log_decision(new: NewDelivery, admission: Admission) -> None:
     """One line per decision (the request id comes from the request's context)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     log.info(
         "decision %s",
         admission.decision,

@@ -16,8 +16,10 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
+from app.metrics import Metrics
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
+from app.services.ingest import log_decision
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
@@ -118,11 +120,13 @@ class MessageService:
         twilio: TwilioClient,
         global_test_mode: bool,
         retention_s: int,
+        metrics: Metrics,
     ) -> None:
         self._deliveries = deliveries
         self._twilio = twilio
         self._test_mode = global_test_mode
         self._horizon = timedelta(seconds=retention_s)
+        self._metrics = metrics
 
     async def send(self, request: MessageCreate, idempotency_key: str | None = None) -> Admission:
         """Queue one message (or hold it until `send_at`); answers the delivery id."""
@@ -139,39 +143,34 @@ class MessageService:
         except ValueError as exc:
             raise InvalidInput([{"field": "send_at", "problem": str(exc)}]) from None
         stats = measure_body(request.body or "")
-        [admission] = await self._log().admit(
-            [
-                NewDelivery(
-                    destination_id=API_DESTINATION,
-                    mode="test" if self._test_mode else "live",
-                    # A client retrying with the same Idempotency-Key gets the same delivery.
-                    event_identity=f"key:{idempotency_key}"
-                    if idempotency_key
-                    else uuid.uuid4().hex,
-                    event_uuid=None,
-                    event_name=API_DESTINATION,
-                    recipient=request.to,
-                    body=request.body or "",
-                    encoding=stats.encoding,
-                    segments=stats.segments,
-                    from_number=request.from_number,
-                    messaging_service_sid=request.messaging_service_sid,
-                    due_ms=(
-                        int(request.send_at.timestamp() * 1000)
-                        if schedule == "local" and request.send_at
-                        else None
-                    ),
-                    media_urls=tuple(request.media_url),
-                    status_callback=request.status_callback,
-                    validity_period=request.validity_period,
-                    send_at=(
-                        request.send_at.isoformat()
-                        if schedule == "twilio" and request.send_at
-                        else None
-                    ),
-                )
-            ]
+        new = NewDelivery(
+            destination_id=API_DESTINATION,
+            mode="test" if self._test_mode else "live",
+            # A client retrying with the same Idempotency-Key gets the same delivery.
+            event_identity=f"key:{idempotency_key}" if idempotency_key else uuid.uuid4().hex,
+            event_uuid=None,
+            event_name=API_DESTINATION,
+            recipient=request.to,
+            body=request.body or "",
+            encoding=stats.encoding,
+            segments=stats.segments,
+            from_number=request.from_number,
+            messaging_service_sid=request.messaging_service_sid,
+            due_ms=(
+                int(request.send_at.timestamp() * 1000)
+                if schedule == "local" and request.send_at
+                else None
+            ),
+            media_urls=tuple(request.media_url),
+            status_callback=request.status_callback,
+            validity_period=request.validity_period,
+            send_at=(
+                request.send_at.isoformat() if schedule == "twilio" and request.send_at else None
+            ),
         )
+        [admission] = await self._log().admit([new])
+        self._metrics.decided(admission.destination_id, admission.decision)
+        log_decision(new, admission)
         return admission
 
     async def get(self, sid: str) -> TwilioMessage:
