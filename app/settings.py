@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] | None = None
     # Unset: GET /metrics is open (scrapers usually sit on a private network).
     metrics_token: SecretStr | None = None
+    # Where `smsdest worker` serves GET /metrics (serve answers it on its API port).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # --- storage ------------------------------------------------------------------------
     # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`.

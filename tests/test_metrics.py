@@ -278,3 +278,56 @@ def test_grafana_dashboard_uses_the_served_metric_names(start_service: Start) ->
     assert used - served == set()
     # And every metric served is on the dashboard.
     assert {name for name in served if name.startswith("smsdest_")} - used == set()
+
+
+def test_worker_serves_its_own_metrics_port(
+    start_service: Start, fake_twilio: FakeTwilio, tmp_path: Path
+) -> None:
+    """Per-process scraping: `smsdest worker` with SMS_METRICS_PORT answers /metrics (same
+    token) with the sends it made, and still stops cleanly on SIGTERM."""
+    service = start_service(DESTINATIONS, run_worker=False)  # API only: the worker sends
+    port = _free_port()
+    env = cli_env(
+        SMS_REDIS_URL=REDIS_URL,
+        SMS_DESTINATIONS_FILE=str(write_destinations(tmp_path, DESTINATIONS)),
+        SMS_TWILIO_BASE_URL=fake_twilio.base_url,
+        SMS_METRICS_PORT=str(port),
+        SMS_METRICS_TOKEN="worker-metrics-secret",
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base_url)
+        for n in range(2):
+            assert service.post_events(posthog_webhook(uuid=uid(n), phone=phone(n))).is_success
+        fake_twilio.wait_for_requests(2, timeout=15)
+        assert httpx.get(f"{base_url}/metrics").status_code == 401
+        deadline = time.monotonic() + 10
+        while True:
+            samples = scrape(base_url, "worker-metrics-secret")
+            sent = value(samples, "smsdest_sends_total", destination="welcome", status="sent")
+            if sent == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert sent == 2
+        assert (
+            value(samples, "smsdest_twilio_requests_total", http_status="201", error_code="") == 2
+        )
+        assert value(samples, "process_resident_memory_bytes") > 0  # its own process
+        # The API process received the events; the worker counted none.
+        assert value(samples, "smsdest_events_received_total", shape="posthog_webhook") == 0
+        assert matching(scrape(service.base_url), "smsdest_sends_total") == {}
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=15)
+    assert worker.returncode == 0, output
+    assert "worker-metrics-secret" not in output

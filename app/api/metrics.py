@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 
+from app.api import health
 from app.api.deps import ServicesDep, check_bearer
+from app.api.error_handlers import install_error_handlers
 from app.metrics import CONTENT_TYPE
+from app.services import Services
 
 router = APIRouter(tags=["metrics"])
 
@@ -27,3 +30,14 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
         check_bearer(request, token.get_secret_value(), "SMS_METRICS_TOKEN")
     queue = await services.store.queue_stats.snapshot() if services.store else None
     return Response(services.metrics.exposition(queue), media_type=CONTENT_TYPE)
+
+
+def worker_metrics_app(services: Services) -> FastAPI:
+    """What `smsdest worker` serves on SMS_METRICS_PORT: this router (same token, same
+    error answers) and the health probes, over the worker's own services."""
+    app = FastAPI(title="smsdest worker", openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(router)
+    app.include_router(health.router)
+    install_error_handlers(app)
+    app.state.services = services
+    return app
