@@ -100,7 +100,7 @@ class IngestService:
         for (index, new), admission in zip(planned, admissions, strict=True):
             outcomes[index].deliveries.append(admission)
             metrics.decided(admission.destination_id, admission.decision)
-            log_decision(new, admission)
+            log_decision(admission, new.recipient, new.event_uuid)
         return outcomes
 
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
@@ -223,7 +223,7 @@ class IngestService:
         return {"sid": created.sid, "status": created.status}
 
 
-def log_decision(new: NewDelivery, admission: Admission) -> None:
+def log_decision(admission: Admission, recipient: str | None, event_uuid: str | None) -> None:
     """One line per decision (the request id comes from the request's context)."""
     if not log.isEnabledFor(logging.INFO):
         return
@@ -234,8 +234,8 @@ def log_decision(new: NewDelivery, admission: Admission) -> None:
             "delivery_id": admission.delivery_id,
             "destination": admission.destination_id,
             "decision": admission.decision,
-            "event_uuid": new.event_uuid,
-            "recipient": mask_phone(new.recipient) if new.recipient else None,
+            "event_uuid": event_uuid,
+            "recipient": mask_phone(recipient) if recipient else None,
             "detail": admission.detail,
         },
     )

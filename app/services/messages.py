@@ -143,34 +143,41 @@ class MessageService:
         except ValueError as exc:
             raise InvalidInput([{"field": "send_at", "problem": str(exc)}]) from None
         stats = measure_body(request.body or "")
-        new = NewDelivery(
-            destination_id=API_DESTINATION,
-            mode="test" if self._test_mode else "live",
-            # A client retrying with the same Idempotency-Key gets the same delivery.
-            event_identity=f"key:{idempotency_key}" if idempotency_key else uuid.uuid4().hex,
-            event_uuid=None,
-            event_name=API_DESTINATION,
-            recipient=request.to,
-            body=request.body or "",
-            encoding=stats.encoding,
-            segments=stats.segments,
-            from_number=request.from_number,
-            messaging_service_sid=request.messaging_service_sid,
-            due_ms=(
-                int(request.send_at.timestamp() * 1000)
-                if schedule == "local" and request.send_at
-                else None
-            ),
-            media_urls=tuple(request.media_url),
-            status_callback=request.status_callback,
-            validity_period=request.validity_period,
-            send_at=(
-                request.send_at.isoformat() if schedule == "twilio" and request.send_at else None
-            ),
+        [admission] = await self._log().admit(
+            [
+                NewDelivery(
+                    destination_id=API_DESTINATION,
+                    mode="test" if self._test_mode else "live",
+                    # A client retrying with the same Idempotency-Key gets the same delivery.
+                    event_identity=f"key:{idempotency_key}"
+                    if idempotency_key
+                    else uuid.uuid4().hex,
+                    event_uuid=None,
+                    event_name=API_DESTINATION,
+                    recipient=request.to,
+                    body=request.body or "",
+                    encoding=stats.encoding,
+                    segments=stats.segments,
+                    from_number=request.from_number,
+                    messaging_service_sid=request.messaging_service_sid,
+                    due_ms=(
+                        int(request.send_at.timestamp() * 1000)
+                        if schedule == "local" and request.send_at
+                        else None
+                    ),
+                    media_urls=tuple(request.media_url),
+                    status_callback=request.status_callback,
+                    validity_period=request.validity_period,
+                    send_at=(
+                        request.send_at.isoformat()
+                        if schedule == "twilio" and request.send_at
+                        else None
+                    ),
+                )
+            ]
         )
-        [admission] = await self._log().admit([new])
         self._metrics.decided(admission.destination_id, admission.decision)
-        log_decision(new, admission)
+        log_decision(admission, request.to, None)
         return admission
 
     async def get(self, sid: str) -> TwilioMessage:
