@@ -7,10 +7,12 @@ through the store (`QueueStats`), so it costs nothing between scrapes and is the
 whichever process is scraped.
 
 Several processes: by default each process reports its own counters and Prometheus
-scrapes each (`sum()` in queries). When PROMETHEUS_MULTIPROC_DIR is set (an empty
-directory shared by the processes of one host, emptied before they start), prometheus-client
-keeps every process's values in memory-mapped files there, and any process's /metrics
-reports them summed across processes, workers without an HTTP port included.
+scrapes each as a target (`sum()` in queries): `serve` on its API port, `smsdest worker` on
+SMS_METRICS_PORT. That is Prometheus' own model, and it holds across hosts and containers.
+When PROMETHEUS_MULTIPROC_DIR is set (an empty directory shared by the processes of one
+host, emptied before they start), prometheus-client keeps every process's values in
+memory-mapped files there, and any process's /metrics reports them summed, workers without
+a port of their own included.
 """
 
 from __future__ import annotations
