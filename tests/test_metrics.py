@@ -219,7 +219,7 @@ def test_processes_of_one_host_report_together(tmp_path: Path, fake_twilio: Fake
         for n in range(3):
             event = posthog_webhook(uuid=uid(n), phone=phone(n))
             assert httpx.post(f"{base_url}/v1/events", json=event, headers=headers).is_success
-        fake_twilio.wait_for_requests(3, timeout=15)
+        fake_twilio.wait_for_requests(3, timeout=30)
         deadline = time.monotonic() + 10
         while True:
             samples = scrape(base_url)
@@ -227,7 +227,7 @@ def test_processes_of_one_host_report_together(tmp_path: Path, fake_twilio: Fake
             if sent == 3 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        assert sent == 3  # counted by the worker process
+        assert sent == 3, samples  # counted by the worker process
         assert (
             value(samples, "smsdest_twilio_requests_total", http_status="201", error_code="") == 3
         )
@@ -309,7 +309,7 @@ def test_worker_serves_its_own_metrics_port(
         _wait_ready(base_url)
         for n in range(2):
             assert service.post_events(posthog_webhook(uuid=uid(n), phone=phone(n))).is_success
-        fake_twilio.wait_for_requests(2, timeout=15)
+        fake_twilio.wait_for_requests(2, timeout=30)
         assert httpx.get(f"{base_url}/metrics").status_code == 401
         deadline = time.monotonic() + 10
         while True:
@@ -318,7 +318,7 @@ def test_worker_serves_its_own_metrics_port(
             if sent == 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        assert sent == 2
+        assert sent == 2, samples
         assert (
             value(samples, "smsdest_twilio_requests_total", http_status="201", error_code="") == 2
         )
