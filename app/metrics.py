@@ -185,8 +185,9 @@ class Metrics:
 
     # --- the scrape ----------------------------------------------------------------------
 
-    def exposition(self, queue: QueueSnapshot | None) -> bytes:
-        """The text format: this process's (or every process's) metrics, then the queue."""
+    def exposition(self, queue: QueueSnapshot | Exception | None) -> bytes:
+        """The text format: this process's (or every process's) metrics, then the queue's
+        gauges (`queue`: read just now; the error that prevented it; None: no store)."""
         if multiprocess_dir() is None:
             registry = self.registry
         else:
@@ -203,11 +204,18 @@ class Metrics:
 class _QueueCollector(Collector):
     """The queue gauges of one scrape (values read just before, through the store)."""
 
-    def __init__(self, queue: QueueSnapshot) -> None:
+    def __init__(self, queue: QueueSnapshot | Exception) -> None:
         self._queue = queue
 
     def collect(self) -> Iterable[Metric]:
         queue = self._queue
+        yield GaugeMetricFamily(
+            "smsdest_redis_up",
+            "1 when this scrape could read the queue from Redis, 0 when Redis failed.",
+            value=0 if isinstance(queue, Exception) else 1,
+        )
+        if isinstance(queue, Exception):
+            return
         yield GaugeMetricFamily(
             "smsdest_queue_depth",
             "Send stream entries: waiting for a worker, or being sent.",

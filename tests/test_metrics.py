@@ -168,6 +168,7 @@ def test_queue_gauges_are_read_from_redis_at_scrape_time(start_service: Start) -
         assert service.post_events(posthog_webhook(uuid=uid(n), phone=phone(n))).status_code == 202
     time.sleep(0.3)
     samples = scrape(service.base_url)
+    assert value(samples, "smsdest_redis_up") == 1
     assert value(samples, "smsdest_queue_depth") == 3
     assert value(samples, "smsdest_deliveries_waiting", status="queued") == 3
     assert value(samples, "smsdest_deliveries_waiting", status="sending") == 0
@@ -331,3 +332,14 @@ def test_worker_serves_its_own_metrics_port(
         output, _ = worker.communicate(timeout=15)
     assert worker.returncode == 0, output
     assert "worker-metrics-secret" not in output
+
+
+def test_counters_are_served_while_redis_is_down(start_service: Start) -> None:
+    service = start_service(DESTINATIONS, run_worker=False, redis_url="redis://127.0.0.1:1/0")
+    assert service.post_events(posthog_webhook()).status_code == 503  # nothing accepted
+    samples = scrape(service.base_url)
+    assert value(samples, "smsdest_redis_up") == 0
+    assert ("smsdest_queue_depth", frozenset()) not in samples
+    # The event was parsed and counted before admission failed.
+    assert value(samples, "smsdest_events_received_total", shape="posthog_webhook") == 1
+    assert value(samples, "process_resident_memory_bytes") > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from app.api import health
@@ -9,6 +11,10 @@ from app.api.deps import ServicesDep, check_bearer
 from app.api.error_handlers import install_error_handlers
 from app.metrics import CONTENT_TYPE
 from app.services import Services
+from app.store import StorageError
+from app.store.queue_stats import QueueSnapshot
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["metrics"])
 
@@ -19,16 +25,23 @@ router = APIRouter(tags=["metrics"])
     responses={
         200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"},
         401: {"description": "SMS_METRICS_TOKEN is set and the request does not carry it"},
-        503: {"description": "Redis did not answer (the queue gauges need it)"},
     },
 )
 async def metrics(request: Request, services: ServicesDep) -> Response:
     """Counters and histograms of this process (of every process with
-    PROMETHEUS_MULTIPROC_DIR), then the queue's gauges, read from Redis now."""
+    PROMETHEUS_MULTIPROC_DIR), then the queue's gauges, read from Redis now
+    (`smsdest_redis_up` 0 and no queue gauges when Redis fails)."""
     token = services.settings.metrics_token
     if token is not None:
         check_bearer(request, token.get_secret_value(), "SMS_METRICS_TOKEN")
-    queue = await services.store.queue_stats.snapshot() if services.store else None
+    queue: QueueSnapshot | StorageError | None = None
+    if services.store is not None:
+        try:
+            queue = await services.store.queue_stats.snapshot()
+        except StorageError as exc:
+            # The counters matter most while Redis is down: answer them, without the queue.
+            log.warning("metrics: the queue gauges are left out, Redis failed: %s", exc)
+            queue = exc
     return Response(services.metrics.exposition(queue), media_type=CONTENT_TYPE)
 
 
