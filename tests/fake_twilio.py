@@ -55,6 +55,7 @@ class ScriptedResponse:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
     drop: bool = False  # close the connection without answering
+    trickle: float = 0.0  # seconds between bytes of the answer (status line included)
 
 
 def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
@@ -74,6 +75,16 @@ class FakeTwilio:
         # Every message by SID, in creation order (lists answer newest first, like Twilio).
         self.messages: dict[str, dict[str, Any]] = {}
         self.latency = 0.0
+        self.trickle = 0.0  # default answers trickle too, one byte every `trickle` seconds
+        # Twilio sends a created message this long after creating it (status `sent`,
+        # `date_sent` set, `from` chosen for a Messaging Service); None: never, it stays as
+        # created (`queued` / `accepted`).
+        self.send_after: float | None = None
+        self.service_sender = "+15005550006"  # the number a Messaging Service sends from
+        # A created message shows in list answers only this long after its creation, as in
+        # Twilio's list (read from a replica: eventually consistent).
+        self.list_delay = 0.0
+        self._created: dict[str, float] = {}  # created through the API: SID → time.time()
         self._script: list[ScriptedResponse] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -161,6 +172,11 @@ class FakeTwilio:
 
     def _default_answer(self, request: RecordedRequest) -> ScriptedResponse:
         time.sleep(self.latency)
+        answer = self._answer(request)
+        answer.trickle = answer.trickle or self.trickle
+        return answer
+
+    def _answer(self, request: RecordedRequest) -> ScriptedResponse:
         method, path = request.method, urlsplit(request.path).path
         if match := _CREATE.match(path):
             if method == "POST":
@@ -170,6 +186,7 @@ class FakeTwilio:
         if match := _FETCH.match(path):
             account_sid, sid = match.groups()
             with self._lock:
+                self._settle()
                 found = self.messages.get(sid)
                 if found is None or found["account_sid"] != account_sid:
                     return _not_found(path)
@@ -204,7 +221,23 @@ class FakeTwilio:
         message = _message_resource(account_sid, form, media, status)
         with self._lock:
             self.messages[message["sid"]] = message
-        return ScriptedResponse(201, message)
+            self._created[message["sid"]] = time.time()
+        return ScriptedResponse(201, dict(message))
+
+    def _settle(self) -> None:
+        """Send (as Twilio would) every created message whose time has come. Under the lock."""
+        if self.send_after is None:
+            return
+        due = time.time() - self.send_after
+        for sid, created in self._created.items():
+            message = self.messages.get(sid)
+            if message is None or created > due or message["status"] not in ("queued", "accepted"):
+                continue
+            message["status"] = "sent"
+            message["date_sent"] = formatdate(created + self.send_after, usegmt=True)
+            message["date_updated"] = message["date_sent"]
+            if message["messaging_service_sid"] and message["from"] is None:
+                message["from"] = self.service_sender
 
     def _schedule_refusal(self, form: dict[str, str]) -> ScriptedResponse | None:
         """Twilio's checks on a scheduled create (the caller must get all of them right)."""
@@ -235,7 +268,13 @@ class FakeTwilio:
         if not 1 <= page_size <= 1000 or page < 0:
             return self.fail_with(400, 20001, "PageSize must be between 1 and 1000")
         with self._lock:
-            candidates = list(reversed(self.messages.values()))
+            self._settle()
+            listed_before = time.time() - self.list_delay
+            candidates = [
+                m
+                for m in reversed(self.messages.values())
+                if self._created.get(m["sid"], 0.0) <= listed_before
+            ]
         matching = [
             dict(m)
             for m in candidates
@@ -304,14 +343,37 @@ class FakeTwilio:
                     self.close_connection = True
                     return
                 payload = json.dumps(answer.json_body).encode() if answer.json_body else b""
-                self.send_response(answer.status)
+                headers = dict(answer.headers)
                 if answer.json_body is not None:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                    headers["Content-Type"] = "application/json"
+                headers["Content-Length"] = str(len(payload))
+                if not answer.trickle:
+                    self.send_response(answer.status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                self._trickle(answer, headers, payload)
+
+            def _trickle(
+                self, answer: ScriptedResponse, headers: dict[str, str], payload: bytes
+            ) -> None:
+                """The whole answer, status line included, one byte at a time, until done
+                or the client hangs up."""
+                reason = self.responses.get(answer.status, ("",))[0]
+                head = f"HTTP/1.1 {answer.status} {reason}\r\n" + "".join(
+                    f"{name}: {value}\r\n" for name, value in headers.items()
+                )
+                raw = (head + "Connection: close\r\n\r\n").encode() + payload
+                self.close_connection = True
+                try:
+                    for index in range(len(raw)):
+                        self.wfile.write(raw[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(answer.trickle)
+                except OSError:
+                    pass  # the client gave up: what a trickle is for
 
             do_GET = do_POST = do_DELETE = _serve
 
