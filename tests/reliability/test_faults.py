@@ -117,7 +117,7 @@ def test_worker_killed_after_twilio_answered(tmp_path: Path, measured: Measure) 
 )
 def test_redis_stopped_under_load(tmp_path: Path, measured: Measure, how: str) -> None:
     with Rig.running(tmp_path, aof=True, **TIMEOUT) as rig:
-        rig.fake.latency = 0.5  # ~40 requests at Twilio at any time at 75 events/s
+        rig.fake.latency = 1.0  # ~75 requests at Twilio at any time at 75 events/s
         with ThreadPoolExecutor(1) as loader:
             loading = loader.submit(rig.post_steadily, [event(n) for n in range(300)], 75)
             rig.wait_for_requests(60)
