@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -137,10 +137,10 @@ class Rig:
         workers: int = 1,
         throttle_s: int | None = None,
         aof: bool = False,
-        **settings: str,
+        settings: Mapping[str, str] | None = None,
     ) -> Iterator[Rig]:
-        """Start everything (`settings` are SMS_* variables without the prefix); stop
-        everything on the way out, whatever happened."""
+        """Start everything (`settings`: SMS_* variables, named without the prefix, for
+        every process); stop everything on the way out, whatever happened."""
         destinations = folder / "destinations.yaml"
         destinations.write_text(yaml.safe_dump({"destinations": [destination(throttle_s)]}))
         aof_dir = folder / "redis" if aof else None
@@ -152,7 +152,7 @@ class Rig:
             rig = cls(procs, fake, {}, aof_dir)
             rig.redis_proc, rig.redis = start_redis(procs, aof_dir=aof_dir)
             rig.env = service_env(rig.redis_proc.port, destinations, fake.base_url)
-            rig.env.update({f"SMS_{name.upper()}": value for name, value in settings.items()})
+            rig.env.update(_variables(settings or {}))
             rig.api = start_service(procs, "api", rig.env)
             wait_ready(rig.api)
             for _ in range(workers):
@@ -164,13 +164,15 @@ class Rig:
 
     # --- the faults ----------------------------------------------------------------------
 
-    def start_worker(self, timeout: float = 30.0) -> Proc:
-        """One more `smsdest worker`, returned once it is consuming (it says so at INFO:
-        on a loaded machine a worker can take seconds to start)."""
+    def start_worker(self, settings: Mapping[str, str] | None = None) -> Proc:
+        """One more `smsdest worker` (`settings` as for `running`, for this one only),
+        returned once it is consuming: it says so at INFO, and on a loaded machine a
+        worker can take seconds to start."""
         name = f"worker-{len(self.workers) + 1}"
-        worker = start_worker(self.procs, name, {**self.env, "SMS_LOG_LEVEL": "INFO"})
+        env = {**self.env, "SMS_LOG_LEVEL": "INFO", **_variables(settings or {})}
+        worker = start_worker(self.procs, name, env)
         self.workers.append(worker)
-        log, deadline = self.procs.log_dir / f"{name}.log", time.monotonic() + timeout
+        log, deadline = self.procs.log_dir / f"{name}.log", time.monotonic() + 30
         while "worker started" not in log.read_text(errors="replace"):
             if worker.popen.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not start: see {log}")
@@ -321,6 +323,10 @@ class Rig:
     def errors(self) -> str:
         """The processes' logged errors, one line each (for failure messages)."""
         return "; ".join(error_summary(self.procs.log_dir)) or "no errors logged"
+
+
+def _variables(settings: Mapping[str, str]) -> dict[str, str]:
+    return {f"SMS_{name.upper()}": value for name, value in settings.items()}
 
 
 def gaps_closer_than(fake: FakeTwilio, window_s: float) -> int:

@@ -35,7 +35,7 @@ def _burst(rig: Rig, count: int, per_request: int = 50) -> None:
     "when its entry is reclaimed (~100 duplicates of 300; measured 96-100)",
 )
 def test_worker_killed_mid_burst(tmp_path: Path, measured: Measure) -> None:
-    with Rig.running(tmp_path, **TIMEOUT) as rig:
+    with Rig.running(tmp_path, settings=TIMEOUT) as rig:
         rig.fake.latency = 0.2  # Twilio's answer time: ~100 requests in flight (concurrency)
         _burst(rig, 300)
         rig.wait_for_requests(120)
@@ -53,7 +53,7 @@ def test_worker_killed_mid_burst(tmp_path: Path, measured: Measure) -> None:
     "and the reclaimed entries were sent again (50 duplicates of 50)",
 )
 def test_worker_killed_after_the_request_left(tmp_path: Path, measured: Measure) -> None:
-    with Rig.running(tmp_path, **TIMEOUT) as rig:
+    with Rig.running(tmp_path, settings=TIMEOUT) as rig:
         rig.fake.latency = 2.0  # Twilio creates each message 2 s after receiving it
         _burst(rig, 50)
         rig.wait_for_requests(50)
@@ -73,7 +73,7 @@ def test_worker_killed_after_the_request_left(tmp_path: Path, measured: Measure)
     "reclaimed entries were sent again (50 duplicates of 50)",
 )
 def test_worker_killed_after_twilio_answered(tmp_path: Path, measured: Measure) -> None:
-    with Rig.running(tmp_path, **TIMEOUT) as rig:
+    with Rig.running(tmp_path, settings=TIMEOUT) as rig:
         rig.fake.latency = 1.0
         _burst(rig, 50)
         rig.wait_for_requests(50)
@@ -116,7 +116,7 @@ def test_worker_killed_after_twilio_answered(tmp_path: Path, measured: Measure) 
     ],
 )
 def test_redis_stopped_under_load(tmp_path: Path, measured: Measure, how: str) -> None:
-    with Rig.running(tmp_path, aof=True, **TIMEOUT) as rig:
+    with Rig.running(tmp_path, aof=True, settings=TIMEOUT) as rig:
         rig.fake.latency = 1.0  # ~75 requests at Twilio at any time at 75 events/s
         with ThreadPoolExecutor(1) as loader:
             loading = loader.submit(rig.post_steadily, [event(n) for n in range(300)], 75)
@@ -142,15 +142,19 @@ def test_redis_stopped_under_load(tmp_path: Path, measured: Measure, how: str) -
     "fixed by branch reliability (fac60d2): remove this marker when merging it",
 )
 def test_twilio_trickling_past_the_timeout(tmp_path: Path, measured: Measure) -> None:
-    with Rig.running(tmp_path, workers=2, twilio_timeout="1", reclaim_idle="3") as rig:
-        rig.fake.trickle = 0.01  # a byte every 10 ms: ~10 s for the whole answer
+    # The worker that sends is given a long SMS_RECLAIM_IDLE: a worker takes its own
+    # in-flight messages back too (and then skips them), so with two short ones the fault
+    # shows only when the other worker happens to look first (5 runs of 6).
+    with Rig.running(tmp_path, settings={"twilio_timeout": "1", "reclaim_idle": "60"}) as rig:
+        rig.fake.trickle = 0.012  # a byte every 12 ms: ~12 s for the whole answer
         rig.post([event(n) for n in range(20)])
         rig.wait_for_requests(20)
         time.sleep(0.5)  # every answer has started trickling (a request is counted first)
         rig.fake.trickle = 0.0  # a second try is answered at once
+        rig.start_worker({"reclaim_idle": "3"})
         rig.settle()
         tally = rig.tally()
-    measured("Twilio trickling ~10 s (timeout 1 s, reclaim 3 s, 2 workers)", tally, "")
+    measured("Twilio trickling ~12 s (timeout 1 s; 2nd worker, reclaim 3 s)", tally, "")
     assert (tally.duplicates, tally.lost) == (0, 0), rig.errors()
 
 
@@ -190,7 +194,8 @@ def test_retry_inside_the_throttle_window(tmp_path: Path, measured: Measure) -> 
 )
 def test_retry_after_beyond_retention(tmp_path: Path, measured: Measure) -> None:
     # The shortest retention the service accepts; a retry cap that does not shorten the wait.
-    with Rig.running(tmp_path, delivery_retention="60", retry_max_delay="120") as rig:
+    settings = {"delivery_retention": "60", "retry_max_delay": "120"}
+    with Rig.running(tmp_path, settings=settings) as rig:
         slow_down = twilio_error(429, 20429, "Too Many Requests")
         rig.fake.enqueue(
             *[ScriptedResponse(429, slow_down, headers={"Retry-After": "61"}) for _ in range(5)]
@@ -212,7 +217,7 @@ def test_retry_after_beyond_retention(tmp_path: Path, measured: Measure) -> None
     "('outcome unknown') though it was texted (50 of 50)",
 )
 def test_twilio_accepts_then_drops_the_connection(tmp_path: Path, measured: Measure) -> None:
-    with Rig.running(tmp_path, **TIMEOUT) as rig:
+    with Rig.running(tmp_path, settings=TIMEOUT) as rig:
         rig.fake.enqueue(*[ScriptedResponse(201, accept=True, drop=True) for _ in range(50)])
         _burst(rig, 50)
         records = rig.settle()
@@ -228,7 +233,7 @@ def test_twilio_accepts_then_drops_the_connection(tmp_path: Path, measured: Meas
     "was taken as unknown and never resolved: failed, never texted (50 lost of 50)",
 )
 def test_twilio_drops_the_connection_before_accepting(tmp_path: Path, measured: Measure) -> None:
-    with Rig.running(tmp_path, **TIMEOUT) as rig:
+    with Rig.running(tmp_path, settings=TIMEOUT) as rig:
         rig.fake.enqueue(*[ScriptedResponse(201, drop=True) for _ in range(50)])
         _burst(rig, 50)
         records = rig.settle()
