@@ -24,8 +24,9 @@ from pydantic_core import ErrorDetails
 from app.durations import Seconds
 from app.pipeline.events import Event
 from app.pipeline.filters import PropertyFilter, exact_key
+from app.pipeline.recipients import E164Number
 from app.pipeline.render import OverflowPolicy, TemplateConfigError, TemplateRenderer
-from app.twilio.models import E164Number, MessagingServiceSid
+from app.twilio.models import MessagingServiceSid
 
 MAX_THROTTLE_WINDOW = 31_536_000  # one year, in seconds
 
@@ -275,6 +276,10 @@ class DestinationSet:
     def get(self, destination_id: str) -> Destination | None:
         """Any destination by id, enabled or not (for the test endpoint)."""
         return self._by_id.get(destination_id)
+
+    def listening(self, event_name: str) -> list[Destination]:
+        """Enabled destinations whose `events` include `event_name` (or who have none)."""
+        return self._by_event.get(event_name, self._unlisted_event).every
 
     def candidates(self, event: Event) -> list[Destination]:
         """Enabled destinations `event` might match, in file order (do not mutate the list).

@@ -6,6 +6,7 @@ names so that an operator's existing environment works as it is.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,11 @@ from app.durations import Seconds
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
+# What a worker does around a Twilio request while it holds a message: claim the record
+# before, record the answer and acknowledge after (two Redis scripts, milliseconds on a
+# healthy Redis; seconds leave room for a pause).
+SEND_BOOKKEEPING_S = 2
+DEFAULT_RECLAIM_IDLE_S = 60
 
 
 class SettingsError(Exception):
@@ -49,6 +55,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     dedupe_ttl: Seconds = Field(default=7 * 86_400, ge=1)
     delivery_retention: Seconds = Field(default=30 * 86_400, ge=60)
+    # Skipped deliveries (throttled, opted out, invalid…) are most of a busy log and
+    # matter for less long; capped at delivery_retention.
+    skipped_retention: Seconds = Field(default=7 * 86_400, ge=60)
 
     # --- destinations -------------------------------------------------------------------
     destinations_file: Path = Path("destinations.yaml")
@@ -59,13 +68,15 @@ class Settings(BaseSettings):
     # None means "decide": test mode exactly when no Twilio credentials are configured.
     test_mode: bool | None = None
     twilio_base_url: str = "https://api.twilio.com"
+    # The whole Twilio request, connection to last byte of the answer (a deadline).
     twilio_timeout: float = Field(default=10.0, gt=0)
     send_max_attempts: int = Field(default=5, ge=1, le=50)
     retry_base_delay: float = Field(default=1.0, ge=0)
     retry_max_delay: float = Field(default=300.0, ge=0)
     # Twilio answers 429 (20429, safe to retry: we back off) past its account concurrency.
     worker_concurrency: int = Field(default=100, ge=1, le=1000)
-    reclaim_idle: Seconds = Field(default=60, ge=1)
+    # Unset: derived from twilio_timeout (see `_check_reclaim_outlives_sends`).
+    reclaim_idle: Seconds = Field(default=DEFAULT_RECLAIM_IDLE_S, ge=1)
     # Reconciliation with Twilio (off in test mode): 0 turns it off.
     reconcile_interval: Seconds = Field(default=300, ge=0)
     reconcile_after: Seconds = Field(default=600, ge=0)
@@ -122,6 +133,24 @@ class Settings(BaseSettings):
             )
         if self.test_mode is False and sid is None:
             raise ValueError("SMS_TEST_MODE=false needs Twilio credentials (TWILIO_ACCOUNT_SID …)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_reclaim_outlives_sends(self) -> Settings:
+        """A worker takes over a message left unacknowledged for `reclaim_idle`: that must
+        be longer than a live worker can hold one (its request's deadline plus the record
+        keeping around it), or a message still in flight at Twilio is sent a second time."""
+        longest = math.ceil(self.twilio_timeout) + SEND_BOOKKEEPING_S
+        if "reclaim_idle" not in self.model_fields_set:
+            self.reclaim_idle = max(DEFAULT_RECLAIM_IDLE_S, longest)
+        elif self.reclaim_idle < longest:
+            raise ValueError(
+                f"SMS_RECLAIM_IDLE={self.reclaim_idle}s is shorter than a send can stay in "
+                f"flight (SMS_TWILIO_TIMEOUT={self.twilio_timeout:g}s + "
+                f"{SEND_BOOKKEEPING_S}s to record it): another worker would send it again. "
+                f"Set SMS_RECLAIM_IDLE to {longest}s or more, lower SMS_TWILIO_TIMEOUT, or "
+                "leave SMS_RECLAIM_IDLE unset to derive it"
+            )
         return self
 
     @property

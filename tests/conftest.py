@@ -4,6 +4,7 @@ HTTP server, and the service itself running under uvicorn with its real lifespan
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import subprocess
 import tempfile
@@ -142,7 +143,6 @@ def service_settings(destinations_file: Path, **overrides: Any) -> Settings:
         "admin_token": ADMIN_TOKEN,
         "retry_base_delay": 0.01,
         "retry_max_delay": 0.05,
-        "reclaim_idle": 1,
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
     }
@@ -225,3 +225,12 @@ def posthog_webhook(
             "url": "https://posthog.example/person/1",
         },
     }
+
+
+SENDERS = Path(__file__).resolve().parent / "fixtures" / "senders"
+
+
+def sender_payload(name: str) -> dict[str, Any]:
+    """A real sender's payload shape, from `tests/fixtures/senders/<name>.json`."""
+    payload: dict[str, Any] = json.loads((SENDERS / f"{name}.json").read_text())
+    return payload

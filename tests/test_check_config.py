@@ -211,10 +211,10 @@ def test_compiler_failures_are_reported_per_destination(tmp_path: Path) -> None:
     assert result.returncode == 2
     # Reported on its line, for its destination and field (the wording is the compiler's).
     deep = [line for line in result.stderr.splitlines() if "'deep'" in line]
-    assert len(deep) == 1 and deep[0].startswith(f"  {path}:4: destination 'deep': body: ")
-    # A huge constant is either refused when compiled or left to the render bounds.
-    power = [line for line in result.stderr.splitlines() if "'power'" in line]
-    assert all(line.startswith(f"  {path}:7: destination 'power': body: ") for line in power)
+    assert len(deep) == 1 and f"{path}:4: destination 'deep': body: " in deep[0]
+    assert "Error" not in deep[0]  # words, not Python's class names
+    # A huge constant is never folded at compile time: it is left to the render bounds.
+    assert "'power'" not in result.stderr
     assert "'fine'" not in result.stderr
 
 

@@ -86,7 +86,11 @@ def test_send_with_the_same_idempotency_key_is_one_delivery(smsdest: Run) -> Non
     args = ("messages", "send", "--to", "+14155552671", "--body", "Hi", "--from", "+15005550006")
     first = lines(smsdest(*args, "--idempotency-key", "k-1").stdout)[0]
     second = lines(smsdest(*args, "--idempotency-key", "k-1").stdout)[0]
-    assert second == {"delivery_id": first["delivery_id"], "decision": "duplicate"}
+    assert {k: second[k] for k in ("delivery_id", "decision")} == {
+        "delivery_id": first["delivery_id"],
+        "decision": "duplicate",
+    }
+    assert first["delivery_id"] in second["detail"]
 
 
 def test_send_refuses_an_invalid_message_naming_the_option(
@@ -98,7 +102,7 @@ def test_send_refuses_an_invalid_message_naming_the_option(
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("smsdest: invalid message:")
-    assert "--to: +1555 is not a valid phone number" in result.stderr
+    assert "--to: +1••• is not a valid phone number" in result.stderr
     assert "--media-url: 'ftp://x' is not an http(s) URL" in result.stderr
     assert redis_client.xlen(keys.SEND_STREAM) == 0
 
@@ -244,7 +248,9 @@ def test_list_filters(smsdest: Run, fake_twilio: FakeTwilio) -> None:
         to="+14155550100", date_sent=datetime(2026, 1, 2, 11, tzinfo=UTC)
     )
     fake_twilio.add_message(to="+14155550100", date_sent=datetime(2026, 1, 5, tzinfo=UTC))
-    result = smsdest("messages", "list", "--to", "+14155550100", "--date-sent", "2026-01-02")
+    result = smsdest(
+        "messages", "list", "--to", "＋１ ４１５ ５５５ ０１００", "--date-sent", "2026-01-02"
+    )
     assert result.returncode == 0, result.stderr
     assert [m["sid"] for m in lines(result.stdout)] == [wanted["sid"]]
     [request] = _list_requests(fake_twilio)
@@ -569,3 +575,20 @@ def test_raw_retries_a_refused_connection(smsdest: Run, fake_twilio: FakeTwilio)
     assert "retry 1/1" in result.stderr
     assert "cannot reach Twilio: ConnectError" in result.stderr
     assert time.monotonic() - started < 30
+
+
+def test_cli_normalizes_numbers(smsdest: Run, redis_client: redis.Redis) -> None:
+    assert smsdest("suppressions", "add", "+١٤١٥٥٥٥٠٠٧٧").returncode == 0
+    assert redis_client.hkeys(keys.SUPPRESSIONS) == ["+14155550077"]
+    sent = smsdest(
+        "messages",
+        "send",
+        "--to",
+        "＋１４１５５５５００７７\n",
+        "--body",
+        "hi",
+        "--from",
+        "+15005550006",
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert lines(sent.stdout)[0]["decision"] == "opted_out"

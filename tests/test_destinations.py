@@ -83,8 +83,12 @@ def test_errors_name_destination_and_field(tmp_path: Path, extra: str, field: st
 
 def test_bad_sender_formats(tmp_path: Path) -> None:
     text = one_destination().replace('"+15005550006"', '"5005550006"')
-    with pytest.raises(ConfigError, match=r"from: must be an E\.164"):
+    with pytest.raises(ConfigError, match=r"from: .* is not in international format"):
         load(tmp_path, text)
+    # Written any way libphonenumber reads, the sender is kept as plain ASCII E.164.
+    wide = one_destination().replace('"+15005550006"', '"＋１ ５００ ５５５ ０００６\\n"')
+    [config] = load(tmp_path, wide).configs()
+    assert config.from_number == "+15005550006"
     text = one_destination().replace('from: "+15005550006"', "messaging_service_sid: MG12")
     with pytest.raises(ConfigError, match="messaging_service_sid"):
         load(tmp_path, text)

@@ -245,12 +245,15 @@ def test_malformed_input_is_a_clear_422(start_service: Start) -> None:
         )
         assert not_json.status_code == 422
         assert not_json.json()["detail"][0]["field"] == "body"
-        missing = client.post("/v1/events", json=[{"event": "ok"}, {"properties": {}}])
+        missing = client.post("/v1/events", json={"properties": {}})
         assert missing.status_code == 422
         assert missing.json() == {
             "error": "invalid_input",
-            "detail": [{"field": "[1].event", "problem": "Field required"}],
+            "detail": [{"field": "event", "problem": "Field required"}],
         }
+        for body, problem in (([], "empty batch"), ("text", "expected a JSON object")):
+            unusable = client.post("/v1/events", json=body)
+            assert unusable.status_code == 422 and problem in unusable.text
 
 
 def test_body_size_limit_is_413(start_service: Start) -> None:

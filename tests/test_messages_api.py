@@ -53,7 +53,11 @@ def test_idempotency_key_makes_retries_safe(start_service: Start, fake_twilio: F
     with service.admin() as admin:
         first = admin.post("/v1/messages", json=message, headers={"Idempotency-Key": "k1"}).json()
         again = admin.post("/v1/messages", json=message, headers={"Idempotency-Key": "k1"}).json()
-    assert again == {"delivery_id": first["delivery_id"], "decision": "duplicate"}
+    assert {k: again[k] for k in ("delivery_id", "decision")} == {
+        "delivery_id": first["delivery_id"],
+        "decision": "duplicate",
+    }
+    assert first["delivery_id"] in again["detail"]
     fake_twilio.wait_for_requests(1)
 
 
@@ -182,3 +186,38 @@ def test_delete_incomplete_message_is_409(start_service: Start, fake_twilio: Fak
     assert response.status_code == 409
     assert "20009" in response.json()["detail"]
     assert ACCOUNT_SID in fake_twilio.requests[-1].path
+
+
+def test_cancelling_twice_is_409_whoever_holds_it(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    service = start_service(NO_DESTINATIONS)
+    with service.admin() as admin:
+        held_here = admin.post(
+            "/v1/messages",
+            json={
+                "to": "+14155552671",
+                "body": "later",
+                "from": "+15005550006",
+                "send_at": iso(timedelta(hours=5)),
+            },
+        ).json()
+        at_twilio = admin.post(
+            "/v1/messages",
+            json={
+                "to": "+14155552671",
+                "body": "later",
+                "messaging_service_sid": SERVICE,
+                "send_at": iso(timedelta(days=2)),
+            },
+        ).json()
+        sid = service.wait_for_status(at_twilio["delivery_id"], "scheduled")["twilio_sid"]
+        for reference in (held_here["delivery_id"], at_twilio["delivery_id"], sid):
+            first = admin.post(f"/v1/messages/{reference}/cancel")
+            again = admin.post(f"/v1/messages/{reference}/cancel")
+            if reference != sid:  # the SID was canceled through its delivery id already
+                assert first.status_code == 200, first.text
+            assert again.status_code == 409, (reference, again.text)
+            assert again.json()["error"] == "conflict"
+            assert "only scheduled messages cancel" in again.json()["detail"]
+    assert fake_twilio.requests[-1].form == {"Status": "canceled"}

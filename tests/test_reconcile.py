@@ -10,10 +10,11 @@ import redis
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from app.reconcile import Reconciler
+from app.services.reconcile import Reconciler
 from app.store import keys
 from app.store.connection import connect
 from app.store.deliveries import DeliveryLog
+from app.store.reconcile_state import ReconcileState
 from app.twilio.client import TwilioClient, TwilioCredentials
 from tests.conftest import (
     ACCOUNT_SID,
@@ -44,7 +45,8 @@ async def make_reconciler(
     deliveries = DeliveryLog(async_redis, dedupe_ttl_s=3600, retention_s=86_400)
 
     def make(stale_after_s: int = 0, max_pages: int = 5, page_size: int = 100) -> Reconciler:
-        return Reconciler(async_redis, deliveries, twilio, stale_after_s, max_pages, page_size)
+        state = ReconcileState(async_redis)
+        return Reconciler(state, deliveries, twilio, stale_after_s, max_pages, page_size)
 
     yield make
     await http.aclose()

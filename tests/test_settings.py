@@ -79,3 +79,26 @@ def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.setenv(name, "")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.twilio_account_sid is None and settings.global_test_mode is True
+
+
+def test_reclaim_idle_is_derived_from_the_twilio_deadline() -> None:
+    assert make().reclaim_idle == 60  # 10 s deadline + 2 s: the 60 s default holds
+    assert make(twilio_timeout=90).reclaim_idle == 92
+    assert make(twilio_timeout=0.5, reclaim_idle="3s").reclaim_idle == 3
+
+
+@pytest.mark.parametrize(
+    ("values", "least"),
+    [({"reclaim_idle": "30s", "twilio_timeout": 40}, 42), ({"reclaim_idle": 11}, 12)],
+)
+def test_reclaim_shorter_than_a_send_is_refused(values: dict[str, Any], least: int) -> None:
+    with pytest.raises(ValidationError, match=f"SMS_RECLAIM_IDLE to {least}s or more"):
+        make(**values)
+
+
+def test_reclaim_rule_applies_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMS_TWILIO_TIMEOUT", "120")
+    assert Settings(_env_file=None).reclaim_idle == 122  # type: ignore[call-arg]
+    monkeypatch.setenv("SMS_RECLAIM_IDLE", "2m")
+    with pytest.raises(ValidationError, match="SMS_RECLAIM_IDLE=120s is shorter"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

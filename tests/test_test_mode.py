@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -128,6 +129,27 @@ def test_destination_test_can_really_send(start_service: Start, fake_twilio: Fak
     assert request.form["Body"] == "live"
 
 
+def test_destination_test_never_texts_an_opted_out_number(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    service = start_service(TEST_DESTINATION)
+    event = posthog_webhook(event="real")
+    with service.admin() as admin:
+        added = admin.post("/v1/suppressions", json={"number": "+14155552671"})
+        assert added.status_code == 201
+        trace = admin.post("/v1/destinations/real/test", json={"event": event, "mock": False})
+        # Ingest decides the same for the same event: one piece of code decides both.
+        answer = service.post_events(event).json()
+    assert trace.status_code == 200, trace.text
+    trace_json = trace.json()
+    assert trace_json["decision"] == "opted_out"
+    assert "through the API" in trace_json["detail"]
+    assert trace_json["twilio_response"] is None
+    assert answer["results"][0]["deliveries"][0]["decision"] == "opted_out"
+    time.sleep(0.3)  # a send, were one made, would have reached the fake by now
+    assert fake_twilio.requests == []
+
+
 def test_destination_test_errors(start_service: Start) -> None:
     service = start_service(TEST_DESTINATION)
     with service.admin() as admin:
@@ -159,6 +181,9 @@ def test_deliveries_listing_filters_and_pages(start_service: Start) -> None:
         # Both destinations (trial listens to every event) sent to that number.
         assert [i["recipient"] for i in by_phone["items"]] == ["+14155552673"] * 2
         assert admin.get("/v1/deliveries", params={"recipient": "nope"}).status_code == 422
-        assert admin.get("/v1/deliveries/dl_missing").status_code == 404
+        assert admin.get("/v1/deliveries/dl_" + "0" * 28).status_code == 404
+        malformed = admin.get("/v1/deliveries/dl_missing")
+        assert malformed.status_code == 422
+        assert malformed.json()["detail"][0]["field"] == "path.delivery_id"
     with httpx.Client(base_url=service.base_url) as anonymous:
         assert anonymous.get("/v1/deliveries").status_code == 401

@@ -43,12 +43,30 @@ def test_429_is_retried_honouring_retry_after(
             headers={"Retry-After": "1"},
         )
     )
-    service = start_service(THROTTLED_DESTINATION)
+    service = start_service(THROTTLED_DESTINATION, retry_max_delay=5)
     delivery_id = queue_one(service)
     record = service.wait_for_status(delivery_id, "sent")
     first, second = fake_twilio.message_requests
     assert second.received_at - first.received_at >= 0.9  # Retry-After: 1 was honoured
     assert "retry in 1.00 s" in record["history"][2]["detail"]
+
+
+def test_a_retry_after_beyond_the_max_delay_is_capped(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    # An hour, from Twilio; SMS_RETRY_MAX_DELAY is half a second here.
+    fake_twilio.enqueue(
+        ScriptedResponse(
+            503,
+            {"code": 20503, "message": "Service unavailable", "status": 503},
+            headers={"Retry-After": "3600"},
+        )
+    )
+    service = start_service(THROTTLED_DESTINATION, retry_max_delay=0.5)
+    record = service.wait_for_status(queue_one(service), "sent", timeout=5)
+    first, second = fake_twilio.message_requests
+    assert 0.45 <= second.received_at - first.received_at < 2
+    assert "retry in 0.50 s" in record["history"][2]["detail"]
 
 
 def test_permanent_error_fails_at_once_and_releases_throttle(
@@ -109,8 +127,9 @@ def test_killed_worker_message_is_reclaimed(
     redis_client.xgroup_create(keys.SEND_STREAM, keys.SEND_GROUP, id="0", mkstream=True)
     taken = redis_client.xreadgroup(keys.SEND_GROUP, "dead-worker", {keys.SEND_STREAM: ">"})
     assert taken and taken[0][1][0][1]["delivery"] == delivery_id
-    # A live worker reclaims it once it has been idle for SMS_RECLAIM_IDLE (1 s here).
-    other = start_service(THROTTLED_DESTINATION)
+    # A live worker reclaims it once it has been idle for SMS_RECLAIM_IDLE: 3 s here, the
+    # least a 1 s Twilio deadline allows.
+    other = start_service(THROTTLED_DESTINATION, twilio_timeout=1, reclaim_idle=3)
     other.wait_for_status(delivery_id, "sent", timeout=10)
     assert len(fake_twilio.message_requests) == 1
     assert redis_client.xpending(keys.SEND_STREAM, keys.SEND_GROUP)["pending"] == 0
@@ -155,3 +174,14 @@ def test_worker_recovers_when_the_stream_disappears(
     record = service.wait_for_status(queue_one(service, uuid="after-flush"), "sent", timeout=10)
     assert record["attempts"] == 1
     assert len(fake_twilio.message_requests) == 2
+
+
+def test_a_sender_queue_overflow_is_retried_not_failed(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    # 21611 comes as a 400, but the catalog says retry (and slow down): nothing was created.
+    fake_twilio.enqueue(fake_twilio.fail_with(400, 21611, "This 'From' number has exceeded …"))
+    service = start_service(THROTTLED_DESTINATION)
+    record = service.wait_for_status(queue_one(service), "sent")
+    assert len(fake_twilio.message_requests) == 2
+    assert [h["status"] for h in record["history"]].count("retrying") == 1

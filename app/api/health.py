@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 
 from app.api.deps import ServicesDep
 
@@ -19,13 +18,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 async def readyz(services: ServicesDep) -> dict[str, str] | JSONResponse:
-    """Ready when Redis answers (nothing can be accepted safely without it) and the
-    in-process send worker, if any, is still running."""
-    try:
-        await services.redis.ping()
-    except (RedisError, OSError) as exc:
+    """Ready when Redis is fit and takes writes (nothing can be accepted safely without
+    it: see `Store.problems`) and the in-process send worker, if any, is still running."""
+    problems = await services.store.problems() if services.store is not None else []
+    if problems:
         return JSONResponse(
-            {"status": "unavailable", "detail": f"Redis: {type(exc).__name__}"}, status_code=503
+            {"status": "unavailable", "detail": "; ".join(problems)},
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
     if services.background is not None and services.background.done():
         return JSONResponse(

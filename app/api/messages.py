@@ -8,12 +8,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query
 
 from app.api.deps import ServicesDep, require_admin_token
-from app.messages import MessageCreate, MessageListQuery
+from app.api.params import TWILIO_PAGE_URI, MessageReference, MessageSid, OptionalNumber
+from app.api.schemas import CancelResult, MessageAdmission, MessagePage, errors
+from app.services.messages import MessageCreate, MessageListQuery
+from app.twilio.models import TwilioMessage
 
-router = APIRouter(tags=["messages"], dependencies=[Depends(require_admin_token)])
+router = APIRouter(
+    tags=["messages"], dependencies=[Depends(require_admin_token)], responses=errors(401)
+)
 
 
-@router.post("/v1/messages", status_code=202)
+@router.post(
+    "/v1/messages",
+    status_code=202,
+    response_model=MessageAdmission,
+    response_model_exclude_none=True,
+    responses=errors(413, 422, 503),
+)
 async def send_message(
     request: MessageCreate,
     services: ServicesDep,
@@ -28,16 +39,18 @@ async def send_message(
     }
 
 
-@router.get("/v1/messages")
+@router.get("/v1/messages", response_model=MessagePage, responses=errors(422, "4XX", 502))
 async def list_messages(
     services: ServicesDep,
-    to: str | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: OptionalNumber = None,
+    from_: Annotated[OptionalNumber, Query(alias="from")] = None,
     date_sent: date | None = None,
     date_sent_before: date | None = None,
     date_sent_after: date | None = None,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None, Query(pattern=TWILIO_PAGE_URI, description="a previous `next_cursor`")
+    ] = None,
 ) -> dict[str, Any]:
     """Twilio's message list; pass `next_cursor` back as `cursor` for the next page."""
     page = await services.messages.list(
@@ -49,24 +62,35 @@ async def list_messages(
     }
 
 
-@router.get("/v1/messages/{sid}")
-async def get_message(sid: str, services: ServicesDep) -> dict[str, Any]:
+@router.get(
+    "/v1/messages/{sid}", response_model=TwilioMessage, responses=errors(404, 422, "4XX", 502)
+)
+async def get_message(sid: MessageSid, services: ServicesDep) -> dict[str, Any]:
     message = await services.messages.get(sid)
     return message.model_dump(mode="json", by_alias=True)
 
 
-@router.post("/v1/messages/{reference}/cancel")
-async def cancel_message(reference: str, services: ServicesDep) -> dict[str, Any]:
+@router.post(
+    "/v1/messages/{reference}/cancel",
+    response_model=CancelResult,
+    response_model_exclude_none=True,
+    responses=errors(404, 409, 422, 503, "4XX", 502),
+)
+async def cancel_message(reference: MessageReference, services: ServicesDep) -> dict[str, Any]:
     """Cancel a scheduled message: ours by delivery id (`dl_…`), or Twilio's by SID."""
     return await services.messages.cancel(reference)
 
 
-@router.post("/v1/messages/{sid}/redact")
-async def redact_message(sid: str, services: ServicesDep) -> dict[str, Any]:
+@router.post(
+    "/v1/messages/{sid}/redact",
+    response_model=TwilioMessage,
+    responses=errors(404, 422, "4XX", 502),
+)
+async def redact_message(sid: MessageSid, services: ServicesDep) -> dict[str, Any]:
     message = await services.messages.redact(sid)
     return message.model_dump(mode="json", by_alias=True)
 
 
-@router.delete("/v1/messages/{sid}", status_code=204)
-async def delete_message(sid: str, services: ServicesDep) -> None:
+@router.delete("/v1/messages/{sid}", status_code=204, responses=errors(404, 409, 422, "4XX", 502))
+async def delete_message(sid: MessageSid, services: ServicesDep) -> None:
     await services.messages.delete(sid)

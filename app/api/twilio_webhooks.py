@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app.api.deps import ServicesDep
+from app.api.schemas import WebhookAnswer, errors
 from app.errors import Forbidden, InvalidInput
 from app.twilio.signature import validate_signature
 
-router = APIRouter(tags=["twilio webhooks"])
+router = APIRouter(tags=["twilio webhooks"], responses=errors(403, 413, 422, 503))
 
 _EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
@@ -61,14 +62,51 @@ def _json_fields(body: bytes) -> dict[str, str]:
 VerifiedForm = Annotated[dict[str, str], Depends(verified_form)]
 
 
-@router.post("/v1/twilio/status", summary="Twilio message status callback")
-async def status_callback(form: VerifiedForm, services: ServicesDep) -> dict[str, object]:
-    result = await services.webhooks.status_callback(form)
+# Twilio's retries of one webhook carry the same token (a replay may not: headers are
+# unsigned, so the signed MessageSid and status are what make a replay a no-op).
+_IDEMPOTENCY_TOKEN = "i-twilio-idempotency-token"
+# Twilio posts form fields (or, for some products, JSON with `bodySHA256` in the URL).
+_TWILIO_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        name: {"type": "string"}
+                        for name in ("MessageSid", "MessageStatus", "From", "To", "Body")
+                    },
+                    "additionalProperties": {"type": "string"},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/twilio/status",
+    summary="Twilio message status callback",
+    response_model=WebhookAnswer,
+    openapi_extra=_TWILIO_FORM,
+)
+async def status_callback(
+    request: Request, form: VerifiedForm, services: ServicesDep
+) -> dict[str, object]:
+    token = request.headers.get(_IDEMPOTENCY_TOKEN)
+    result = await services.webhooks.status_callback(form, token)
     return result.to_json()
 
 
-@router.post("/v1/twilio/inbound", summary="Twilio incoming message webhook")
-async def inbound_message(form: VerifiedForm, services: ServicesDep) -> Response:
-    await services.webhooks.inbound_message(form)
+@router.post(
+    "/v1/twilio/inbound",
+    summary="Twilio incoming message webhook",
+    response_class=Response,
+    responses={200: {"description": "Empty TwiML", "content": {"text/xml": {}}}},
+    openapi_extra=_TWILIO_FORM,
+)
+async def inbound_message(request: Request, form: VerifiedForm, services: ServicesDep) -> Response:
+    await services.webhooks.inbound_message(form, request.headers.get(_IDEMPOTENCY_TOKEN))
     # An empty TwiML answer: no automatic reply from us (Twilio's opt-out replies still apply).
     return Response(_EMPTY_TWIML, media_type="text/xml")

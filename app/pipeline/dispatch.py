@@ -6,8 +6,6 @@ import random
 import uuid
 from dataclasses import dataclass
 
-import orjson
-
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioApiError, TwilioError, TwilioTransportError
 from app.twilio.models import OutboundMessage
@@ -15,7 +13,8 @@ from app.twilio.models import OutboundMessage
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, capped; Twilio's Retry-After wins when it gives one."""
+    """Exponential backoff with jitter, capped; Twilio's Retry-After wins when it gives one,
+    up to the same cap (a record waiting longer than its work allows could expire)."""
 
     max_attempts: int
     base_delay: float
@@ -24,7 +23,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         if retry_after is not None:
-            return max(0.0, retry_after)
+            return min(self.max_delay, max(0.0, retry_after))
         ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         # "Equal jitter": at least half the backoff, so retries never bunch up near zero.
         return ceiling / 2 + random.uniform(0, ceiling / 2)
@@ -34,7 +33,6 @@ class RetryPolicy:
 class Sent:
     sid: str
     twilio_status: str
-    request_json: str | None = None  # the recorded request, for mocked sends
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +51,10 @@ class Failed:
 Outcome = Sent | RetryLater | Failed
 
 
-def mocked_send(twilio: TwilioClient, message: OutboundMessage) -> Sent:
-    """Test mode: record the exact request that would have gone out, send nothing."""
-    request = twilio.message_request(message)
-    return Sent(
-        sid="SM" + uuid.uuid4().hex,
-        twilio_status="mocked",
-        request_json=orjson.dumps(request.redacted()).decode(),
-    )
+def mocked_send() -> Sent:
+    """Test mode: send nothing. The request it stands for is rebuilt from the delivery
+    record when the record is read (see `Services.mocked_request`), not stored."""
+    return Sent(sid="SM" + uuid.uuid4().hex, twilio_status="mocked")
 
 
 async def attempt_send(
@@ -76,13 +70,3 @@ async def attempt_send(
         maybe_sent = isinstance(err, TwilioTransportError) and err.request_sent
         return Failed(err, release_throttle=not maybe_sent)
     return Sent(sid=created.sid, twilio_status=created.status or "queued")
-
-
-def error_fields(err: TwilioError) -> dict[str, str | int]:
-    """The delivery-log fields describing a Twilio failure."""
-    if isinstance(err, TwilioApiError):
-        return {"error_code": err.code or "", "error_message": err.message}
-    if isinstance(err, TwilioTransportError):
-        prefix = "outcome unknown (request may have reached Twilio): " if err.request_sent else ""
-        return {"error_code": "", "error_message": prefix + err.message}
-    return {"error_code": "", "error_message": str(err)}

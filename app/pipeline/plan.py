@@ -7,6 +7,7 @@ No I/O here: dedupe, throttle and the queue are the store's job.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -74,10 +75,9 @@ def evaluate(
     config = destination.config
     if config.events is not None and event.name not in config.events:
         return Evaluation(destination, False, f"event {event.name!r} is not in events")
-    result = match_filters(config.filters, event)
-    if not result.matched:
-        failed = result.failed.describe() if result.failed else "a filter"
-        return Evaluation(destination, False, f"filter failed: {failed}")
+    failure = filter_failure(destination, event)
+    if failure is not None:
+        return Evaluation(destination, False, failure)
 
     try:
         recipient = normalize_phone(
@@ -131,6 +131,45 @@ def evaluate(
     )
 
 
+def filter_failure(destination: Destination, event: Event) -> str | None:
+    """Which of the destination's filters `event` fails, and with what value; None if none."""
+    result = match_filters(destination.config.filters, event)
+    if result.matched or result.failed is None:
+        return None
+    value = result.failed.property_of(event)
+    shown = "it is not set" if value is None else f"it is {_short_repr(value)}"
+    return f"filter failed: {result.failed.describe()} ({shown})"
+
+
+def _short_repr(value: Any) -> str:
+    # Event data is anyone's: show enough to recognize it, never all of it.
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# The answer for an event nobody texted lists at most this many destinations.
+MAX_UNMATCHED_LISTED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    """A destination listening to an event's name that did not match it, and why."""
+
+    destination_id: str
+    because: str
+
+
+def explain_unmatched(listening: Sequence[Destination], event: Event) -> list[Unmatched]:
+    """For an event no destination matched: why each one listening to its name did not.
+
+    Only called for such events, so that matching ones pay nothing for it.
+    """
+    return [
+        Unmatched(d.id, filter_failure(d, event) or "no filter failed")
+        for d in listening[:MAX_UNMATCHED_LISTED]
+    ]
+
+
 def _send_at(destination: Destination, context: dict[str, Any], now: datetime) -> datetime | None:
     config = destination.config
     if config.delay is not None:
@@ -138,6 +177,8 @@ def _send_at(destination: Destination, context: dict[str, Any], now: datetime) -
     if destination.send_at_template is None:
         return None
     text = render_template(destination.send_at_template, context)
+    if not text:
+        raise ValueError("rendered empty (a null or blank value), not an ISO 8601 time")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

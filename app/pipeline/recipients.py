@@ -2,13 +2,18 @@
 
 Google's libphonenumber (the `phonenumbers` port) does the parsing: national formats,
 punctuation, country rules and number validity are far too intricate to hand-write.
+This is the one definition of a phone number for the whole service: every number that
+enters (events, API, CLI, destinations, webhooks, suppressions) goes through
+`normalize_phone` once, and only its ASCII E.164 answer is compared, stored and sent.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
 import phonenumbers
+from pydantic import AfterValidator
 
 
 class InvalidRecipient(Exception):
@@ -16,10 +21,14 @@ class InvalidRecipient(Exception):
 
 
 @lru_cache(maxsize=65_536)
-def normalize_phone(raw: str, default_region: str) -> str:
-    """Return `raw` as E.164 (``+15551234567``), using `default_region` for national numbers.
+def normalize_phone(raw: str, default_region: str | None) -> str:
+    """Return `raw` as ASCII E.164 (``+15551234567``), using `default_region` for national
+    numbers (None: only international numbers, written with ``+``, are accepted).
 
-    Cached: the same recipients recur across events and parsing is the costly part.
+    Any digits libphonenumber reads (full-width, Arabic-Indic, …), spacing, punctuation and
+    surrounding whitespace (a trailing newline) become the plain form. Cached: the same
+    recipients recur across events and parsing is the costly part (only successes are kept,
+    each under 250 characters: libphonenumber refuses longer input).
     """
     text = raw.strip()
     if not text:
@@ -27,10 +36,30 @@ def normalize_phone(raw: str, default_region: str) -> str:
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
+        if default_region is None and exc.error_type == exc.INVALID_COUNTRY_CODE:
+            raise InvalidRecipient(
+                f"{mask_phone(text)} is not in international format (+ and country code, "
+                "e.g. +14155552671)"
+            ) from None
         raise InvalidRecipient(f"{mask_phone(text)} is not a phone number: {exc}") from None
     if not phonenumbers.is_valid_number(number):
         raise InvalidRecipient(f"{mask_phone(text)} is not a valid phone number")
+    if number.extension:
+        # E.164 has no extensions: dropping it would text a number nobody wrote.
+        raise InvalidRecipient(f"{mask_phone(text)} has an extension; a text cannot reach one")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _international(value: str) -> str:
+    try:
+        return normalize_phone(value, None)
+    except InvalidRecipient as exc:
+        raise ValueError(str(exc)) from None
+
+
+E164Number = Annotated[str, AfterValidator(_international)]
+"""A pydantic field type: a phone number in international format, normalized to ASCII
+E.164 (``＋１ 415 555 2671`` → ``+14155552671``) by `normalize_phone`."""
 
 
 def mask_phone(number: str) -> str:

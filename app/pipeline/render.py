@@ -15,15 +15,23 @@ from __future__ import annotations
 
 import functools
 import unicodedata
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import jinja2
-from jinja2 import FileSystemLoader, StrictUndefined, nodes
+from jinja2 import FileSystemLoader, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from app.pipeline.sandbox import (
+    MAX_OUTPUT_CHARS,
+    BoundedSandbox,
+    RenderBoundExceeded,
+    UndefinedVariable,
+    budgeted,
+)
 
 __all__ = [
     "ELLIPSIS",
@@ -63,14 +71,14 @@ class TemplateRenderer:
 
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = Path(templates_dir)
-        # The *immutable* sandbox (a SandboxedEnvironment subclass) also refuses mutating
-        # methods such as `dict.update` / `list.append`: one destination's template must not
-        # be able to change the event context that the next destination renders.
-        # StrictUndefined: a missing variable is an error, not a silently empty SMS.
-        # autoescape off: SMS is plain text, HTML escaping would corrupt `&`, `<`, quotes.
-        self.environment = ImmutableSandboxedEnvironment(
+        # The *immutable* sandbox also refuses mutating methods such as `dict.update` /
+        # `list.append`: one destination's template must not be able to change the event
+        # context that the next destination renders. Strict about undefined variables: a
+        # missing variable is an error, not a silently empty SMS. Bounded in time and
+        # size (`app.pipeline.sandbox`). autoescape off: SMS is plain text, HTML escaping
+        # would corrupt `&`, `<`, quotes.
+        self.environment = BoundedSandbox(
             loader=FileSystemLoader(self.templates_dir),
-            undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
         )
@@ -89,8 +97,8 @@ class TemplateRenderer:
             template = self.environment.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateConfigError(_describe_syntax_error(exc, None)) from None
-        except jinja2.TemplateError as exc:
-            raise TemplateConfigError(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # the config is reported, never crashes start-up or check-config
+            raise TemplateConfigError(_compile_failure(exc)) from None
         self._compiled[source] = self._with_lookups(template, source)
         return self._compiled[source]
 
@@ -128,10 +136,15 @@ class TemplateRenderer:
             raise TemplateConfigError(_describe_syntax_error(exc, name)) from None
         except UnicodeDecodeError as exc:
             raise TemplateConfigError(f"template file {name!r} is not valid UTF-8: {exc}") from None
-        except (OSError, jinja2.TemplateError) as exc:
-            raise TemplateConfigError(
-                f"template file {name!r}: {type(exc).__name__}: {exc}"
-            ) from None
+        except Exception as exc:  # OSError, TemplateError, anything compiling could raise
+            raise TemplateConfigError(f"template file {name!r}: {_compile_failure(exc)}") from None
+
+
+def _compile_failure(exc: Exception) -> str:
+    """A compiler failure in words (Python's class names mean nothing to the reader)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to compile"
+    return f"cannot be compiled: {exc}"
 
 
 def _describe_syntax_error(exc: jinja2.TemplateSyntaxError, name: str | None) -> str:
@@ -221,9 +234,11 @@ def _render_lookups(parts: tuple[str | _Lookup, ...], context: Mapping[str, Any]
             out.append(value)
         elif kind is int or kind is float:
             out.append(str(value))
+        elif value is None:
+            out.append("")  # JSON null prints as nothing, as the sandbox's `finalize` does
         else:
-            return None  # missing (Jinja's error message), None, bool, containers…
-    return "".join(out).strip()
+            return None  # missing (Jinja's error message), bool, containers…
+    return "".join(out)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -231,36 +246,97 @@ def _globals_of(template: jinja2.Template) -> dict[str, Any]:
     return dict(template.globals)
 
 
+_OUTPUT_BOUND = f"template output is over the {MAX_OUTPUT_CHARS:,} characters allowed"
+
+
 def render_template(template: jinja2.Template, context: Mapping[str, Any]) -> str:
     """Render a compiled template for one event; the result is stripped of outer whitespace.
 
-    Every failure becomes `RenderError`: undefined variables (Jinja's message names the
-    variable), sandbox refusals (`__class__` and friends), and any exception raised by
-    the template's own expressions (`"ZeroDivisionError: division by zero"`).
+    Every failure becomes `RenderError`: an undefined variable (named by its whole path,
+    ``person.properties.phone is undefined``), a sandbox refusal (`__class__` and
+    friends), a bound of the sandbox (loop steps, time, size: `app.pipeline.sandbox`), an
+    output over `MAX_OUTPUT_CHARS`, and any exception raised by the template's own
+    expressions (`"ZeroDivisionError: division by zero"`). JSON null renders as "".
     """
-    if not template.environment.sandboxed:
+    if not isinstance(template.environment, BoundedSandbox):
         # A programming error, not a bad event: templates must come from TemplateRenderer.
         raise TypeError("render_template only renders templates compiled in the sandbox")
     lookups = getattr(template, "lookups", None)
     if lookups is not None:
         text = _render_lookups(lookups, context)
         if text is not None:
-            return text
+            if len(text) > MAX_OUTPUT_CHARS:
+                raise RenderError(_OUTPUT_BOUND)
+            return text.strip()
     try:
-        # What `template.render` does, minus rebuilding a dict from the globals ChainMap
-        # on every call (the bulk of a small template's render time).
-        ctx = template.new_context({**_globals_of(template), **context}, shared=True)
-        text = template.environment.concat(template.root_render_func(ctx))
+        with budgeted():
+            # What `template.render` does, minus rebuilding a dict from the globals ChainMap
+            # on every call (the bulk of a small template's render time); chunk by chunk, so
+            # that an oversized output stops where it crosses the bound.
+            ctx = template.new_context({**_globals_of(template), **context}, shared=True)
+            chunks: list[str] = []
+            size = 0
+            for chunk in template.root_render_func(ctx):
+                size += len(chunk)
+                if size > MAX_OUTPUT_CHARS:
+                    raise RenderBoundExceeded(_OUTPUT_BOUND)
+                chunks.append(chunk)
+            text = "".join(chunks)
+    except RenderBoundExceeded as exc:
+        raise RenderError(str(exc)) from None
     except SecurityError as exc:
-        # The sandbox turns unsafe attributes into undefined values; with StrictUndefined,
-        # using them raises SecurityError (not UndefinedError), so this branch comes first.
+        # The sandbox turns unsafe attributes into undefined values; using them raises
+        # SecurityError (not UndefinedError), so this branch comes first.
         raise RenderError(f"unsafe template operation refused by the sandbox: {exc}") from exc
+    except UndefinedVariable as exc:
+        raise RenderError(describe_undefined(exc, context)) from None
     except jinja2.UndefinedError as exc:
         raise RenderError(str(exc)) from exc
+    except RecursionError:
+        raise RenderError("template stopped: it recursed too deeply") from None
     except Exception as exc:
         raise RenderError(f"{type(exc).__name__}: {exc}") from exc
     # Template files end with a newline, and indentation inside blocks is easy to leak.
     return text.strip()
+
+
+# An undefined variable's path is found by looking for its owner in the context; a
+# context is a few small dicts, but an event's properties can be big.
+_PATH_SEARCH_LIMIT = 10_000
+
+
+def describe_undefined(error: UndefinedVariable, context: Mapping[str, Any]) -> str:
+    """``person.properties.phone is undefined``: the whole path of what was looked up."""
+    name = error.name
+    if error.owner is UndefinedVariable.MISSING:
+        return f"{name} is undefined"
+    path = _path_of(error.owner, context)
+    if path is None:
+        owner = type(error.owner).__name__
+        return f"{_step(name).lstrip('.')} is undefined (looked up on a {owner} value)"
+    return f"{path}{_step(name)} is undefined"
+
+
+def _step(key: Any) -> str:
+    if isinstance(key, str) and key.isidentifier():
+        return f".{key}"
+    return f"[{key!r}]"
+
+
+def _path_of(target: Any, context: Mapping[str, Any]) -> str | None:
+    """Where `target` sits in the context (``person.properties``), by identity."""
+    queue: deque[tuple[str, Any]] = deque(context.items())
+    visited = 0
+    while queue and visited < _PATH_SEARCH_LIMIT:
+        path, value = queue.popleft()
+        visited += 1
+        if value is target:
+            return path
+        if type(value) is dict:
+            queue.extend((path + _step(k), v) for k, v in value.items())
+        elif type(value) is list:
+            queue.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return None
 
 
 # --------------------------------------------------------------------------- SMS body

@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
+
+from app.settings import SettingsError
+from app.store import keys, unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,95 @@ def connect(url: str, max_connections: int = 128) -> Redis:
         health_check_interval=30,
         socket_timeout=None,
         socket_connect_timeout=5,
+        # Off: with redis-py's default ("auto", for Redis Enterprise's maintenance pushes)
+        # the pool skips its check that a pooled connection is still open, so after a
+        # Redis restart the first command on every old connection failed ("Connection
+        # closed by server"). With the check, a closed one is replaced before use.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
         **over_tcp,
     )
     return Redis(connection_pool=pool)
+
+
+class RedisUnfit(SettingsError):
+    """SMS_REDIS_URL points at a Redis that cannot keep the service's promise."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisProblem:
+    """One reason this Redis cannot take the service's writes, saying what to change.
+    `lasting`: the wrong Redis (Cluster, evicting, a replica), not one away for now."""
+
+    text: str
+    lasting: bool = False
+
+
+async def check_server(redis: Redis) -> list[RedisProblem]:
+    """What makes this Redis unfit to hold the service's promise right now; empty when it
+    is fit. Never raises for Redis being away: that is a problem like the others.
+
+    Fit: a standalone server (Cluster splits the keys a script writes together), that never
+    evicts keys (an evicted dedupe key or throttle window is a text sent twice), that is a
+    master and takes a write now (not a replica, not read-only, not out of memory, not
+    refusing writes for a failed save). One round trip: INFO and a write with a short expiry.
+    """
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.info()
+            pipe.set(keys.READY_PROBE, "1", px=10_000)
+            info, written = await pipe.execute(raise_on_error=False)
+    except (RedisError, OSError) as exc:
+        return [RedisProblem(f"{_reason(exc)}: {exc}")]
+    if isinstance(info, Exception):
+        if not isinstance(info, RedisError) or unavailable_reason(info) is not None:
+            return [RedisProblem(f"{_reason(info)}: {info}")]
+        info = {}  # INFO refused (an ACL without it): the write alone says if it is fit
+    problems = []
+    if str(info.get("cluster_enabled", "0")) == "1":
+        problems.append(
+            RedisProblem(
+                "Redis is a Cluster node (cluster_enabled:1): smsdest needs a standalone "
+                "Redis (its scripts write several keys at once); point SMS_REDIS_URL at one",
+                lasting=True,
+            )
+        )
+    policy = info.get("maxmemory_policy", "noeviction")
+    if policy != "noeviction":
+        problems.append(
+            RedisProblem(
+                f"Redis may evict keys (maxmemory-policy {policy}): an evicted dedupe key or "
+                "throttle window means a text sent twice; set maxmemory-policy noeviction "
+                "(CONFIG SET maxmemory-policy noeviction, and in redis.conf)",
+                lasting=True,
+            )
+        )
+    if info.get("role", "master") != "master":
+        master = f"{info.get('master_host', '?')}:{info.get('master_port', '?')}"
+        problems.append(
+            RedisProblem(
+                f"Redis is a replica of {master} (read-only): point SMS_REDIS_URL at the master",
+                lasting=True,
+            )
+        )
+    elif str(info.get("loading", "0")) == "1":
+        problems.append(RedisProblem("Redis is loading its data: wait until it is done"))
+    elif isinstance(written, Exception):
+        problems.append(RedisProblem(f"{_reason(written)}: {written}"))
+    return problems
+
+
+async def refuse_unfit(redis: Redis) -> None:
+    """At start-up: raise `RedisUnfit` for the wrong Redis (Cluster, evicting, a replica);
+    one away or refusing for now is only logged (readiness stays red until it is back)."""
+    problems = await check_server(redis)
+    lasting = [problem.text for problem in problems if problem.lasting]
+    if lasting:
+        raise RedisUnfit("SMS_REDIS_URL: " + "; ".join(lasting))
+    if problems:
+        log.warning("Redis is not ready yet: %s", "; ".join(p.text for p in problems))
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return "Redis cannot be reached"
+    return (unavailable_reason(exc) if isinstance(exc, RedisError) else None) or "Redis failed"

@@ -8,258 +8,135 @@ interleaving where two copies of an event (or two events for one recipient) both
 
 from __future__ import annotations
 
-import functools
-import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from app.store import keys
+from app.store import keys, storage_errors
 from app.store.pipelining import CommandBatcher
+from app.store.records import (
+    UNINDEXED_STATUSES,
+    Decision,
+    DeliveryRecord,
+    DeliveryStatus,
+    ExternalMessage,
+    NewDelivery,
+    SendOutcome,
+    delivery_status_for,
+    id_bound,
+    id_created_ms,
+    iso_ms,
+    new_delivery_id,
+    now_ms,
+    single_line,
+    twilio_status_rank,
+)
+from app.store.scripts import lua
+from app.store.suppressions import Suppression, parse_suppression
 
-Status = Literal[
-    "queued",
-    "sending",
-    "retrying",
-    "sent",
-    "mocked",
-    "failed",
-    "skipped",
-    "scheduled",  # held until its send time (by us, or by Twilio when it has a SID)
-    # reported by Twilio after sending
-    "delivered",
-    "undelivered",
-    "read",
-    "canceled",
-    "external",  # sent by another system on the account, found by reconciliation
-]
+# The worker's claim on a queued delivery: send it, or why not.
+BeginVerdict = Literal["send", "missing", "done", "opted_out"]
+# What a Twilio status report did to a delivery.
+StatusVerdict = Literal["applied", "stale", "missing"]
 
-# The hot-path scripts take one argument, a JSON array [keys, args, …], not dozens of
-# arguments: redis-py encodes arguments one by one in Python, which cost more than all the
-# rest of ingest. (Keys are not declared to Redis: like every multi-key script here, these
-# need a standalone or Sentinel-managed Redis, not Cluster.)
-_JSON_INPUT = """
-local input = cjson.decode(ARGV[1])
-local KEYS, ARGV = input[1], input[2]
-"""
-
-# Shared by every script that changes a delivery's status: appends to the history and
-# moves the id between status indexes. `extra` is a flat list of field/value pairs.
-_LUA_TRANSITION = """
-local function transition(key, id, status, now, prefix, detail, extra)
-  local old = redis.call('HGET', key, 'status')
-  local history = cjson.decode(redis.call('HGET', key, 'history') or '[]')
-  local entry = {status = status, at = now}
-  if detail ~= '' then entry.detail = detail end
-  table.insert(history, entry)
-  redis.call('HSET', key, 'status', status, 'updated_at', now,
-             'history', cjson.encode(history), unpack(extra))
-  if old ~= status then
-    if old then redis.call('ZREM', prefix .. old, id) end
-    redis.call('ZADD', prefix .. status, 0, id)
-  end
-  return old
-end
-"""
-
-# Admits a chunk of deliveries, each atomically, and returns {status, reason} for each.
-# Input: one JSON array of deliveries, each [keys, args, record].
-# keys: dedupe, throttle ('' = none), record, stream, index, destination index,
-#       recipient index ('' = none), suppression list, delayed sends
-# args: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
-#       status index prefix, recipient ('' = none), due ms ('' = now)
-# record: the record's fields as a flat [name, value, …] list, every value a string
-_ADMIT = """
-local function admit(KEYS, ARGV, fields)
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'duplicate', redis.call('GET', KEYS[1]) or ''}
-end
-local status, reason = ARGV[6], ARGV[7]
-if status == 'queued' and ARGV[9] ~= '' and redis.call('HEXISTS', KEYS[8], ARGV[9]) == 1 then
-  status, reason = 'skipped', 'opted_out'
-end
-if status == 'queued' and KEYS[2] ~= '' then
-  if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then
-    status, reason = 'skipped', 'throttled'
-  end
-end
-if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
-local entry = {status = status, at = ARGV[5]}
-if reason ~= '' then entry.reason = reason end
-redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
-           'history', cjson.encode({entry}), unpack(fields))
-redis.call('EXPIRE', KEYS[3], ARGV[4])
-redis.call('ZADD', KEYS[5], 0, ARGV[1])
-redis.call('ZADD', KEYS[6], 0, ARGV[1])
-if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
-redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1])
-if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
-if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
-return {status, reason}
-end
-
-local results = {}
-for i, delivery in ipairs(cjson.decode(ARGV[1])) do
-  results[i] = admit(delivery[1], delivery[2], delivery[3])
-end
-return results
-"""
-
-# The worker's last step for a delivery, atomically: record the outcome, index the Twilio
-# SID, park a retry, free the throttle window (compare-and-delete), suppress a number
-# Twilio says opted out, and acknowledge the queue entry.
-# KEYS: record, stream, SID key, delayed sends, throttle, suppression list ('' = skip each)
-# ARGV: id, new status, now, status index prefix, history detail ('' = none), group,
-#       entry id, retention s, retry due ms, recipient, suppression value, then
-#       field/value pairs to set.
-_FINISH_SEND = (
-    _JSON_INPUT
-    + _LUA_TRANSITION
-    + """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  transition(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 12)})
-end
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[8]) end
-if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[9], ARGV[1]) end
-if KEYS[5] ~= '' and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
-if KEYS[6] ~= '' then redis.call('HSETNX', KEYS[6], ARGV[10], ARGV[11]) end
-redis.call('XACK', KEYS[2], ARGV[6], ARGV[7])
-redis.call('XDEL', KEYS[2], ARGV[7])
-return 1
-"""
+# Each script in its own .lua file beside this module (its header says what it takes and
+# returns); libraries first. `unindexed`: Lua's copy of UNINDEXED_STATUSES, generated.
+_STATUS_INDEXES = (
+    "local unindexed = {"
+    + ", ".join(f"{status} = true" for status in sorted(UNINDEXED_STATUSES))
+    + "}"
 )
 
-# The worker's first step for a queued delivery, in one round trip: skip what is gone or
-# done, skip (as opted_out) a recipient who opted out since admission, else mark it
-# sending. KEYS: record, suppression list.  ARGV: id, now, status index prefix.
-# Returns {verdict, record fields as a flat list}.
-_BEGIN_SEND = (
-    _JSON_INPUT
-    + _LUA_TRANSITION
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', {}} end
-local sid = redis.call('HGET', KEYS[1], 'twilio_sid')
-if status == 'sent' or status == 'mocked' or status == 'failed' or status == 'skipped'
-   or (sid and sid ~= '') then
-  return {'done', {}}
-end
-local recipient = redis.call('HGET', KEYS[1], 'recipient') or ''
-if redis.call('HEXISTS', KEYS[2], recipient) == 1 then
-  transition(KEYS[1], ARGV[1], 'skipped', ARGV[2], ARGV[3], 'recipient opted out',
-             {'reason', 'opted_out'})
-  return {'opted_out', {}}
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-transition(KEYS[1], ARGV[1], 'sending', ARGV[2], ARGV[3], '', {})
-return {'send', redis.call('HGETALL', KEYS[1])}
-"""
-)
 
-# A Twilio status report (callback or poll) moves a delivery forward only: a late or
-# repeated report never overwrites a later state. KEYS: record.  ARGV: id, now, status index
-# prefix, Twilio status, its rank, our status for it ('' = unchanged), error code, detail.
-_TWILIO_STATUS = (
-    _LUA_TRANSITION
-    + """
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return 'missing' end
-local rank = tonumber(redis.call('HGET', KEYS[1], 'twilio_status_rank') or '0') or 0
-if tonumber(ARGV[5]) <= rank then return 'stale' end
-local status = ARGV[6] ~= '' and ARGV[6] or current
-local extra = {'twilio_status', ARGV[4], 'twilio_status_rank', ARGV[5]}
-if ARGV[7] ~= '' then
-  table.insert(extra, 'error_code'); table.insert(extra, ARGV[7])
-end
-transition(KEYS[1], ARGV[1], status, ARGV[2], ARGV[3], ARGV[8], extra)
-return 'applied'
-"""
-)
-
-# Cancel a delivery held in our own delayed queue, atomically against its promotion.
-# KEYS: record, delayed sends.  ARGV: id, now, status index prefix.
-_CANCEL_SCHEDULED = (
-    _LUA_TRANSITION
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {0, 'missing'} end
-if status ~= 'scheduled' then return {0, status} end
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return {0, 'queued'} end
-transition(KEYS[1], ARGV[1], 'canceled', ARGV[2], ARGV[3], 'canceled before sending', {})
-return {1, 'canceled'}
-"""
-)
-
-# A message someone else sent on the account, imported once (keyed by its SID).
-# KEYS: SID index, record, index, destination index, recipient index ('' = none).
-# ARGV: id, retention s, status index prefix, status, then the record's field/value pairs.
-_IMPORT_EXTERNAL = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[2], 'status', ARGV[4], unpack(ARGV, 5))
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], 0, ARGV[1])
-redis.call('ZADD', KEYS[4], 0, ARGV[1])
-if KEYS[5] ~= '' then redis.call('ZADD', KEYS[5], 0, ARGV[1]) end
-redis.call('ZADD', ARGV[3] .. ARGV[4], 0, ARGV[1])
-return 1
-"""
+def _changes_status(*files: str) -> str:
+    """A script that changes a record's status: the history and status index libraries,
+    then `files`."""
+    return lua("history.lua", "transition.lua", *files, prelude=_STATUS_INDEXES)
 
 
-@functools.lru_cache(maxsize=2)
-def _iso_second(epoch_s: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
+_ADMIT = lua("admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES)
+_PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
+_BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
+_FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
+_TWILIO_STATUS = _changes_status("twilio_status.lua")
+_CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
+_IMPORT_EXTERNAL = lua("import_external.lua")
 
 
-def now_iso() -> str:
-    """Now, UTC, to the millisecond: ``2026-11-23T16:56:58.123Z`` (formatted ~4x faster
-    than datetime's isoformat: the hot path stamps every record)."""
-    seconds, millis = divmod(time.time_ns() // 1_000_000, 1000)
-    return f"{_iso_second(seconds)}.{millis:03d}Z"
-
-
-def new_delivery_id(created_ms: int | None = None) -> str:
-    """Time-ordered id: sorting ids sorts deliveries by creation (the log's cursor).
-
-    The tail is 64 random bits from `random` (reseeded per process and after fork), not
-    os.urandom: a syscall per id showed in profiles, and the id is not a secret.
-    """
-    ms = created_ms if created_ms is not None else time.time_ns() // 1_000_000
-    return f"dl_{ms:012x}{random.getrandbits(64):016x}"
-
-
-def id_bound(epoch_ms: int) -> str:
-    """The smallest possible id created at `epoch_ms`: a bound for range queries."""
-    return f"dl_{max(epoch_ms, 0):012x}"
+CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
 
 
 @dataclass(frozen=True, slots=True)
-class NewDelivery:
-    """Everything known about a delivery when it is admitted."""
+class Check:
+    """A verdict of admission's checks (admission_checks.lua) and the facts behind it."""
 
-    destination_id: str
-    mode: keys.Mode
-    event_identity: str
-    event_uuid: str | None
-    event_name: str
-    recipient: str | None
-    body: str | None
-    encoding: str | None
-    segments: int | None
-    sender: Mapping[str, str]  # {"from": …} or {"messaging_service_sid": …}
-    skip_reason: str | None = None  # set: recorded as skipped, never sent
-    detail: str | None = None
-    throttle_key: str | None = None
-    throttle_window_ms: int = 0
-    # Held in our own delayed queue until this time (epoch ms) instead of sent at once.
-    due_ms: int | None = None
-    # Further message options stored with the record (media, validity, Twilio scheduling).
-    options: Mapping[str, str] = field(default_factory=dict)
+    verdict: CheckVerdict
+    original_id: str | None = None  # duplicate: the delivery that handled the event
+    suppression: Suppression | None = None  # opted_out: when and how
+    held_by: str | None = None  # throttled: the delivery holding the window…
+    frees_at_ms: int | None = None  # …and when the window frees (epoch ms)
+
+    @classmethod
+    def from_reply(cls, reply: Sequence[Any], recipient: str | None, now_ms: int) -> Check:
+        """Read `check`'s reply ({verdict, …facts}) as the script gave it."""
+        verdict = cast(CheckVerdict, reply[0])
+        if verdict == "duplicate":
+            return cls(verdict, original_id=reply[1] or None)
+        if verdict == "opted_out":
+            return cls(verdict, suppression=parse_suppression(recipient or "", reply[1]))
+        if verdict == "throttled":
+            return cls(verdict, held_by=reply[1] or None, frees_at_ms=now_ms + max(reply[2], 0))
+        return cls(verdict)
+
+    def detail(self, window_ms: int) -> str | None:
+        """The verdict in words, for whoever sent the event (None for "pass")."""
+        if self.verdict == "duplicate":
+            handled = id_created_ms(self.original_id or "")
+            when = f" at {iso_ms(handled)}" if handled is not None else ""
+            return (
+                f"this event was already handled for this destination{when}: "
+                f"delivery {self.original_id}"
+            )
+        if self.verdict == "opted_out" and self.suppression is not None:
+            return (
+                f"the recipient opted out {self.suppression.how()} "
+                f"(suppressed since {self.suppression.since})"
+            )
+        if self.verdict == "throttled" and self.frees_at_ms is not None:
+            since = iso_ms(self.frees_at_ms - window_ms)
+            return (
+                f"one message per {_duration(window_ms)} per recipient: the window is held "
+                f"since {since} by delivery {self.held_by} and frees at "
+                f"{iso_ms(self.frees_at_ms)}"
+            )
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPreview:
+    """What admission would decide for a delivery now, read-only (the destination tester).
+
+    `check` is the verdict leaving dedupe aside (a tester re-runs the same event);
+    `duplicate_of` says whether admission would have answered "duplicate" first.
+    """
+
+    check: Check
+    duplicate_of: str | None
+
+
+def _duration(ms: int) -> str:
+    """A window in the unit it was most likely written in: `1h`, `90s`, `7d`."""
+    seconds = ms // 1000
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,80 +144,38 @@ class Admission:
     """What ingest answers for one (event, destination): the decision and the delivery id."""
 
     destination_id: str
-    decision: str  # queued | throttled | duplicate | invalid_recipient | render_error | …
+    decision: Decision
     delivery_id: str
     detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryRecord:
-    """A delivery as stored in the log."""
-
-    id: str
-    fields: dict[str, str] = field(repr=False)
-
-    @property
-    def status(self) -> str:
-        return self.fields.get("status", "")
-
-    @property
-    def mode(self) -> str:
-        return self.fields.get("mode", "live")
-
-    @property
-    def attempts(self) -> int:
-        return int(self.fields.get("attempts") or 0)
-
-    def get(self, name: str) -> str | None:
-        """A stored field, None when empty."""
-        return self.fields.get(name) or None
-
-    def to_public(self) -> dict[str, Any]:
-        """The JSON the admin API returns (whole recipient; the API is behind a token)."""
-        f = self.fields
-        return {
-            "id": self.id,
-            "destination": f.get("destination"),
-            "mode": self.mode,
-            "status": self.status,
-            "reason": f.get("reason") or None,
-            "detail": f.get("detail") or None,
-            "event": {"uuid": f.get("event_uuid") or None, "name": f.get("event_name")},
-            "recipient": f.get("recipient") or None,
-            "from": f.get("from") or None,
-            "messaging_service_sid": f.get("messaging_service_sid") or None,
-            "body": f.get("body") or None,
-            "encoding": f.get("encoding") or None,
-            "segments": int(f["segments"]) if f.get("segments") else None,
-            "attempts": self.attempts,
-            "twilio_sid": f.get("twilio_sid") or None,
-            "twilio_status": f.get("twilio_status") or None,
-            "error_code": int(f["error_code"]) if f.get("error_code") else None,
-            "error_message": f.get("error_message") or None,
-            "twilio_request": orjson.loads(f["twilio_request"])
-            if f.get("twilio_request")
-            else None,
-            "created_at": f.get("created_at"),
-            "updated_at": f.get("updated_at"),
-            "history": orjson.loads(f.get("history") or "[]"),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class DeliveryPage:
+    """One page of the log, newest first, and the cursor for the next (None: the last)."""
+
     items: list[DeliveryRecord]
     next_cursor: str | None
 
 
+@storage_errors
 class DeliveryLog:
     """Reads and writes delivery records; the only code that knows their Redis layout."""
 
-    def __init__(self, redis: Redis, dedupe_ttl_s: int, retention_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        dedupe_ttl_s: int,
+        retention_s: int,
+        skipped_retention_s: int | None = None,
+    ) -> None:
         self._redis = redis
         self._dedupe_ttl_ms = dedupe_ttl_s * 1000
         self._retention_s = retention_s
+        # A skipped delivery is kept at most as long as any (its index entries go then).
+        self._skipped_retention_s = min(skipped_retention_s or retention_s, retention_s)
         self._batcher = CommandBatcher(redis)
         self._admit = redis.register_script(_ADMIT)
+        self._preview = redis.register_script(_PREVIEW)
         self._finish_send = redis.register_script(_FINISH_SEND)
         self._begin_send = redis.register_script(_BEGIN_SEND)
         self._twilio_status = redis.register_script(_TWILIO_STATUS)
@@ -352,10 +187,11 @@ class DeliveryLog:
         (shared with whatever else this process is sending to Redis at the time)."""
         if not deliveries:
             return []
-        now = now_iso()
-        ids = [new_delivery_id() for _ in deliveries]
+        now = now_ms()
+        ids = [new_delivery_id(now) for _ in deliveries]
+        retention = (self._retention_s, self._skipped_retention_s)
         items = [
-            _admission_input(i, d, now, self._dedupe_ttl_ms, self._retention_s)
+            _admission_input(i, d, now, self._dedupe_ttl_ms, retention)
             for i, d in zip(ids, deliveries, strict=True)
         ]
         # One script call per chunk: a reply per delivery costs redis-py more than the
@@ -364,57 +200,72 @@ class DeliveryLog:
             orjson.dumps(items[i : i + _ADMIT_CHUNK]) for i in range(0, len(items), _ADMIT_CHUNK)
         ]
         replies = await self._evalsha(self._admit, chunks)
-        results = []
+        answered_ms = now_ms()
         outcomes = (outcome for chunk in replies for outcome in chunk)
-        for delivery_id, new, (status, reason) in zip(ids, deliveries, outcomes, strict=True):
-            if status == "duplicate":
-                results.append(Admission(new.destination_id, "duplicate", reason))
-            else:
-                decision = status if status in ("queued", "scheduled") else reason
-                results.append(Admission(new.destination_id, decision, delivery_id, new.detail))
-        return results
+        return [
+            _admission(delivery_id, new, reply, answered_ms)
+            for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True)
+        ]
+
+    async def preview(self, new: NewDelivery) -> AdmissionPreview:
+        """Admission's checks for `new`, read-only: the same script code, nothing claimed."""
+        sendable = not new.skip_reason
+        reply = await self._preview(
+            keys=[
+                keys.dedupe(new.destination_id, new.event_identity),
+                keys.SUPPRESSIONS,
+                (new.throttle_key or "") if sendable else "",
+            ],
+            args=[(new.recipient or "") if sendable else ""],
+        )
+        now_ms = time.time_ns() // 1_000_000
+        with_dedupe = Check.from_reply(reply[0], new.recipient, now_ms)
+        return AdmissionPreview(
+            check=Check.from_reply(reply[1], new.recipient, now_ms),
+            duplicate_of=with_dedupe.original_id if with_dedupe.verdict == "duplicate" else None,
+        )
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One record, or None when unknown or past retention."""
         fields: dict[str, str] = await self._redis.hgetall(keys.delivery(delivery_id))  # type: ignore[assignment]
-        return DeliveryRecord(delivery_id, fields) if fields else None
+        return DeliveryRecord.from_fields(delivery_id, fields) if fields else None
 
-    async def begin_send(self, delivery_id: str) -> tuple[str, DeliveryRecord | None]:
+    async def begin_send(self, delivery_id: str) -> tuple[BeginVerdict, DeliveryRecord | None]:
         """Claim a queued delivery for sending: ``("send", record)``, or a verdict
         ``"missing"`` (expired), ``"done"`` (already sent or final) or ``"opted_out"``."""
         verdict, flat = await self._run_script(
             self._begin_send,
             (keys.delivery(delivery_id), keys.SUPPRESSIONS),
-            (delivery_id, now_iso(), keys.STATUS_INDEX_PREFIX),
+            (delivery_id, now_ms(), keys.STATUS_INDEX_PREFIX),
         )
         if verdict != "send":
-            return verdict, None
-        return verdict, DeliveryRecord(delivery_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+            return cast(BeginVerdict, verdict), None
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        return "send", DeliveryRecord.from_fields(delivery_id, fields)
 
     async def finish_send(
         self,
         record: DeliveryRecord,
         entry_id: str,
-        status: Status,
+        status: DeliveryStatus,
         *,
         detail: str | None = None,
-        updates: Mapping[str, str | int] | None = None,
-        twilio_sid: str | None = None,
+        outcome: SendOutcome | None = None,
         retry_at_ms: int | None = None,
         release_throttle: bool = False,
         suppression: bytes | None = None,
     ) -> None:
         """Record a send's outcome and acknowledge its queue entry, in one atomic step.
 
-        `twilio_sid` is indexed for status callbacks; `retry_at_ms` parks the delivery in
-        the delayed queue; `release_throttle` frees the window it claimed (only if it still
-        holds it); `suppression` (a suppression list value) suppresses its recipient.
+        `outcome` is what the attempt adds to the record (its SID is indexed for status
+        callbacks); `retry_at_ms` parks the delivery in the delayed queue; `release_throttle`
+        frees the window it claimed (only if it still holds it); `suppression` (a suppression
+        list value) suppresses its recipient.
         """
-        throttle_key = record.get("throttle_key") if release_throttle else None
-        recipient = record.get("recipient") or ""
-        pairs: list[str | int] = []
-        for name, value in (updates or {}).items():
-            pairs += [name, value]
+        throttle_key = record.throttle_key if release_throttle else None
+        recipient = record.recipient or ""
+        # Only a live SID can come back in a callback: test mode's are never indexed.
+        twilio_sid = outcome.twilio_sid if outcome and record.mode == "live" else None
         await self._run_script(
             self._finish_send,
             (
@@ -428,23 +279,23 @@ class DeliveryLog:
             (
                 record.id,
                 status,
-                now_iso(),
+                now_ms(),
                 keys.STATUS_INDEX_PREFIX,
-                detail or "",
+                single_line(detail or ""),
                 keys.SEND_GROUP,
                 entry_id,
                 self._retention_s,
                 retry_at_ms if retry_at_ms is not None else "",
                 recipient,
                 suppression or "",
-                *pairs,
+                *(outcome.fields() if outcome else ()),
             ),
         )
 
     async def _run_script(
         self, script: AsyncScript, script_keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        """Run a `_JSON_INPUT` script once: its keys and arguments as one JSON argument."""
+        """Run a json_input.lua script once: its keys and arguments as one JSON argument."""
         strings = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
         [reply] = await self._evalsha(script, [orjson.dumps((script_keys, strings))])
         return reply
@@ -470,67 +321,52 @@ class DeliveryLog:
         return found
 
     async def apply_twilio_status(
-        self,
-        delivery_id: str,
-        twilio_status: str,
-        rank: int,
-        status: Status | None,
-        error_code: int | None,
-        detail: str,
-    ) -> str:
-        """Record a status Twilio reported; ``"stale"`` when it would move backwards."""
+        self, delivery_id: str, twilio_status: str, error_code: int | None, detail: str
+    ) -> StatusVerdict:
+        """Record a status Twilio reported (callback, poll or cancel): ``"stale"`` when it
+        would move the delivery backwards, ``"missing"`` when the record is gone."""
+        status = delivery_status_for(twilio_status)
         result: str = await self._twilio_status(
             keys=[keys.delivery(delivery_id)],
             args=[
                 delivery_id,
-                now_iso(),
+                now_ms(),
                 keys.STATUS_INDEX_PREFIX,
                 twilio_status,
-                rank,
+                twilio_status_rank(twilio_status),
                 status or "",
                 error_code if error_code is not None else "",
-                detail,
+                single_line(detail),
             ],
         )
-        return result
+        return cast(StatusVerdict, result)
 
     async def cancel_scheduled(self, delivery_id: str) -> tuple[bool, str]:
         """Cancel a delivery we hold until its time: (True, "canceled"), else (False, status)."""
         done, status = await self._cancel_scheduled(
             keys=[keys.delivery(delivery_id), keys.DELAYED_SENDS],
-            args=[delivery_id, now_iso(), keys.STATUS_INDEX_PREFIX],
+            args=[delivery_id, now_ms(), keys.STATUS_INDEX_PREFIX],
         )
         return bool(done), str(status)
 
-    async def import_external(
-        self, sid: str, status: Status, fields: Mapping[str, str | int], created_ms: int
-    ) -> bool:
+    async def import_external(self, message: ExternalMessage, destination: str) -> bool:
         """Record a message sent outside this service; False if its SID is already known."""
-        delivery_id = new_delivery_id(created_ms)
-        now = now_iso()
-        history = orjson.dumps([{"status": status, "at": now, "detail": "imported from Twilio"}])
-        recipient = str(fields.get("recipient") or "")
-        flat: list[str | int] = []
-        for name, value in {
-            **fields,
-            "id": delivery_id,
-            "mode": "live",
-            "twilio_sid": sid,
-            "history": history.decode(),
-            "created_at": now,
-            "updated_at": now,
-            "attempts": 0,
-        }.items():
-            flat += [name, value]
+        delivery_id = new_delivery_id(message.sent_ms)
         imported: int = await self._import_external(
             keys=[
-                keys.twilio_sid(sid),
+                keys.twilio_sid(message.sid),
                 keys.delivery(delivery_id),
                 keys.DELIVERY_INDEX,
-                keys.DESTINATION_INDEX_PREFIX + str(fields.get("destination") or ""),
-                keys.RECIPIENT_INDEX_PREFIX + recipient if recipient else "",
+                keys.DESTINATION_INDEX_PREFIX + destination,
+                keys.RECIPIENT_INDEX_PREFIX + message.recipient if message.recipient else "",
             ],
-            args=[delivery_id, self._retention_s, keys.STATUS_INDEX_PREFIX, status, *flat],
+            args=[
+                delivery_id,
+                self._retention_s,
+                keys.STATUS_INDEX_PREFIX,
+                "external",
+                *message.fields(delivery_id, destination, now_ms()),
+            ],
         )
         return bool(imported)
 
@@ -555,11 +391,15 @@ class DeliveryLog:
             index = keys.RECIPIENT_INDEX_PREFIX + recipient
         elif destination:
             index = keys.DESTINATION_INDEX_PREFIX + destination
-        elif status:
+        elif status and status not in UNINDEXED_STATUSES:
             index = keys.STATUS_INDEX_PREFIX + status
         else:
             index = keys.DELIVERY_INDEX
-        wanted = {"destination": destination, "status": status, "recipient": recipient}
+        wanted: list[tuple[str | None, Callable[[DeliveryRecord], str | None]]] = [
+            (destination, lambda r: r.destination),
+            (status, lambda r: r.status),
+            (recipient, lambda r: r.recipient),
+        ]
         items: list[DeliveryRecord] = []
         upper = f"({cursor}" if cursor else "+"
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
@@ -570,7 +410,7 @@ class DeliveryLog:
             if not ids:
                 return DeliveryPage(items, None)
             for record in await self._fetch(ids):
-                if all(record.fields.get(k) == v for k, v in wanted.items() if v):
+                if all(get(record) == value for value, get in wanted if value):
                     items.append(record)
                     if len(items) == limit:
                         return DeliveryPage(items, record.id)
@@ -595,14 +435,40 @@ class DeliveryLog:
                 pipe.hgetall(keys.delivery(delivery_id))
             rows = await pipe.execute()
         # Records past retention are gone while index entries linger until pruned: skip them.
-        return [DeliveryRecord(i, row) for i, row in zip(id_list, rows, strict=True) if row]
+        return [
+            DeliveryRecord.from_fields(i, row) for i, row in zip(id_list, rows, strict=True) if row
+        ]
 
 
 _ADMIT_CHUNK = 100  # deliveries per admission script call
 
 
+def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int) -> Admission:
+    """The answer for one delivery from admit.lua's reply: {status, reason, …facts}, or
+    {'duplicate', original id}."""
+    destination, status = new.destination_id, reply[0]
+    if status == "queued":
+        return Admission(destination, "queued", delivery_id, new.detail)
+    if status == "scheduled":
+        held = f"held until {iso_ms(new.due_ms)}" if new.due_ms is not None else None
+        return Admission(destination, "scheduled", delivery_id, held)
+    if status == "duplicate":
+        check = Check.from_reply(reply, new.recipient, now_ms)
+        return Admission(destination, "duplicate", reply[1], check.detail(0))
+    reason = cast(Decision, reply[1])
+    if reason in ("opted_out", "throttled"):
+        # {reason, …facts} is the checks' own reply.
+        check = Check.from_reply(reply[1:], new.recipient, now_ms)
+        return Admission(destination, reason, delivery_id, check.detail(new.throttle_window_ms))
+    return Admission(destination, reason, delivery_id, new.detail)
+
+
 def _admission_input(
-    delivery_id: str, new: NewDelivery, now: str, dedupe_ttl_ms: int, retention_s: int
+    delivery_id: str,
+    new: NewDelivery,
+    now: int,
+    dedupe_ttl_ms: int,
+    retention_s: tuple[int, int],
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """One delivery's [keys, args, record] for the admission script."""
     script_keys = (
@@ -620,35 +486,13 @@ def _admission_input(
         delivery_id,
         str(dedupe_ttl_ms),
         str(new.throttle_window_ms),
-        str(retention_s),
-        now,
+        str(retention_s[0]),
+        str(now),
         "skipped" if new.skip_reason else "queued",
         new.skip_reason or "",
         keys.STATUS_INDEX_PREFIX,
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
+        str(retention_s[1]),
     )
-    flat = [item for pair in _record_fields(delivery_id, new, now).items() for item in pair]
-    return script_keys, args, flat
-
-
-def _record_fields(delivery_id: str, new: NewDelivery, now: str) -> dict[str, str]:
-    """The new record's fields, every value a string (Lua would print numbers as floats)."""
-    return {
-        "id": delivery_id,
-        "destination": new.destination_id,
-        "mode": new.mode,
-        "event_uuid": new.event_uuid or "",
-        "event_name": new.event_name,
-        "recipient": new.recipient or "",
-        "body": new.body or "",
-        "encoding": new.encoding or "",
-        "segments": str(new.segments) if new.segments is not None else "",
-        "detail": new.detail or "",
-        "attempts": "0",
-        "throttle_key": new.throttle_key or "",
-        "created_at": now,
-        "updated_at": now,
-        **new.sender,
-        **new.options,
-    }
+    return script_keys, args, new.fields()

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 PREFIX = "smsdest:"
 
 SEND_STREAM = PREFIX + "sends"
 SEND_GROUP = "smsdest-workers"
 DELAYED_SENDS = PREFIX + "sends:delayed"  # zset: delivery id → due time (ms)
+# Written (with a short expiry) by every readiness check: can this Redis take a write now?
+READY_PROBE = PREFIX + "ready-probe"
 
 DELIVERY_INDEX = PREFIX + "deliveries"  # zset of every delivery id, ordered by id
 # Secondary indexes share the main index's shape: <prefix><value>.
 DESTINATION_INDEX_PREFIX = PREFIX + "deliveries:destination:"
 STATUS_INDEX_PREFIX = PREFIX + "deliveries:status:"
 RECIPIENT_INDEX_PREFIX = PREFIX + "deliveries:recipient:"
-
-Mode = Literal["live", "test"]
 
 
 def delivery(delivery_id: str) -> str:
@@ -29,7 +27,7 @@ def dedupe(destination_id: str, event_identity: str) -> str:
     return f"{PREFIX}dedupe:{destination_id}:{event_identity}"
 
 
-def throttle(mode: Mode, scope: str, destination_id: str, recipient: str) -> str:
+def throttle(mode: str, scope: str, destination_id: str, recipient: str) -> str:
     """The window a recipient's next message waits for.
 
     Test mode has its own key space so that trying a destination never uses up a live window.
@@ -41,6 +39,16 @@ def throttle(mode: Mode, scope: str, destination_id: str, recipient: str) -> str
 
 SUPPRESSIONS = PREFIX + "suppressions"  # hash: E.164 number → JSON (since, source, keyword)
 UNMATCHED_CALLBACKS = PREFIX + "callbacks:unmatched"  # stream of callbacks for unknown SIDs
+
+
+def webhook_seen(kind: str, sid: str, status: str) -> str:
+    """Marks a Twilio webhook (status callback or inbound message) as applied."""
+    return f"{PREFIX}webhook:{kind}:{sid}:{status}"
+
+
+def webhook_token(token: str) -> str:
+    """Marks a webhook Twilio sent with this I-Twilio-Idempotency-Token as applied."""
+    return f"{PREFIX}webhook:token:{token}"
 
 
 def twilio_sid(sid: str) -> str:

@@ -17,17 +17,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from app.store import keys
+from app.store import keys, storage_errors
+from app.store.scripts import lua
 
-# Move due retries back to the stream atomically, so none is lost or doubled between the two.
-_PROMOTE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('XADD', KEYS[2], '*', 'delivery', id)
-end
-return #due
-"""
+_PROMOTE_DUE = lua("promote_due.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +31,7 @@ class QueuedSend:
     delivery_id: str
 
 
+@storage_errors
 class SendQueue:
     """Consumer side of the send stream (the producer side is admission's Lua script)."""
 
@@ -79,10 +73,12 @@ class SendQueue:
         )
         return _entries(reply[1])
 
-    def ack(self, pipe: Any, entry_id: str) -> None:
-        """Acknowledge and delete an entry, inside the caller's pipeline."""
-        pipe.xack(keys.SEND_STREAM, keys.SEND_GROUP, entry_id)
-        pipe.xdel(keys.SEND_STREAM, entry_id)
+    async def ack(self, entry_id: str) -> None:
+        """Acknowledge and delete an entry whose delivery needs nothing more."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(keys.SEND_STREAM, keys.SEND_GROUP, entry_id)
+            pipe.xdel(keys.SEND_STREAM, entry_id)
+            await pipe.execute()
 
     async def promote_due(self, limit: int = 500) -> int:
         """Move delayed deliveries whose time has come back onto the stream."""

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from app.store import keys
-from app.store.deliveries import now_iso
+from app.store import keys, storage_errors
+from app.store.records import now_iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,18 @@ class Suppression:
     since: str
     source: str  # inbound | twilio_21610 | api | cli
     keyword: str | None = None
+
+    def how(self) -> str:
+        """How the number was suppressed, in words."""
+        if self.source == "inbound":
+            return f"by texting {self.keyword}" if self.keyword else "by an inbound message"
+        if self.source == "twilio_21610":
+            return "according to Twilio (error 21610: unsubscribed recipient)"
+        if self.source == "api":
+            return "through the API"
+        if self.source == "cli":
+            return "with the command line"
+        return f"({self.source})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +45,7 @@ def suppression_value(source: str, keyword: str | None = None) -> bytes:
     return orjson.dumps({"since": now_iso(), "source": source, "keyword": keyword})
 
 
+@storage_errors
 class SuppressionList:
     """One Redis hash; admission and the worker check it inside their Lua scripts."""
 
@@ -53,15 +66,16 @@ class SuppressionList:
 
     async def get(self, number: str) -> Suppression | None:
         raw: str | None = await self._redis.hget(keys.SUPPRESSIONS, number)  # type: ignore[assignment]
-        return _parse(number, raw) if raw else None
+        return parse_suppression(number, raw) if raw else None
 
     async def page(self, cursor: int, limit: int) -> tuple[list[Suppression], int]:
         """A page of the list (HSCAN order) and the cursor for the next one (0 = done)."""
         reply: Any = await self._redis.hscan(keys.SUPPRESSIONS, cursor, count=limit)
         next_cursor, entries = reply
-        return [_parse(n, raw) for n, raw in entries.items()], int(next_cursor)
+        return [parse_suppression(n, raw) for n, raw in entries.items()], int(next_cursor)
 
 
-def _parse(number: str, raw: str) -> Suppression:
+def parse_suppression(number: str, raw: str) -> Suppression:
+    """A suppression as stored (the list's JSON value for `number`)."""
     data = orjson.loads(raw)
     return Suppression(number, data.get("since", ""), data.get("source", ""), data.get("keyword"))

@@ -228,7 +228,7 @@ class TwilioClient:
         json: Any = None,
         files: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-        # httpx's per-phase timeout, passed through; not an overall deadline for the call.
+        # httpx's timeout; through AiohttpTransport its `read` value is the whole call's deadline.
         timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109
     ) -> httpx.Response:
         """Any request to the 2010-04-01 API with our credentials, for operators.
@@ -322,7 +322,7 @@ class TwilioClient:
         json: Any = None,
         files: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-        # httpx's per-phase timeout, passed through; not an overall deadline for the call.
+        # httpx's timeout; through AiohttpTransport its `read` value is the whole call's deadline.
         timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109
     ) -> httpx.Response:
         """Send one authenticated request; transport failures raise `TwilioTransportError`.

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-# Twilio error codes that no retry can fix (invalid/unreachable number, opted out,
-# region not enabled, bad credentials): fail at once.
-PERMANENT_ERROR_CODES = frozenset({20003, 21211, 21408, 21610, 21614, 21617})
-OPTED_OUT_ERROR_CODE = 21610  # "Attempt to send to unsubscribed recipient"
+from app.twilio.error_catalog import ErrorAction, action_for
+
 # DELETE of a message Twilio has not finished processing ("Cannot delete this resource before
 # it is complete"): the request is fine, only early, so the API layer answers 409 Conflict.
 MESSAGE_NOT_COMPLETE_ERROR_CODE = 20009
@@ -39,10 +37,9 @@ class TwilioApiError(TwilioError):
         self.message = message
         self.more_info = more_info
         self.retry_after = retry_after
-        # 429 and 5xx are Twilio saying "not now"; every other 4xx is about the request itself.
-        self.retryable = code not in PERMANENT_ERROR_CODES and (
-            http_status == 429 or http_status >= 500
-        )
+        # The catalog's word for the code; an unknown code by its status (429/5xx: not now).
+        self.action: ErrorAction = action_for(code, http_status)
+        self.retryable = self.action.retries
 
 
 class TwilioTransportError(TwilioError):

@@ -12,24 +12,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 # Twilio's accepted range for ValidityPeriod, in seconds (the API's default is the maximum).
 VALIDITY_PERIOD_RANGE = range(1, 36_001)
 
-_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-_MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
-
-
-def _check_e164(value: str) -> str:
-    if not _E164.match(value):
-        raise ValueError(f"must be an E.164 number such as +14155552671, got {value!r}")
-    return value
+_MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 
 
 def _check_service_sid(value: str) -> str:
-    if not _MESSAGING_SERVICE_SID.match(value):
+    if not _MESSAGING_SERVICE_SID.fullmatch(value):  # match's `$` allows a trailing newline
         raise ValueError("must be 'MG' followed by 32 hex digits")
     return value
 
-
-E164Number = Annotated[str, AfterValidator(_check_e164)]
-"""A pydantic field type: a phone number written in E.164 (``+14155552671``)."""
 
 MessagingServiceSid = Annotated[str, AfterValidator(_check_service_sid)]
 """A pydantic field type: a Messaging Service SID (``MG`` + 32 hex digits)."""
@@ -133,19 +123,3 @@ class MessagePage(BaseModel):
 
     messages: list[TwilioMessage]
     next_page_uri: str | None = None
-
-
-# How far along a message is, by Twilio's status: reports only ever move a delivery forward,
-# so a late "sent" never overwrites "delivered". Equal ranks are final alternatives.
-MESSAGE_STATUS_RANK: dict[str, int] = {
-    "accepted": 1,
-    "scheduled": 1,
-    "queued": 1,
-    "sending": 2,
-    "sent": 3,
-    "delivered": 4,
-    "undelivered": 4,
-    "failed": 4,
-    "canceled": 4,
-    "read": 5,
-}

@@ -11,6 +11,12 @@ Why not the `httpx-aiohttp` package: it maps aiohttp's `ServerDisconnectedError`
 `httpx.ConnectTimeout`, which says "nothing was sent". For a non-idempotent POST that
 turns into a retry and a second SMS. Here only failures that happen before a byte of the
 request left become connect errors.
+
+Deadline: httpx's `read` timeout bounds each read, so an answer trickling in a byte at a
+time never times out, and the request can outlive any bound a worker relies on. Here the
+`read` timeout bounds the whole exchange instead (aiohttp's `total`: waiting for a pooled
+connection, connecting, sending, and reading the answer to its last byte); `pool` bounds
+waiting for a connection plus connecting, `connect` the connection itself.
 """
 
 from __future__ import annotations
@@ -74,10 +80,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 compress=False,
                 proxy=_proxy_for(request.url.scheme, request.url.host),
                 timeout=aiohttp.ClientTimeout(
-                    total=None,
+                    total=timeout.get("read"),  # the whole exchange: a deadline, not per read
                     connect=timeout.get("pool"),  # waiting for a pooled connection + connecting
                     sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
                 ),
             ) as response:
                 content = await response.read()

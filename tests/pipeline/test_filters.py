@@ -403,3 +403,24 @@ def test_match_filters_returns_first_failing() -> None:
     )
     assert not result.matched
     assert result.failed is first_failure
+
+
+# --- regexes are linear-time (RE2) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", [r"^(a+)+$", r"^(a|a)*$", r"^(a|aa)+$", r"(x+x+)+y"])
+def test_catastrophic_patterns_match_in_linear_time(pattern: str) -> None:
+    import time
+
+    hostile = "a" * 100_000 + "!" if "a" in pattern else "x" * 100_000
+    started = time.monotonic()
+    assert holds("regex", pattern, hostile) is False
+    assert holds("not_regex", pattern, hostile) is True
+    assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"(?=a)b", r"(?<!a)b", r"a{2000}"])
+def test_patterns_re2_cannot_run_are_refused_when_loading(pattern: str) -> None:
+    with pytest.raises(ValidationError, match="regexes run on RE2") as caught:
+        event_filter("regex", pattern)
+    assert ": b'" not in str(caught.value)  # RE2's message, decoded

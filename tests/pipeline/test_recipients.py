@@ -33,3 +33,28 @@ def test_error_message_masks_the_number() -> None:
 
 def test_mask_phone() -> None:
     assert mask_phone("+15551234567") == "+1555•••4567"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+14155552671\n",
+        "\u200e+14155552671",  # a left-to-right mark, as copied from a web page
+        "＋１４１５５５５２６７１",  # full-width
+        "+١٤١٥٥٥٥٢٦٧١",  # Arabic-Indic
+        "+۱۴۱۵۵۵۵۲۶۷۱",  # Extended Arabic-Indic
+        "tel:+1-415-555-2671",
+    ],
+)
+def test_every_written_form_becomes_ascii_e164(raw: str) -> None:
+    assert normalize_phone(raw, "US") == normalize_phone(raw, None) == "+14155552671"
+
+
+def test_without_a_region_only_international_numbers() -> None:
+    with pytest.raises(InvalidRecipient, match="not in international format"):
+        normalize_phone("(415) 555-2671", None)
+
+
+def test_an_extension_is_refused_not_dropped() -> None:
+    with pytest.raises(InvalidRecipient, match="extension"):
+        normalize_phone("+1 415 555 2671 ext. 12", "US")

@@ -139,12 +139,9 @@ def test_redis_stopped_under_load(tmp_path: Path, measured: Measure, how: str) -
     assert (tally.duplicates, tally.lost) == (0, 0), rig.errors()
 
 
-@fails_today(
-    "SMS_TWILIO_TIMEOUT bounds each read, not the request: the second worker reclaimed "
-    "every message still trickling in and sent it again: 20 duplicates of 20 sends. "
-    "Fixed by branch reliability (fac60d2): remove this marker when merging it",
-)
 def test_twilio_trickling_past_the_timeout(tmp_path: Path, measured: Measure) -> None:
+    # Before SMS_TWILIO_TIMEOUT bounded the whole request (fac60d2) it bounded each read:
+    # the second worker took over all 20 messages still trickling in, 20 duplicates.
     # The worker that sends is given a long SMS_RECLAIM_IDLE: a worker takes its own
     # in-flight messages back too (and then skips them), so with two short ones the fault
     # shows only when the other worker happens to look first (5 runs of 6).

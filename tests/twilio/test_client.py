@@ -6,6 +6,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import httpx
@@ -114,6 +115,21 @@ async def test_timeout_after_sending_is_not_retryable(fake_twilio: FakeTwilio) -
                 MESSAGE
             )
     assert caught.value.request_sent and not caught.value.retryable
+
+
+async def test_a_trickling_answer_fails_at_the_deadline(fake_twilio: FakeTwilio) -> None:
+    # One byte every 50 ms: no single read waits long, the whole answer would take ~40 s.
+    fake_twilio.trickle = 0.05
+    async with twilio_http(timeout=httpx.Timeout(1.0, connect=0.5)) as http:
+        client = TwilioClient(http, token_credentials(), fake_twilio.base_url)
+        started = time.monotonic()
+        with pytest.raises(TwilioTransportError) as caught:
+            await client.send_message(MESSAGE)
+        elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 1.4, elapsed
+    # It left and Twilio created it: not retryable, the outcome is unknown.
+    assert caught.value.request_sent and not caught.value.retryable
+    assert len(fake_twilio.messages) == 1
 
 
 async def test_connection_dropped_after_sending_is_not_retryable(fake_twilio: FakeTwilio) -> None:
@@ -566,7 +582,7 @@ def test_aiohttp_loads_with_the_first_twilio_call_not_at_start(fake_twilio: Fake
     script = f"""
 import asyncio, sys
 import app.cli, app.main
-from app.main import build_http_client
+from app.services import build_http_client
 from app.settings import Settings
 assert "aiohttp" not in sys.modules, "imported at start"
 async def main():
@@ -584,3 +600,62 @@ asyncio.run(main())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "404"
     assert [request.path for request in fake_twilio.requests] == ["/anything"]
+
+
+# --- the account's message list, as the resolver of unknown outcomes will read it ---------
+
+
+async def test_a_created_message_is_listed_by_to_from_and_day_after_the_listing_delay(
+    fake_twilio: FakeTwilio,
+) -> None:
+    fake_twilio.send_after = 0.0
+    fake_twilio.list_delay = 0.3
+    async with twilio_http() as http:
+        client = client_for(http, fake_twilio)
+        created = await client.send_message(MESSAGE)
+        today = datetime.now(UTC).date()
+        query = {"to": MESSAGE.to, "from_": MESSAGE.from_number, "date_sent": today}
+        assert (await client.list_messages(**query)).messages == []  # not listed yet
+        await asyncio.sleep(0.35)
+        [listed] = (await client.list_messages(**query)).messages
+        # Around the day of the attempt: the day before and after bound it too.
+        around = await client.list_messages(
+            to=MESSAGE.to,
+            date_sent_after=today - timedelta(days=1),
+            date_sent_before=today + timedelta(days=1),
+        )
+        elsewhere = await client.list_messages(to="+14155550000", date_sent=today)
+    assert listed.sid == created.sid and listed.body == MESSAGE.body
+    assert listed.status == "sent" and listed.date_sent is not None
+    assert [m.sid for m in around.messages] == [created.sid]
+    assert elsewhere.messages == []
+
+
+async def test_a_messaging_service_message_is_listed_by_the_number_it_went_from(
+    fake_twilio: FakeTwilio,
+) -> None:
+    fake_twilio.send_after = 0.0
+    service = OutboundMessage(
+        to="+14155552671", body="via service", messaging_service_sid="MG" + "c3" * 16
+    )
+    async with twilio_http() as http:
+        client = client_for(http, fake_twilio)
+        created = await client.send_message(service)
+        assert created.from_ is None  # Twilio picks the number when it sends
+        page = await client.list_messages(to=service.to, from_=fake_twilio.service_sender)
+    assert [m.sid for m in page.messages] == [created.sid]
+
+
+async def test_paging_stays_exact_while_messages_are_created(fake_twilio: FakeTwilio) -> None:
+    fake_twilio.send_after = 0.0
+    async with twilio_http() as http:
+        client = client_for(http, fake_twilio)
+        sent = [(await client.send_message(MESSAGE)).sid for _ in range(5)]
+        page = await client.list_messages(to=MESSAGE.to, page_size=2)
+        seen = [m.sid for m in page.messages]
+        for _ in range(2):  # newer messages arrive between pages
+            await client.send_message(MESSAGE)
+        while page.next_page_uri:
+            page = await client.list_messages(page_uri=page.next_page_uri)
+            seen += [m.sid for m in page.messages]
+    assert seen == list(reversed(sent))  # newest first, each once, none of the later ones

@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
 
-from app.errors import ServiceError
+from app.errors import ERROR_BY_STATUS, InvalidInput, ServiceError
+from app.store import StorageError, StorageUnavailable
 from app.twilio.errors import TwilioApiError, TwilioTransportError
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,40 @@ async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
     return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
 
 
-async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = [
         {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
         for err in exc.errors()
     ]
-    return JSONResponse({"error": "invalid_input", "detail": problems}, status_code=422)
+    return await service_error(request, InvalidInput(problems))
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own answers in the one error shape: routing's 404 and 405, the 413 of
+    `BodyLimit` raised inside body parsing, FastAPI's 400 for a body it cannot decode."""
+    if exc.status_code == 400:
+        # Only FastAPI's body parsing raises it ("There was an error parsing the body", e.g.
+        # bytes that are not UTF-8): malformed input, answered as such.
+        invalid = InvalidInput([{"field": "body", "problem": "not valid JSON (UTF-8)"}])
+        return await service_error(request, invalid)
+    detail: Any = exc.detail
+    if exc.status_code == 404:
+        detail = f"no such path: {request.url.path[:200]}"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        detail = f"{request.method[:20]} is not allowed on this path (allowed: {allowed})"
+    error = ERROR_BY_STATUS.get(exc.status_code, ServiceError).error
+    return JSONResponse(
+        {"error": error, "detail": detail}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette's ServerErrorMiddleware sends this, then re-raises: the traceback is logged.
+    return JSONResponse(
+        {"error": "internal_error", "detail": "unexpected error; the service log has details"},
+        status_code=500,
+    )
 
 
 async def twilio_error(_: Request, exc: TwilioApiError) -> JSONResponse:
@@ -50,9 +78,14 @@ async def twilio_unreachable(_: Request, exc: TwilioTransportError) -> JSONRespo
     return JSONResponse({"error": "twilio_unreachable", "detail": exc.message}, status_code=502)
 
 
-async def redis_down(_: Request, exc: Exception) -> JSONResponse:
-    # The sender retries on 503; nothing was acknowledged, so nothing is lost.
-    log.error("Redis unavailable: %s", exc)
+async def storage_failed(_: Request, exc: StorageError) -> JSONResponse:
+    # Down, loading, read-only, out of memory…: the sender retries on 503; nothing was
+    # acknowledged, so nothing is lost (/readyz says why, for the operator). Any other
+    # refusal is a bug, logged with its trace, and still 503: a retry loses nothing.
+    if isinstance(exc, StorageUnavailable):
+        log.error("Redis unavailable: %s", exc)
+    else:
+        log.error("Redis refused a command", exc_info=exc)
     return JSONResponse(
         {"error": "unavailable", "detail": "storage is unavailable, retry later"},
         status_code=503,
@@ -65,10 +98,10 @@ async def redis_down(_: Request, exc: Exception) -> JSONResponse:
 ERROR_HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]] = {
     ServiceError: service_error,
     RequestValidationError: validation_error,
+    HTTPException: http_error,
     TwilioApiError: twilio_error,
     TwilioTransportError: twilio_unreachable,
-    RedisConnectionError: redis_down,
-    RedisTimeoutError: redis_down,
+    StorageError: storage_failed,
 }
 
 
@@ -76,6 +109,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register every handler of `ERROR_HANDLERS` with the app."""
     for error, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(error, handler)
+    # Not in ERROR_HANDLERS: the ingest fast path re-raises what is unmapped, to be logged.
+    app.add_exception_handler(Exception, unexpected_error)
 
 
 async def error_response(request: Request, exc: Exception) -> JSONResponse | None:

@@ -6,20 +6,23 @@ nothing consumed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
-
 from app.destinations import Destination, DestinationSet
 from app.errors import Conflict
 from app.pipeline.events import Event
-from app.pipeline.plan import Evaluation, evaluate
-from app.store import keys
-from app.store.deliveries import Admission, DeliveryLog, NewDelivery
+from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
+from app.store.deliveries import Admission, DeliveryLog
+from app.store.records import Mode, NewDelivery
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioApiError, TwilioError
+
+# Evaluating a batch yields the event loop at least this often.
+_MAX_TURN_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +31,11 @@ class EventOutcome:
 
     event: Event
     deliveries: list[Admission] = field(default_factory=list)
+    # With no delivery: why each destination listening to the event's name did not match.
+    unmatched: list[Unmatched] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "event_uuid": self.event.uuid,
             "event": self.event.name,
             "deliveries": [
@@ -43,6 +48,16 @@ class EventOutcome:
                 for a in self.deliveries
             ],
         }
+        if not self.deliveries:
+            answer["detail"] = (
+                "no destination matched"
+                if self.unmatched
+                else f"no destination listens to event {self.event.name!r}"
+            )
+            answer["unmatched"] = [
+                {"destination": u.destination_id, "because": u.because} for u in self.unmatched
+            ]
+        return answer
 
 
 class IngestService:
@@ -52,7 +67,6 @@ class IngestService:
         self,
         destinations: DestinationSet,
         deliveries: DeliveryLog,
-        redis: Redis,
         twilio: TwilioClient,
         default_region: str,
         global_test_mode: bool,
@@ -60,7 +74,6 @@ class IngestService:
     ) -> None:
         self._destinations = destinations
         self._deliveries = deliveries
-        self._redis = redis
         self._twilio = twilio
         self._default_region = default_region
         self._global_test_mode = global_test_mode
@@ -70,7 +83,7 @@ class IngestService:
     def destinations(self) -> DestinationSet:
         return self._destinations
 
-    def mode_of(self, destination: Destination) -> keys.Mode:
+    def mode_of(self, destination: Destination) -> Mode:
         """Test mode when the service or the destination says so."""
         return "test" if self._global_test_mode or destination.config.mode == "test" else "live"
 
@@ -78,7 +91,13 @@ class IngestService:
         """Evaluate every event against its destinations; admit all in one round trip."""
         planned: list[tuple[int, NewDelivery]] = []
         now = datetime.now(UTC)
+        turn_started = time.monotonic()
         for index, event in enumerate(events):
+            if time.monotonic() - turn_started > _MAX_TURN_SECONDS:
+                # Rendering is bounded per template, not per batch: let /healthz and the
+                # other requests in between.
+                await asyncio.sleep(0)
+                turn_started = time.monotonic()
             candidates = self._destinations.candidates(event)
             if not candidates:
                 continue
@@ -93,21 +112,15 @@ class IngestService:
         outcomes = [EventOutcome(event) for event in events]
         for (index, _), admission in zip(planned, admissions, strict=True):
             outcomes[index].deliveries.append(admission)
+        for outcome in outcomes:
+            if not outcome.deliveries:  # only these pay for the explanation
+                listening = self._destinations.listening(outcome.event.name)
+                outcome.unmatched.extend(explain_unmatched(listening, outcome.event))
         return outcomes
 
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
         config = evaluation.destination.config
         mode = self.mode_of(evaluation.destination)
-        throttle_key = None
-        if config.throttle and evaluation.recipient and not evaluation.skip_reason:
-            throttle_key = keys.throttle(
-                mode, config.throttle.scope, config.id, evaluation.recipient
-            )
-        sender = (
-            {"messaging_service_sid": config.messaging_service_sid}
-            if config.messaging_service_sid
-            else {"from": config.from_number or ""}
-        )
         stats = evaluation.stats
         return NewDelivery(
             destination_id=config.id,
@@ -119,27 +132,32 @@ class IngestService:
             body=evaluation.body,
             encoding=stats.encoding if stats else None,
             segments=stats.segments if stats else None,
-            sender=sender,
+            from_number=config.from_number,
+            messaging_service_sid=config.messaging_service_sid,
             skip_reason=evaluation.skip_reason,
             detail=evaluation.detail,
-            throttle_key=throttle_key,
+            throttle_scope=config.throttle.scope if config.throttle else None,
             throttle_window_ms=config.throttle.window * 1000 if config.throttle else 0,
             due_ms=(
                 int(evaluation.send_at.timestamp() * 1000)
                 if evaluation.schedule == "local" and evaluation.send_at
                 else None
             ),
-            options=(
-                {"send_at": evaluation.send_at.isoformat()}
+            send_at=(
+                evaluation.send_at.isoformat()
                 if evaluation.schedule == "twilio" and evaluation.send_at
-                else {}
+                else None
             ),
         )
 
     async def trace(self, destination: Destination, event: Event, mock: bool) -> dict[str, Any]:
         """Run one event through one destination and report every step; consume nothing.
 
-        With `mock=False` the message is really sent (still without claiming the window).
+        Admission's checks are asked of the store read-only (`DeliveryLog.preview`, the
+        admission script's own code): a tester re-running an event sees `duplicate_of`
+        but still the decision admission would take next. With `mock=False` a message that
+        is really sent (without claiming the throttle window); never to a recipient who
+        opted out.
         """
         config = destination.config
         mode = self.mode_of(destination)
@@ -169,35 +187,41 @@ class IngestService:
             "schedule": evaluation.schedule,
             "send_at": evaluation.send_at.isoformat() if evaluation.send_at else None,
             "throttle": None,
-            "duplicate_of": await self._redis.get(keys.dedupe(config.id, event.identity)),
+            "duplicate_of": None,
             "twilio_request": None,
             "twilio_response": None,
         }
+        if not evaluation.matched:
+            return trace
+        new = self._new_delivery(event, evaluation)
+        preview = await self._deliveries.preview(new)
+        trace["duplicate_of"] = preview.duplicate_of
         message = evaluation.message
         if message is None:
             return trace
+        check = preview.check
         if config.throttle and evaluation.recipient:
-            key = keys.throttle(mode, config.throttle.scope, config.id, evaluation.recipient)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.get(key)
-                pipe.pttl(key)
-                holder, pttl = await pipe.execute()
+            held = check.verdict == "throttled" and check.frees_at_ms is not None
+            remaining_ms = (check.frees_at_ms or 0) - time.time_ns() // 1_000_000
             trace["throttle"] = {
                 "window_seconds": config.throttle.window,
                 "scope": config.throttle.scope,
-                "held_by": holder,
-                "remaining_seconds": round(pttl / 1000, 3) if holder and pttl > 0 else 0,
+                "held_by": check.held_by if held else None,
+                "remaining_seconds": round(max(remaining_ms, 0) / 1000, 3) if held else 0,
             }
-        trace["decision"] = (
-            "throttled" if trace["throttle"] and trace["throttle"]["held_by"] else "would_send"
-        )
         trace["twilio_request"] = self._twilio.message_request(message).redacted()
+        trace["decision"] = "would_send"
+        if check.verdict in ("opted_out", "throttled"):
+            trace["decision"] = check.verdict
+            trace["detail"] = check.detail(new.throttle_window_ms)
+        if check.verdict == "opted_out":
+            return trace  # consent: never texted, not even by a test
         if not mock:
             trace["twilio_response"] = await self._send_now(message, mode)
             trace["decision"] = "sent" if "sid" in trace["twilio_response"] else "failed"
         return trace
 
-    async def _send_now(self, message: Any, mode: keys.Mode) -> dict[str, Any]:
+    async def _send_now(self, message: Any, mode: Mode) -> dict[str, Any]:
         if self._global_test_mode:
             raise Conflict("the service is in test mode (no Twilio credentials or SMS_TEST_MODE)")
         try:

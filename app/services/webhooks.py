@@ -6,21 +6,19 @@ any analytics event — e.g. text the on-call number when a delivery fails.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
-from app.ingest import EventOutcome, IngestService
 from app.pipeline.events import Event, Person
 from app.pipeline.recipients import InvalidRecipient, mask_phone, normalize_phone
-from app.store import keys
-from app.store.deliveries import DeliveryLog, Status, now_iso
-from app.store.suppressions import SuppressionList
-from app.twilio.errors import OPTED_OUT_ERROR_CODE
-from app.twilio.models import MESSAGE_STATUS_RANK
+from app.services.ingest import EventOutcome, IngestService
+from app.store import StorageError
+from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
+from app.store.deliveries import DeliveryLog
+from app.twilio.error_catalog import ErrorAction, action_for
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +30,6 @@ OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
 
 SMS_STATUS_EVENT = "$sms_status"
 SMS_INBOUND_EVENT = "$sms_inbound"
-
-# Our delivery status for each Twilio status worth showing; the rest only update
-# `twilio_status` (a delivery that Twilio has "queued" is, for us, still "sent").
-_DELIVERY_STATUS: dict[str, Status] = {
-    "sent": "sent",
-    "delivered": "delivered",
-    "undelivered": "undelivered",
-    "failed": "failed",
-    "read": "read",
-    "canceled": "canceled",
-}
-_UNMATCHED_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,88 +48,119 @@ class TwilioWebhooks:
 
     def __init__(
         self,
-        redis: Redis,
+        callbacks: CallbackLog,
         deliveries: DeliveryLog,
-        suppressions: SuppressionList,
         ingest: IngestService,
         default_region: str,
     ) -> None:
-        self._redis = redis
+        self._callbacks = callbacks
         self._deliveries = deliveries
-        self._suppressions = suppressions
         self._ingest = ingest
         self._default_region = default_region
 
-    async def status_callback(self, form: Mapping[str, str]) -> WebhookResult:
-        """Move the delivery forward; never backwards, duplicates harmless."""
+    async def status_callback(
+        self, form: Mapping[str, str], idempotency_token: str | None = None
+    ) -> WebhookResult:
+        """Move the delivery forward, never backwards; applied once per MessageSid and
+        status (a replay answers "replayed" and changes nothing)."""
         sid = form.get("MessageSid") or form.get("SmsSid") or ""
         status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
         error_code = _int_or_none(form.get("ErrorCode"))
         delivery_id = await self._deliveries.delivery_id_for_sid(sid) if sid else None
+        change = None
+        if delivery_id and action_for(error_code) is ErrorAction.OPT_OUT and form.get("To"):
+            change = SuppressionChange(self._number(form["To"]), "add", "twilio_21610")
+        webhook = Webhook("status", sid, status, idempotency_token)
+        if not await self._callbacks.apply_once(webhook, change):
+            return WebhookResult("replayed", [])
+        try:
+            return await self._apply_status(form, sid, status, error_code, delivery_id)
+        except Exception:
+            await self._forget(webhook)
+            raise
+
+    async def _apply_status(
+        self,
+        form: Mapping[str, str],
+        sid: str,
+        status: str,
+        error_code: int | None,
+        delivery_id: str | None,
+    ) -> WebhookResult:
         if delivery_id is None:
             # Not ours (or past retention): keep it for inspection, answer 200 all the same.
-            fields: dict[Any, Any] = {**form, "received_at": now_iso()}
-            await self._redis.xadd(
-                keys.UNMATCHED_CALLBACKS, fields, maxlen=_UNMATCHED_KEPT, approximate=True
-            )
+            await self._callbacks.keep_unmatched(form)
             return WebhookResult("unmatched", [])
-        if error_code == OPTED_OUT_ERROR_CODE and form.get("To"):
-            await self._suppressions.add(self._number(form["To"]), "twilio_21610")
         detail = f"Twilio status callback: {status}" + (
             f" (error {error_code})" if error_code else ""
         )
         applied = await self._deliveries.apply_twilio_status(
-            delivery_id,
-            status,
-            MESSAGE_STATUS_RANK.get(status, 0),
-            _DELIVERY_STATUS.get(status),
-            error_code,
-            detail,
+            delivery_id, status, error_code, detail
         )
         if applied != "applied":
             return WebhookResult(applied, [])
         record = await self._deliveries.get(delivery_id)
         # A destination fed by $sms_status must not feed itself: its own sends' callbacks
         # would trigger it again, forever.
-        if record is None or (record.get("event_name") or "").startswith("$sms_"):
+        if record is None or record.event_name.startswith("$sms_"):
             return WebhookResult(applied, [])
         event = Event(
             name=SMS_STATUS_EVENT,
             uuid=f"{sid}:{status}",
-            distinct_id=record.get("recipient"),
+            distinct_id=record.recipient,
             properties={
                 "message_sid": sid,
                 "status": status,
                 "error_code": error_code,
                 "delivery_id": delivery_id,
-                "destination": record.get("destination"),
-                "to": record.get("recipient"),
-                "from": form.get("From"),
-                "source_event": record.get("event_name"),
+                "destination": record.destination,
+                "to": record.recipient,
+                "from": self._number(form.get("From", "")) or None,
+                "source_event": record.event_name,
             },
             timestamp=None,
-            person=Person(
-                id=record.get("recipient"), properties={"phone": record.get("recipient")}
-            ),
+            person=Person(id=record.recipient, properties={"phone": record.recipient}),
             identity=f"{sid}:{status}",
         )
         return WebhookResult(applied, await self._ingest.ingest([event]))
 
-    async def inbound_message(self, form: Mapping[str, str]) -> WebhookResult:
-        """Opt-out/opt-in keywords update the suppression list; every message is an event."""
+    async def inbound_message(
+        self, form: Mapping[str, str], idempotency_token: str | None = None
+    ) -> WebhookResult:
+        """Opt-out/opt-in keywords update the suppression list; every message is an event.
+        Applied once per MessageSid: a replayed STOP (say, after a START) changes nothing."""
         sender = self._number(form.get("From", ""))
         keyword = (form.get("Body") or "").strip().upper()
         opt_out_type = (form.get("OptOutType") or "").upper()
         outcome = "received"
+        change = None
         if sender and (opt_out_type == "STOP" or keyword in OPT_OUT_KEYWORDS):
-            await self._suppressions.add(sender, "inbound", keyword or opt_out_type)
+            change = SuppressionChange(sender, "add", "inbound", keyword or opt_out_type)
             outcome = "opted_out"
-            log.info("%s opted out (%s)", mask_phone(sender), keyword or opt_out_type)
         elif sender and (opt_out_type == "START" or keyword in OPT_IN_KEYWORDS):
-            await self._suppressions.remove(sender)
+            change = SuppressionChange(sender, "remove")
             outcome = "opted_in"
-            log.info("%s opted back in (%s)", mask_phone(sender), keyword or opt_out_type)
         sid = form.get("MessageSid") or form.get("SmsSid")
+        webhook = Webhook("inbound", sid or "", "received", idempotency_token)
+        if not await self._callbacks.apply_once(webhook, change):
+            log.info("inbound message %s replayed: ignored", sid)
+            return WebhookResult("replayed", [])
+        if change is not None:
+            log.info("%s %s (%s)", mask_phone(sender), outcome, keyword or opt_out_type)
+        try:
+            return await self._inbound_event(form, sid, sender, opt_out_type, outcome)
+        except Exception:
+            await self._forget(webhook)
+            raise
+
+    async def _inbound_event(
+        self,
+        form: Mapping[str, str],
+        sid: str | None,
+        sender: str,
+        opt_out_type: str,
+        outcome: str,
+    ) -> WebhookResult:
         event = Event(
             name=SMS_INBOUND_EVENT,
             uuid=sid,
@@ -151,7 +168,7 @@ class TwilioWebhooks:
             properties={
                 "message_sid": sid,
                 "from": sender,
-                "to": form.get("To"),
+                "to": self._number(form.get("To", "")) or None,
                 "body": form.get("Body", ""),
                 "opt_out_type": opt_out_type or None,
                 "outcome": outcome,
@@ -163,7 +180,15 @@ class TwilioWebhooks:
         )
         return WebhookResult(outcome, await self._ingest.ingest([event]))
 
+    async def _forget(self, webhook: Webhook) -> None:
+        """Let Twilio's retry of a webhook whose handling failed through (best effort: the
+        error being raised is the one to report)."""
+        with contextlib.suppress(StorageError):
+            await self._callbacks.forget(webhook)
+
     def _number(self, raw: str) -> str:
+        """`raw` in E.164; a sender that is no phone number (a short code, an alphanumeric
+        sender id) as written, trimmed."""
         try:
             return normalize_phone(raw, self._default_region)
         except InvalidRecipient:

@@ -11,26 +11,24 @@ import socket
 import time
 from datetime import datetime
 
-import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from app.pipeline.dispatch import (
     Failed,
     RetryLater,
     RetryPolicy,
     Sent,
     attempt_send,
-    error_fields,
     mocked_send,
 )
 from app.pipeline.recipients import mask_phone
-from app.store.deliveries import DeliveryLog, DeliveryRecord, Status
+from app.store import StorageError
+from app.store.deliveries import DeliveryLog
 from app.store.queue import QueuedSend, SendQueue
+from app.store.records import DeliveryRecord, DeliveryStatus, SendOutcome
 from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
-from app.twilio.errors import OPTED_OUT_ERROR_CODE
-from app.twilio.models import MESSAGE_STATUS_RANK, OutboundMessage
+from app.twilio.error_catalog import ErrorAction, action_for
+from app.twilio.errors import TwilioApiError, TwilioError, TwilioTransportError
+from app.twilio.models import OutboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +47,15 @@ class SendWorker:
 
     def __init__(
         self,
-        redis: Redis,
+        queue: SendQueue,
         deliveries: DeliveryLog,
         twilio: TwilioClient,
         policy: RetryPolicy,
         concurrency: int,
         reclaim_idle_s: int,
     ) -> None:
-        self._redis = redis
         self._deliveries = deliveries
-        self._queue = SendQueue(redis, consumer_name())
+        self._queue = queue
         self._twilio = twilio
         self._policy = policy
         self._concurrency = concurrency
@@ -99,7 +96,7 @@ class SendWorker:
                     await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 self._start(await self._queue.read(free, _READ_BLOCK_MS))
-            except RedisError as exc:
+            except StorageError as exc:
                 # NOGROUP: the stream was deleted (a flushed or replaced Redis): recreate it.
                 group_ready = group_ready and "NOGROUP" not in str(exc)
                 log.warning("send worker: Redis error, retrying in 1 s: %s", exc)
@@ -113,7 +110,7 @@ class SendWorker:
     async def _prune(self) -> None:
         try:
             removed = await self._deliveries.prune_indexes()
-        except RedisError as exc:
+        except StorageError as exc:
             log.warning("send worker: pruning the delivery indexes failed: %s", exc)
             return
         if removed:
@@ -144,12 +141,12 @@ class SendWorker:
             # Expired, already done by an earlier owner, or the recipient opted out.
             if verdict == "opted_out":
                 log.info("delivery %s skipped: recipient opted out", queued.delivery_id)
-            await self._ack(queued)
+            await self._queue.ack(queued.entry_id)
             return
         attempt = record.attempts
-        message = _message_of(record)
+        message = message_of(record)
         if record.mode == "test":
-            outcome: Sent | RetryLater | Failed = mocked_send(self._twilio, message)
+            outcome: Sent | RetryLater | Failed = mocked_send()
         else:
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)
         # Once Twilio has answered, recording that answer must not be lost to a Redis blip:
@@ -158,7 +155,7 @@ class SendWorker:
             try:
                 await self._record(queued, record, outcome, attempt)
                 return
-            except RedisError:
+            except StorageError:
                 if pause is None:
                     raise
                 await asyncio.sleep(pause)
@@ -171,21 +168,13 @@ class SendWorker:
         attempt: int,
     ) -> None:
         if isinstance(outcome, Sent):
-            updates: dict[str, str | int] = {
-                "twilio_sid": outcome.sid,
-                "twilio_status": outcome.twilio_status,
-                "twilio_status_rank": MESSAGE_STATUS_RANK.get(outcome.twilio_status, 0),
-            }
-            if outcome.request_json:
-                updates["twilio_request"] = outcome.request_json
-            status: Status = "mocked" if record.mode == "test" else "sent"
+            sent = SendOutcome(twilio_sid=outcome.sid, twilio_status=outcome.twilio_status)
+            status: DeliveryStatus = "mocked" if record.mode == "test" else "sent"
             if outcome.twilio_status == "scheduled":
                 status = "scheduled"  # Twilio holds it until SendAt
-            await self._deliveries.finish_send(
-                record, queued.entry_id, status, updates=updates, twilio_sid=outcome.sid
-            )
+            await self._deliveries.finish_send(record, queued.entry_id, status, outcome=sent)
             if log.isEnabledFor(logging.INFO):
-                recipient = mask_phone(record.get("recipient") or "")
+                recipient = mask_phone(record.recipient or "")
                 log.info("delivery %s %s to %s sid=%s", record.id, status, recipient, outcome.sid)
         elif isinstance(outcome, RetryLater):
             detail = f"attempt {attempt} failed: {outcome.error}; retry in {outcome.delay:.2f} s"
@@ -194,41 +183,46 @@ class SendWorker:
                 queued.entry_id,
                 "retrying",
                 detail=detail,
-                updates=error_fields(outcome.error),
+                outcome=_error_outcome(outcome.error),
                 retry_at_ms=int((time.time() + outcome.delay) * 1000),
             )
             log.info("delivery %s: %s", record.id, detail)
         else:
             # Twilio knows this number sent STOP: never try it again.
-            opted_out = getattr(outcome.error, "code", None) == OPTED_OUT_ERROR_CODE
+            opted_out = action_for(getattr(outcome.error, "code", None)) is ErrorAction.OPT_OUT
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,
                 "failed",
                 detail=f"attempt {attempt}: {outcome.error}",
-                updates=error_fields(outcome.error),
+                outcome=_error_outcome(outcome.error),
                 release_throttle=outcome.release_throttle,
                 suppression=suppression_value("twilio_21610") if opted_out else None,
             )
             log.warning("delivery %s failed: %s", record.id, outcome.error)
 
-    async def _ack(self, queued: QueuedSend) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self._queue.ack(pipe, queued.entry_id)
-            await pipe.execute()
 
-
-def _message_of(record: DeliveryRecord) -> OutboundMessage:
-    media = record.get("media_urls")
-    validity = record.get("validity_period")
-    send_at = record.get("send_at")
+def message_of(record: DeliveryRecord) -> OutboundMessage:
+    """The message a delivery record stands for."""
     return OutboundMessage(
-        to=record.get("recipient") or "",
-        body=record.get("body") or "",
-        from_number=record.get("from"),
-        messaging_service_sid=record.get("messaging_service_sid"),
-        media_urls=tuple(orjson.loads(media)) if media else (),
-        status_callback=record.get("status_callback"),
-        validity_period=int(validity) if validity else None,
-        send_at=datetime.fromisoformat(send_at) if send_at else None,
+        to=record.recipient or "",
+        body=record.body or "",
+        from_number=record.from_number,
+        messaging_service_sid=record.messaging_service_sid,
+        media_urls=record.media_urls,
+        status_callback=record.status_callback,
+        validity_period=record.validity_period,
+        send_at=datetime.fromisoformat(record.send_at) if record.send_at else None,
     )
+
+
+def _error_outcome(err: TwilioError) -> SendOutcome:
+    """What a failed attempt records: Twilio's code and message, or what went wrong."""
+    if isinstance(err, TwilioApiError):
+        return SendOutcome(error_code=err.code, error_message=err.message)
+    if isinstance(err, TwilioTransportError) and err.request_sent:
+        message = "outcome unknown (request may have reached Twilio): " + err.message
+        return SendOutcome(error_message=message)
+    if isinstance(err, TwilioTransportError):
+        return SendOutcome(error_message=err.message)
+    return SendOutcome(error_message=str(err))

@@ -12,34 +12,32 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import orjson
-import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from app.errors import Conflict, InvalidInput, NotFound
+from app.bodies import StrictBody
+from app.errors import Conflict, InvalidInput, NotFound, Unavailable
+from app.pipeline.recipients import E164Number
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
-from app.store.deliveries import Admission, DeliveryLog, NewDelivery
+from app.store.deliveries import Admission, DeliveryLog
+from app.store.records import NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
-from app.twilio.errors import MESSAGE_NOT_COMPLETE_ERROR_CODE, TwilioApiError
-from app.twilio.models import (
-    MESSAGE_STATUS_RANK,
-    E164Number,
-    MessagingServiceSid,
-    TwilioMessage,
+from app.twilio.errors import (
+    MESSAGE_NOT_CANCELABLE_ERROR_CODE,
+    MESSAGE_NOT_COMPLETE_ERROR_CODE,
+    TwilioApiError,
 )
+from app.twilio.models import MessagingServiceSid, TwilioMessage
 
 API_DESTINATION = "$api"
 MAX_MEDIA = 10
 
-_URL = re.compile(r"^https?://\S+$")
-_MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+_URL = re.compile(r"https?://\S+")  # fullmatch: `$` would allow a trailing newline
+_MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
 
 
-class MessageCreate(BaseModel):
+class MessageCreate(StrictBody):
     """`POST /v1/messages` and `smsdest messages send`: checked before anything is queued."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     to: E164Number
     body: str | None = None
@@ -49,17 +47,6 @@ class MessageCreate(BaseModel):
     status_callback: str | None = None
     validity_period: int | None = Field(default=None, ge=1, le=36_000)
     send_at: datetime | None = None
-
-    @field_validator("to")
-    @classmethod
-    def _valid_number(cls, value: str) -> str:
-        try:
-            valid = phonenumbers.is_valid_number(phonenumbers.parse(value, None))
-        except phonenumbers.NumberParseException:
-            valid = False
-        if not valid:
-            raise ValueError(f"{value} is not a valid phone number")
-        return value
 
     @field_validator("body")
     @classmethod
@@ -74,14 +61,14 @@ class MessageCreate(BaseModel):
     @classmethod
     def _media(cls, value: list[str]) -> list[str]:
         for url in value:
-            if not _URL.match(url):
+            if not _URL.fullmatch(url):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return value
 
     @field_validator("status_callback")
     @classmethod
     def _callback(cls, value: str | None) -> str | None:
-        if value is not None and not _URL.match(value):
+        if value is not None and not _URL.fullmatch(value):
             raise ValueError("must be an http(s) URL")
         return value
 
@@ -114,11 +101,12 @@ class MessageListQuery:
 
 
 class MessageService:
-    """Message operations for the API and the CLI."""
+    """Message operations for the API and the CLI. Without a delivery log (commands that
+    run without Redis) only the operations that talk to Twilio alone work."""
 
     def __init__(
         self,
-        deliveries: DeliveryLog,
+        deliveries: DeliveryLog | None,
         twilio: TwilioClient,
         global_test_mode: bool,
         retention_s: int,
@@ -142,22 +130,8 @@ class MessageService:
             )
         except ValueError as exc:
             raise InvalidInput([{"field": "send_at", "problem": str(exc)}]) from None
-        options: dict[str, str] = {}
-        if request.media_url:
-            options["media_urls"] = orjson.dumps(request.media_url).decode()
-        if request.status_callback:
-            options["status_callback"] = request.status_callback
-        if request.validity_period:
-            options["validity_period"] = str(request.validity_period)
-        if schedule == "twilio" and request.send_at:
-            options["send_at"] = request.send_at.isoformat()
         stats = measure_body(request.body or "")
-        sender = (
-            {"messaging_service_sid": request.messaging_service_sid}
-            if request.messaging_service_sid
-            else {"from": request.from_number or ""}
-        )
-        [admission] = await self._deliveries.admit(
+        [admission] = await self._log().admit(
             [
                 NewDelivery(
                     destination_id=API_DESTINATION,
@@ -172,13 +146,21 @@ class MessageService:
                     body=request.body or "",
                     encoding=stats.encoding,
                     segments=stats.segments,
-                    sender=sender,
+                    from_number=request.from_number,
+                    messaging_service_sid=request.messaging_service_sid,
                     due_ms=(
                         int(request.send_at.timestamp() * 1000)
                         if schedule == "local" and request.send_at
                         else None
                     ),
-                    options=options,
+                    media_urls=tuple(request.media_url),
+                    status_callback=request.status_callback,
+                    validity_period=request.validity_period,
+                    send_at=(
+                        request.send_at.isoformat()
+                        if schedule == "twilio" and request.send_at
+                        else None
+                    ),
                 )
             ]
         )
@@ -205,17 +187,28 @@ class MessageService:
     async def cancel(self, reference: str) -> dict[str, Any]:
         """Cancel a scheduled message: one we hold (by delivery id), or Twilio's (by SID)."""
         if reference.startswith("dl_"):
-            record = await self._deliveries.get(reference)
+            record = await self._log().get(reference)
             if record is None:
                 raise NotFound(f"no delivery with id {reference!r}")
-            sid = record.get("twilio_sid")
+            sid = record.twilio_sid
             if sid is None:
-                canceled, status = await self._deliveries.cancel_scheduled(reference)
+                canceled, status = await self._log().cancel_scheduled(reference)
                 if not canceled:
-                    raise Conflict(f"delivery {reference} is {status}: only scheduled ones cancel")
+                    raise Conflict(
+                        f"delivery {reference} is {status}: only scheduled messages cancel"
+                    )
                 return {"delivery_id": reference, "status": "canceled"}
             reference = sid
-        message = await self._twilio.cancel_message(_sid(reference))
+        try:
+            message = await self._twilio.cancel_message(_sid(reference))
+        except TwilioApiError as exc:
+            if exc.code == MESSAGE_NOT_CANCELABLE_ERROR_CODE:
+                # The same conflict as for a message we hold, so the same answer.
+                raise Conflict(
+                    f"message {reference} is no longer scheduled at Twilio (error 30409): "
+                    "only scheduled messages cancel"
+                ) from None
+            raise
         await self._record_twilio_status(message)
         return {"sid": message.sid, "status": message.status}
 
@@ -233,21 +226,21 @@ class MessageService:
                 ) from None
             raise
 
+    def _log(self) -> DeliveryLog:
+        if self._deliveries is None:
+            raise Unavailable("the delivery log needs Redis (SMS_REDIS_URL)")
+        return self._deliveries
+
     async def _record_twilio_status(self, message: TwilioMessage) -> None:
-        delivery_id = await self._deliveries.delivery_id_for_sid(message.sid)
+        delivery_id = await self._log().delivery_id_for_sid(message.sid)
         status = message.status or ""
         if delivery_id and status == "canceled":
-            await self._deliveries.apply_twilio_status(
-                delivery_id,
-                status,
-                MESSAGE_STATUS_RANK[status],
-                "canceled",
-                None,
-                "canceled through Twilio",
+            await self._log().apply_twilio_status(
+                delivery_id, status, None, "canceled through Twilio"
             )
 
 
 def _sid(value: str) -> str:
-    if not _MESSAGE_SID.match(value):
+    if not _MESSAGE_SID.fullmatch(value):  # match's `$` allows a trailing newline
         raise InvalidInput([{"field": "sid", "problem": "must be SM… or MM… followed by 32 hex"}])
     return value

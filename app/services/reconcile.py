@@ -20,15 +20,14 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from app.pipeline.render import measure_body
-from app.store import keys
-from app.store.deliveries import DeliveryLog, Status, id_bound
+from app.store import StorageError
+from app.store.deliveries import DeliveryLog, StatusVerdict
+from app.store.reconcile_state import ReconcileState
+from app.store.records import ExternalMessage, id_bound
 from app.twilio.client import TwilioClient
 from app.twilio.errors import TwilioError
-from app.twilio.models import MESSAGE_STATUS_RANK, TwilioMessage
+from app.twilio.models import TwilioMessage
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +39,6 @@ _STALE_BATCH = 200
 
 # Delivery statuses whose Twilio side may still change.
 _OPEN_STATUSES = ("sent", "scheduled")
-_DELIVERY_STATUS: dict[str, Status] = {
-    "delivered": "delivered",
-    "undelivered": "undelivered",
-    "failed": "failed",
-    "read": "read",
-    "canceled": "canceled",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +54,14 @@ class Reconciler:
 
     def __init__(
         self,
-        redis: Redis,
+        state: ReconcileState,
         deliveries: DeliveryLog,
         twilio: TwilioClient,
         stale_after_s: int,
         max_pages: int,
         page_size: int = 100,
     ) -> None:
-        self._redis = redis
+        self._state = state
         self._deliveries = deliveries
         self._twilio = twilio
         self._stale_after = timedelta(seconds=stale_after_s)
@@ -78,7 +70,7 @@ class Reconciler:
 
     async def run_once(self, lock_s: int) -> ReconcileReport | None:
         """Run if no other process holds the lock for this interval; None when skipped."""
-        if not await self._redis.set(keys.RECONCILE_LOCK, "1", nx=True, ex=max(lock_s, 1)):
+        if not await self._state.try_lock(lock_s):
             return None
         checked, updated = await self._refresh_stale()
         imported, sweep_done = await self._import_external()
@@ -91,7 +83,7 @@ class Reconciler:
                 report = await self.run_once(lock_s=interval_s)
                 if report and (report.updated or report.imported):
                     log.info("reconcile: %s", report)
-            except (RedisError, TwilioError, ValueError) as exc:
+            except (StorageError, TwilioError, ValueError) as exc:
                 log.warning("reconcile run failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=interval_s)
@@ -102,14 +94,13 @@ class Reconciler:
         window_end = id_bound(int((now - self._stale_after).timestamp() * 1000))
         checked = updated = 0
         for status in _OPEN_STATUSES:
-            cursor_key = keys.RECONCILE_STALE_CURSOR_PREFIX + status
-            cursor = max(await self._get(cursor_key) or "", window_start)
+            cursor = max(await self._state.stale_cursor(status), window_start)
             ids = await self._deliveries.ids_before(status, cursor, window_end, _STALE_BATCH)
             # Wrap around once the window is walked: the oldest are checked again later.
-            await self._redis.set(cursor_key, ids[-1] if len(ids) == _STALE_BATCH else "")
+            await self._state.set_stale_cursor(status, ids[-1] if len(ids) == _STALE_BATCH else "")
             for delivery_id in ids:
                 record = await self._deliveries.get(delivery_id)
-                sid = record.get("twilio_sid") if record else None
+                sid = record.twilio_sid if record else None
                 if not sid or record is None or record.mode != "live":
                     continue
                 checked += 1
@@ -122,32 +113,21 @@ class Reconciler:
                     updated += 1
         return checked, updated
 
-    async def _get(self, key: str) -> str | None:
-        value: str | None = await self._redis.get(key)  # type: ignore[assignment]
-        return value
-
-    async def _apply(self, delivery_id: str, message: TwilioMessage) -> str:
+    async def _apply(self, delivery_id: str, message: TwilioMessage) -> StatusVerdict:
         status = message.status or ""
         return await self._deliveries.apply_twilio_status(
-            delivery_id,
-            status,
-            MESSAGE_STATUS_RANK.get(status, 0),
-            _DELIVERY_STATUS.get(status),
-            message.error_code,
-            f"reconciled with Twilio: {status}",
+            delivery_id, status, message.error_code, f"reconciled with Twilio: {status}"
         )
 
     async def _import_external(self) -> tuple[int, bool]:
-        since_raw = await self._get(keys.RECONCILE_EXTERNAL_SINCE)
-        if since_raw is None:
+        sweep = await self._state.external_sweep()
+        if sweep.since is None:
             # First run: follow what is sent from now on, not the account's whole history.
-            await self._redis.set(keys.RECONCILE_EXTERNAL_SINCE, datetime.now(UTC).isoformat())
+            await self._state.start_following(datetime.now(UTC).isoformat())
             return 0, True
-        since = datetime.fromisoformat(since_raw)
-        page_uri = await self._get(keys.RECONCILE_EXTERNAL_PAGE)
-        newest_seen = datetime.fromisoformat(
-            await self._get(keys.RECONCILE_EXTERNAL_NEWEST) or since.isoformat()
-        )
+        since = datetime.fromisoformat(sweep.since)
+        page_uri = sweep.page_uri
+        newest_seen = datetime.fromisoformat(sweep.newest or sweep.since)
         imported = 0
         for _ in range(self._max_pages):
             page = await self._twilio.list_messages(
@@ -163,41 +143,33 @@ class Reconciler:
                     imported += 1
             page_uri = page.next_page_uri
             # Progress is saved page by page, so a crash resumes instead of restarting.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if page_uri:
-                    pipe.set(keys.RECONCILE_EXTERNAL_PAGE, page_uri)
-                    pipe.set(keys.RECONCILE_EXTERNAL_NEWEST, newest_seen.isoformat())
-                else:
-                    # Sweep done: only now may the cursor pass what was processed.
-                    pipe.set(keys.RECONCILE_EXTERNAL_SINCE, newest_seen.isoformat())
-                    pipe.delete(keys.RECONCILE_EXTERNAL_PAGE, keys.RECONCILE_EXTERNAL_NEWEST)
-                await pipe.execute()
-            if not page_uri:
+            if page_uri:
+                await self._state.save_page(page_uri, newest_seen.isoformat())
+            else:
+                # Sweep done: only now may the cursor pass what was processed.
+                await self._state.finish_sweep(newest_seen.isoformat())
                 return imported, True
         return imported, False
 
     async def _import(self, message: TwilioMessage, sent: datetime | None) -> bool:
-        status = message.status or ""
         body = message.body or ""
         stats = measure_body(body)
-        fields: dict[str, str | int] = {
-            "destination": EXTERNAL_DESTINATION,
-            "event_name": EXTERNAL_DESTINATION,
-            "recipient": message.to or "",
-            "body": body,
-            "encoding": stats.encoding,
-            "segments": message.num_segments or stats.segments,
-            "from": message.from_ or "",
-            "messaging_service_sid": message.messaging_service_sid or "",
-            "twilio_status": status,
-            "twilio_status_rank": MESSAGE_STATUS_RANK.get(status, 0),
-            "error_code": message.error_code if message.error_code is not None else "",
-            "error_message": message.error_message or "",
-        }
         created = sent or datetime.now(UTC)
-        return await self._deliveries.import_external(
-            message.sid, "external", fields, int(created.timestamp() * 1000)
+        segments = message.num_segments
+        external = ExternalMessage(
+            sid=message.sid,
+            recipient=message.to or "",
+            body=body,
+            encoding=stats.encoding,
+            segments=int(segments) if segments and segments.isdigit() else stats.segments,
+            from_number=message.from_ or "",
+            messaging_service_sid=message.messaging_service_sid or "",
+            twilio_status=message.status or "",
+            error_code=message.error_code,
+            error_message=message.error_message or "",
+            sent_ms=int(created.timestamp() * 1000),
         )
+        return await self._deliveries.import_external(external, EXTERNAL_DESTINATION)
 
 
 def _parse_date(value: str | None) -> datetime | None:

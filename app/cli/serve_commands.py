@@ -1,0 +1,86 @@
+"""`smsdest serve`, `smsdest worker` and `smsdest check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.cli.plumbing import (
+    CliError,
+    configure_logging,
+    load_settings,
+    open_services,
+    run_event_loop,
+)
+from app.settings import SettingsError
+
+if TYPE_CHECKING:
+    from app.cli.plumbing import Subcommands
+
+log = logging.getLogger("smsdest")
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings, run_worker=not args.no_worker)
+    uvicorn.run(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+def worker(_: argparse.Namespace) -> None:
+    from app.main import load_configured_destinations
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    if settings.redis_url is None:
+        raise SettingsError("smsdest worker needs SMS_REDIS_URL (the embedded Redis is serve's)")
+    load_configured_destinations(settings)  # same config checks as serve
+
+    async def run() -> None:
+        async with open_services(settings, redis=True) as services:
+            jobs = services.background_jobs()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, jobs.stop)
+            log.info("worker started")
+            await jobs.run()
+
+    run_event_loop(run())
+
+
+def check_config(args: argparse.Namespace) -> None:
+    from app.destinations import load_destinations
+    from app.pipeline.render import TemplateRenderer
+
+    settings = load_settings()
+    path = Path(args.file) if args.file else settings.destinations_file
+    destinations = load_destinations(path, TemplateRenderer(settings.templates_dir))
+    if len(destinations) == 0:
+        raise CliError(f"{path}: no destinations (list them under 'destinations:')", code=1)
+    print(f"{path}: OK, {len(destinations)} destination(s)")
+
+
+def add_serve_commands(commands: Subcommands) -> None:
+    serve_cmd = commands.add_parser("serve", help="run the HTTP API (and a send worker)")
+    serve_cmd.add_argument("--host", help="default: SMS_HOST")
+    serve_cmd.add_argument("--port", type=int, help="default: SMS_PORT")
+    serve_cmd.add_argument("--no-worker", action="store_true", help="API only, no send worker")
+    serve_cmd.set_defaults(run=serve)
+    commands.add_parser("worker", help="run one extra send worker").set_defaults(run=worker)
+    check = commands.add_parser("check-config", help="validate a destinations file")
+    check.add_argument("file", nargs="?", help="default: SMS_DESTINATIONS_FILE")
+    check.set_defaults(run=check_config)

@@ -1,0 +1,169 @@
+"""The service objects of a process, built in one place (`build_services`) for the API's
+lifespan and for the command line alike."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+import httpx
+
+from app.destinations import DestinationSet
+from app.errors import Unavailable
+from app.pipeline.dispatch import RetryPolicy
+from app.services.ingest import IngestService
+from app.services.messages import MessageService
+from app.services.reconcile import Reconciler
+from app.services.webhooks import TwilioWebhooks
+from app.services.worker import SendWorker, consumer_name, message_of
+from app.settings import Settings
+from app.store.deliveries import DeliveryLog
+from app.store.records import DeliveryRecord
+from app.store.storage import Store
+from app.store.suppressions import SuppressionList
+from app.twilio.client import TwilioClient, TwilioCredentials
+from app.twilio.transport import AiohttpTransport
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The process's one HTTP client: httpx's API, aiohttp's pool (see twilio/transport.py)."""
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(max_connections=settings.worker_concurrency + 4),
+        timeout=httpx.Timeout(settings.twilio_timeout, connect=min(5.0, settings.twilio_timeout)),
+        headers={"User-Agent": "smsdest/0.1"},
+    )
+
+
+def build_twilio_client(settings: Settings, http: httpx.AsyncClient) -> TwilioClient:
+    """The one Twilio client of a process (API and worker share it)."""
+    credentials = TwilioCredentials.from_values(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_api_key,
+        settings.twilio_api_secret,
+    )
+    callback = f"{settings.public_base_url}/v1/twilio/status" if settings.public_base_url else None
+    return TwilioClient(http, credentials, settings.twilio_base_url, callback)
+
+
+class BackgroundJobs:
+    """What a worker runs: the send worker, and reconciliation with Twilio when live."""
+
+    def __init__(self, settings: Settings, store: Store, twilio: TwilioClient) -> None:
+        self._worker = SendWorker(
+            store.send_queue(consumer_name()),
+            store.deliveries,
+            twilio,
+            RetryPolicy(
+                settings.send_max_attempts, settings.retry_base_delay, settings.retry_max_delay
+            ),
+            settings.worker_concurrency,
+            settings.reclaim_idle,
+        )
+        reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
+        self._reconciler = (
+            Reconciler(
+                store.reconcile,
+                store.deliveries,
+                twilio,
+                settings.reconcile_after,
+                settings.reconcile_max_pages,
+            )
+            if reconcile
+            else None
+        )
+        self._interval = settings.reconcile_interval
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        jobs = [self._worker.run()]
+        if self._reconciler:
+            jobs.append(self._reconciler.run_forever(self._interval, self._stopping))
+        await asyncio.gather(*jobs)
+
+    def stop(self) -> None:
+        self._worker.stop()
+        self._stopping.set()
+
+
+@dataclass(slots=True)
+class Services:
+    """What request handlers and commands use. Commands that only talk to Twilio run
+    without Redis (`store` None): asking them for anything stored raises `Unavailable`."""
+
+    settings: Settings
+    twilio: TwilioClient
+    messages: MessageService
+    store: Store | None = None
+    ingest_service: IngestService | None = None
+    webhook_service: TwilioWebhooks | None = None
+    # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
+    background: asyncio.Task[None] | None = None
+
+    @property
+    def ingest(self) -> IngestService:
+        return _needed(self.ingest_service)
+
+    @property
+    def webhooks(self) -> TwilioWebhooks:
+        return _needed(self.webhook_service)
+
+    @property
+    def deliveries(self) -> DeliveryLog:
+        return _needed(self.store).deliveries
+
+    @property
+    def suppressions(self) -> SuppressionList:
+        return _needed(self.store).suppressions
+
+    def mocked_request(self, record: DeliveryRecord) -> dict[str, object] | None:
+        """The Twilio request (credentials redacted) a mocked send stood for, rebuilt from
+        its record: test mode does not store it (a lean record, issue 11)."""
+        if record.twilio_status != "mocked":
+            return None
+        return self.twilio.message_request(message_of(record)).redacted()
+
+    def background_jobs(self) -> BackgroundJobs:
+        """The send worker (and reconciliation), for `serve` and `smsdest worker`."""
+        return BackgroundJobs(self.settings, _needed(self.store), self.twilio)
+
+
+_T = TypeVar("_T")
+
+
+def _needed(service: _T | None) -> _T:
+    if service is None:
+        raise Unavailable("this process runs without Redis (SMS_REDIS_URL)")
+    return service
+
+
+def build_services(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    store: Store | None,
+    destinations: DestinationSet | None = None,
+) -> Services:
+    """Every service of a process over one HTTP client and, unless None, one store
+    (commands that only talk to Twilio need no Redis). `destinations`: what ingest matches
+    events against (none for commands that never ingest)."""
+    twilio = build_twilio_client(settings, http)
+    messages = MessageService(
+        store.deliveries if store else None,
+        twilio,
+        settings.global_test_mode,
+        settings.delivery_retention,
+    )
+    if store is None:
+        return Services(settings, twilio, messages)
+    ingest = IngestService(
+        destinations or DestinationSet([]),
+        store.deliveries,
+        twilio,
+        settings.default_region,
+        settings.global_test_mode,
+        timedelta(seconds=settings.delivery_retention),
+    )
+    webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
+    return Services(settings, twilio, messages, store, ingest, webhooks)

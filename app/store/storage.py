@@ -1,0 +1,61 @@
+"""A process's door to Redis: every store object over one connection pool."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+
+from app.settings import Settings
+from app.store import storage_errors
+from app.store.callbacks import CallbackLog
+from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
+from app.store.deliveries import DeliveryLog
+from app.store.queue import SendQueue
+from app.store.reconcile_state import ReconcileState
+from app.store.suppressions import SuppressionList
+
+
+@storage_errors
+class Store:
+    """The store objects services are given; built once per process by `open_store`."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        dedupe_ttl_s: int,
+        retention_s: int,
+        skipped_retention_s: int | None = None,
+    ) -> None:
+        self._redis = redis
+        self.deliveries = DeliveryLog(redis, dedupe_ttl_s, retention_s, skipped_retention_s)
+        self.suppressions = SuppressionList(redis)
+        self.callbacks = CallbackLog(redis, retention_s)
+        self.reconcile = ReconcileState(redis)
+
+    def send_queue(self, consumer: str) -> SendQueue:
+        """The send stream, read as `consumer` (one per worker)."""
+        return SendQueue(self._redis, consumer)
+
+    async def problems(self) -> list[str]:
+        """What makes this Redis unfit to take the service's writes right now, each saying
+        what to change; empty when it is fit. Never raises (see `check_server`)."""
+        return [problem.text for problem in await check_server(self._redis)]
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """The configured Redis (SMS_REDIS_URL), or an embedded one under SMS_DATA_DIR; closed
+    (and the embedded server stopped) on the way out."""
+    embedded = EmbeddedRedis.start(settings.data_dir) if settings.redis_url is None else None
+    redis = connect(embedded.url if embedded else str(settings.redis_url))
+    try:
+        await refuse_unfit(redis)  # Cluster, evicting, a replica: say what to change, stop
+        yield Store(
+            redis, settings.dedupe_ttl, settings.delivery_retention, settings.skipped_retention
+        )
+    finally:
+        await redis.aclose()
+        if embedded:
+            embedded.stop()
