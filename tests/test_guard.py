@@ -118,6 +118,9 @@ def test_expired_after_a_long_backoff_never_sent_late(
     assert only.form["ValidityPeriod"] == "1"
     time.sleep(0.5)
     assert len(fake_twilio.message_requests) == 1
+    with service.admin() as admin:  # /metrics takes the admin token
+        metrics = admin.get("/metrics").text
+    assert 'smsdest_sends_total{destination="code",status="expired"} 1.0' in metrics
 
 
 def test_validity_is_sent_as_what_is_left(start_service: Start, fake_twilio: FakeTwilio) -> None:
