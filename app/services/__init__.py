@@ -16,6 +16,7 @@ from app.pipeline.dispatch import RetryPolicy
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
 from app.services.reconcile import Reconciler
+from app.services.reload import DestinationReloader
 from app.services.webhooks import TwilioWebhooks
 from app.services.worker import SendWorker, consumer_name
 from app.settings import Settings
@@ -98,6 +99,7 @@ class Services:
     store: Store | None = None
     ingest_service: IngestService | None = None
     webhook_service: TwilioWebhooks | None = None
+    reloader: DestinationReloader | None = None  # its `last_error`: the last refused reload
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
 
@@ -158,4 +160,5 @@ def build_services(
         timedelta(seconds=settings.delivery_retention),
     )
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
-    return Services(settings, twilio, messages, store, ingest, webhooks)
+    reloader = DestinationReloader(settings, ingest, store.config_generation)
+    return Services(settings, twilio, messages, store, ingest, webhooks, reloader)

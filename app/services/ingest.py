@@ -83,6 +83,10 @@ class IngestService:
     def destinations(self) -> DestinationSet:
         return self._destinations
 
+    def use_destinations(self, destinations: DestinationSet) -> None:
+        """Swap in a reloaded destinations file (events evaluated from now on use it)."""
+        self._destinations = destinations
+
     def mode_of(self, destination: Destination) -> Mode:
         """Test mode when the service or the destination says so."""
         return "test" if self._global_test_mode or destination.config.mode == "test" else "live"
@@ -90,6 +94,7 @@ class IngestService:
     async def ingest(self, events: list[Event]) -> list[EventOutcome]:
         """Evaluate every event against its destinations; admit all in one round trip."""
         planned: list[tuple[int, NewDelivery]] = []
+        destinations = self._destinations  # one file for the whole batch, even mid-reload
         now = datetime.now(UTC)
         turn_started = time.monotonic()
         for index, event in enumerate(events):
@@ -98,7 +103,7 @@ class IngestService:
                 # other requests in between.
                 await asyncio.sleep(0)
                 turn_started = time.monotonic()
-            candidates = self._destinations.candidates(event)
+            candidates = destinations.candidates(event)
             if not candidates:
                 continue
             context = event.template_context()
@@ -114,7 +119,7 @@ class IngestService:
             outcomes[index].deliveries.append(admission)
         for outcome in outcomes:
             if not outcome.deliveries:  # only these pay for the explanation
-                listening = self._destinations.listening(outcome.event.name)
+                listening = destinations.listening(outcome.event.name)
                 outcome.unmatched.extend(explain_unmatched(listening, outcome.event))
         return outcomes
 

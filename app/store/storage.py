@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from app.settings import Settings
 from app.store import storage_errors
 from app.store.callbacks import CallbackLog
+from app.store.config_generation import ConfigGeneration
 from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
@@ -27,6 +28,7 @@ class Store:
         self.suppressions = SuppressionList(redis)
         self.callbacks = CallbackLog(redis, retention_s)
         self.reconcile = ReconcileState(redis)
+        self.config_generation = ConfigGeneration(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""
