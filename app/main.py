@@ -18,6 +18,7 @@ from app.api import (
     ingest,
     messages,
     reload,
+    replay,
     twilio_webhooks,
 )
 from app.api import (
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         ingest.router,
         reload.router,  # before destinations': its path is a literal
         destinations.router,
+        replay.router,  # before deliveries': its path is a literal
         deliveries.router,
         messages.router,
         suppressions_api.router,

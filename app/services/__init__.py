@@ -17,6 +17,7 @@ from app.services.ingest import IngestService
 from app.services.messages import MessageService
 from app.services.reconcile import Reconciler
 from app.services.reload import DestinationReloader
+from app.services.replay import ReplayService
 from app.services.webhooks import TwilioWebhooks
 from app.services.worker import SendWorker, consumer_name
 from app.settings import Settings
@@ -100,6 +101,7 @@ class Services:
     ingest_service: IngestService | None = None
     webhook_service: TwilioWebhooks | None = None
     reloader: DestinationReloader | None = None  # its `last_error`: the last refused reload
+    replay_service: ReplayService | None = None
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
 
@@ -110,6 +112,10 @@ class Services:
     @property
     def webhooks(self) -> TwilioWebhooks:
         return _needed(self.webhook_service)
+
+    @property
+    def replay(self) -> ReplayService:
+        return _needed(self.replay_service)
 
     @property
     def deliveries(self) -> DeliveryLog:
@@ -161,4 +167,5 @@ def build_services(
     )
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
     reloader = DestinationReloader(settings, ingest, store.config_generation)
-    return Services(settings, twilio, messages, store, ingest, webhooks, reloader)
+    replay = ReplayService(store.deliveries, store.replays, ingest)
+    return Services(settings, twilio, messages, store, ingest, webhooks, reloader, replay)

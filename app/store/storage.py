@@ -15,6 +15,7 @@ from app.store.connection import EmbeddedRedis, check_server, connect, refuse_un
 from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
 from app.store.reconcile_state import ReconcileState
+from app.store.replays import ReplayLog
 from app.store.suppressions import SuppressionList
 
 
@@ -29,6 +30,7 @@ class Store:
         self.callbacks = CallbackLog(redis, retention_s)
         self.reconcile = ReconcileState(redis)
         self.config_generation = ConfigGeneration(redis)
+        self.replays = ReplayLog(redis, retention_s)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""
