@@ -79,8 +79,13 @@ class DestinationReloader:
         self.last_error_at: str | None = None
 
     async def start(self) -> None:
-        """Adopt the deployment's current generation (the file was just loaded)."""
-        self.generation = await self._generations.current()
+        """Adopt the deployment's current generation (the file was just loaded). With
+        Redis down the service still starts (ingest answers 503): the first poll that
+        reads a generation may reload the file once more, which changes nothing."""
+        try:
+            self.generation = await self._generations.current()
+        except StorageError as exc:
+            log.warning("cannot read the config generation: %s", exc)
 
     async def reload(self, *, announce: bool = True) -> ReloadResult:
         """Load the file again; swap it in only if valid, else raise `ReloadRefused`.
