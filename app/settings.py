@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     dedupe_ttl: Seconds = Field(default=7 * 86_400, ge=1)
     delivery_retention: Seconds = Field(default=30 * 86_400, ge=60)
+    # Skipped deliveries (throttled, opted out, invalid…) are most of a busy log and
+    # matter for less long; capped at delivery_retention.
+    skipped_retention: Seconds = Field(default=7 * 86_400, ge=60)
 
     # --- destinations -------------------------------------------------------------------
     destinations_file: Path = Path("destinations.yaml")

@@ -38,7 +38,8 @@ async def list_deliveries(
     page = await services.deliveries.query(
         destination=destination, status=status, recipient=recipient, cursor=cursor, limit=limit
     )
-    return {"items": [r.to_public() for r in page.items], "next_cursor": page.next_cursor}
+    items = [r.to_public(services.mocked_request(r)) for r in page.items]
+    return {"items": items, "next_cursor": page.next_cursor}
 
 
 @router.get(
@@ -48,4 +49,4 @@ async def get_delivery(delivery_id: DeliveryId, services: ServicesDep) -> dict[s
     record = await services.deliveries.get(delivery_id)
     if record is None:
         raise NotFound(f"no delivery with id {delivery_id!r} (unknown or past retention)")
-    return record.to_public()
+    return record.to_public(services.mocked_request(record))

@@ -19,9 +19,10 @@ from app.services.reconcile import Reconciler
 from app.services.reload import DestinationReloader
 from app.services.replay import ReplayService
 from app.services.webhooks import TwilioWebhooks
-from app.services.worker import SendWorker, consumer_name
+from app.services.worker import SendWorker, consumer_name, message_of
 from app.settings import Settings
 from app.store.deliveries import DeliveryLog
+from app.store.records import DeliveryRecord
 from app.store.storage import Store
 from app.store.suppressions import SuppressionList
 from app.twilio.client import TwilioClient, TwilioCredentials
@@ -124,6 +125,13 @@ class Services:
     @property
     def suppressions(self) -> SuppressionList:
         return _needed(self.store).suppressions
+
+    def mocked_request(self, record: DeliveryRecord) -> dict[str, object] | None:
+        """The Twilio request (credentials redacted) a mocked send stood for, rebuilt from
+        its record: test mode does not store it (a lean record, issue 11)."""
+        if record.twilio_status != "mocked":
+            return None
+        return self.twilio.message_request(message_of(record)).redacted()
 
     def background_jobs(self) -> BackgroundJobs:
         """The send worker (and reconciliation), for `serve` and `smsdest worker`."""

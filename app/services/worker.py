@@ -144,9 +144,9 @@ class SendWorker:
             await self._queue.ack(queued.entry_id)
             return
         attempt = record.attempts
-        message = _message_of(record)
+        message = message_of(record)
         if record.mode == "test":
-            outcome: Sent | RetryLater | Failed = mocked_send(self._twilio, message)
+            outcome: Sent | RetryLater | Failed = mocked_send()
         else:
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)
         # Once Twilio has answered, recording that answer must not be lost to a Redis blip:
@@ -168,11 +168,7 @@ class SendWorker:
         attempt: int,
     ) -> None:
         if isinstance(outcome, Sent):
-            sent = SendOutcome(
-                twilio_sid=outcome.sid,
-                twilio_status=outcome.twilio_status,
-                twilio_request=outcome.request_json,
-            )
+            sent = SendOutcome(twilio_sid=outcome.sid, twilio_status=outcome.twilio_status)
             status: DeliveryStatus = "mocked" if record.mode == "test" else "sent"
             if outcome.twilio_status == "scheduled":
                 status = "scheduled"  # Twilio holds it until SendAt
@@ -206,7 +202,8 @@ class SendWorker:
             log.warning("delivery %s failed: %s", record.id, outcome.error)
 
 
-def _message_of(record: DeliveryRecord) -> OutboundMessage:
+def message_of(record: DeliveryRecord) -> OutboundMessage:
+    """The message a delivery record stands for."""
     return OutboundMessage(
         to=record.recipient or "",
         body=record.body or "",

@@ -1,11 +1,13 @@
--- Admits a chunk of deliveries, each atomically (after admission_checks.lua). Returns
+-- Admits a chunk of deliveries, each atomically (after admission_checks.lua, history.lua
+-- and the generated `unindexed` table). Returns
 -- {status, reason, …facts} for each (facts as `check` gives them; a duplicate:
 -- {'duplicate', original id}).
 -- Input: one JSON array of deliveries, each [keys, args, record].
 -- keys: dedupe, throttle ('' = none), record, stream, index, destination index,
 --       recipient index ('' = none), suppression list, delayed sends
--- args: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
---       status index prefix, recipient ('' = none), due ms ('' = now)
+-- args: id, dedupe ttl ms, throttle window ms, retention s, now ms, status, reason,
+--       status index prefix, recipient ('' = none), due ms ('' = now), retention s of a
+--       skipped delivery
 -- record: the record's fields as a flat [name, value, …] list, every value a string
 --
 -- Redis does not roll a script back when a command in it fails. A delivery whose writes
@@ -22,15 +24,18 @@ local function admit(KEYS, ARGV, fields)
   if checked[1] == 'duplicate' then return checked end
   if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
   if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
-  local entry = {status = status, at = ARGV[5]}
-  if reason ~= '' then entry.reason = reason end
-  redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
-             'history', cjson.encode({entry}), unpack(fields))
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  local history = history_entry(ARGV[1], ARGV[5], status, reason, '')
+  if reason ~= '' then
+    redis.call('HSET', KEYS[3], 'status', status, 'reason', reason, 'history', history,
+               unpack(fields))
+  else
+    redis.call('HSET', KEYS[3], 'status', status, 'history', history, unpack(fields))
+  end
+  redis.call('EXPIRE', KEYS[3], status == 'skipped' and ARGV[11] or ARGV[4])
   redis.call('ZADD', KEYS[5], 0, ARGV[1])
   redis.call('ZADD', KEYS[6], 0, ARGV[1])
   if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
-  redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1])
+  if not unindexed[status] then redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1]) end
   -- Last: once the delivery is queued (or held), nothing of it can fail any more.
   if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
   if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end

@@ -1,7 +1,7 @@
--- The worker's first step for a queued delivery, in one round trip (after json_input.lua
--- and transition.lua): skip what is gone or done (or canceled), skip (as opted_out) a recipient who
--- opted out since admission, else mark it sending.
--- KEYS: record, suppression list.  ARGV: id, now, status index prefix.
+-- The worker's first step for a queued delivery, in one round trip (after json_input.lua,
+-- history.lua and transition.lua): skip what is gone or done (or canceled), skip (as
+-- opted_out) a recipient who opted out since admission, else mark it sending.
+-- KEYS: record, suppression list.  ARGV: id, now ms, status index prefix.
 -- Returns {verdict, record fields as a flat list}.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', {}} end

@@ -1,5 +1,6 @@
 -- Cancel a delivery held in our own delayed queue, atomically against its promotion
--- (after transition.lua). KEYS: record, delayed sends.  ARGV: id, now, status index prefix.
+-- (after history.lua and transition.lua). KEYS: record, delayed sends.  ARGV: id, now ms,
+-- status index prefix.
 -- Recorded canceled before it leaves the delayed set: failing half-way, it is still held
 -- (and begin_send.lua never sends a canceled delivery).
 local status = redis.call('HGET', KEYS[1], 'status')

@@ -21,6 +21,7 @@ from redis.exceptions import NoScriptError
 from app.store import keys, storage_errors
 from app.store.pipelining import CommandBatcher
 from app.store.records import (
+    UNINDEXED_STATUSES,
     Decision,
     DeliveryRecord,
     DeliveryStatus,
@@ -32,7 +33,8 @@ from app.store.records import (
     id_created_ms,
     iso_ms,
     new_delivery_id,
-    now_iso,
+    now_ms,
+    single_line,
     twilio_status_rank,
 )
 from app.store.scripts import lua
@@ -44,13 +46,26 @@ BeginVerdict = Literal["send", "missing", "done", "opted_out"]
 StatusVerdict = Literal["applied", "stale", "missing"]
 
 # Each script in its own .lua file beside this module (its header says what it takes and
-# returns); libraries first.
-_ADMIT = lua("admission_checks.lua", "admit.lua")
+# returns); libraries first. `unindexed`: Lua's copy of UNINDEXED_STATUSES, generated.
+_STATUS_INDEXES = (
+    "local unindexed = {"
+    + ", ".join(f"{status} = true" for status in sorted(UNINDEXED_STATUSES))
+    + "}"
+)
+
+
+def _changes_status(*files: str) -> str:
+    """A script that changes a record's status: the history and status index libraries,
+    then `files`."""
+    return lua("history.lua", "transition.lua", *files, prelude=_STATUS_INDEXES)
+
+
+_ADMIT = lua("admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES)
 _PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
-_BEGIN_SEND = lua("json_input.lua", "transition.lua", "begin_send.lua")
-_FINISH_SEND = lua("json_input.lua", "transition.lua", "finish_send.lua")
-_TWILIO_STATUS = lua("transition.lua", "twilio_status.lua")
-_CANCEL_SCHEDULED = lua("transition.lua", "cancel_scheduled.lua")
+_BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
+_FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
+_TWILIO_STATUS = _changes_status("twilio_status.lua")
+_CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
 _IMPORT_EXTERNAL = lua("import_external.lua")
 
 
@@ -146,10 +161,18 @@ class DeliveryPage:
 class DeliveryLog:
     """Reads and writes delivery records; the only code that knows their Redis layout."""
 
-    def __init__(self, redis: Redis, dedupe_ttl_s: int, retention_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        dedupe_ttl_s: int,
+        retention_s: int,
+        skipped_retention_s: int | None = None,
+    ) -> None:
         self._redis = redis
         self._dedupe_ttl_ms = dedupe_ttl_s * 1000
         self._retention_s = retention_s
+        # A skipped delivery is kept at most as long as any (its index entries go then).
+        self._skipped_retention_s = min(skipped_retention_s or retention_s, retention_s)
         self._batcher = CommandBatcher(redis)
         self._admit = redis.register_script(_ADMIT)
         self._preview = redis.register_script(_PREVIEW)
@@ -164,10 +187,11 @@ class DeliveryLog:
         (shared with whatever else this process is sending to Redis at the time)."""
         if not deliveries:
             return []
-        now = now_iso()
-        ids = [new_delivery_id() for _ in deliveries]
+        now = now_ms()
+        ids = [new_delivery_id(now) for _ in deliveries]
+        retention = (self._retention_s, self._skipped_retention_s)
         items = [
-            _admission_input(i, d, now, self._dedupe_ttl_ms, self._retention_s)
+            _admission_input(i, d, now, self._dedupe_ttl_ms, retention)
             for i, d in zip(ids, deliveries, strict=True)
         ]
         # One script call per chunk: a reply per delivery costs redis-py more than the
@@ -176,10 +200,10 @@ class DeliveryLog:
             orjson.dumps(items[i : i + _ADMIT_CHUNK]) for i in range(0, len(items), _ADMIT_CHUNK)
         ]
         replies = await self._evalsha(self._admit, chunks)
-        now_ms = time.time_ns() // 1_000_000
+        answered_ms = now_ms()
         outcomes = (outcome for chunk in replies for outcome in chunk)
         return [
-            _admission(delivery_id, new, reply, now_ms)
+            _admission(delivery_id, new, reply, answered_ms)
             for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True)
         ]
 
@@ -216,7 +240,7 @@ class DeliveryLog:
         verdict, flat = await self._run_script(
             self._begin_send,
             (keys.delivery(delivery_id), keys.SUPPRESSIONS),
-            (delivery_id, now_iso(), keys.STATUS_INDEX_PREFIX),
+            (delivery_id, now_ms(), keys.STATUS_INDEX_PREFIX),
         )
         if verdict != "send":
             return cast(BeginVerdict, verdict), None
@@ -244,7 +268,8 @@ class DeliveryLog:
         """
         throttle_key = record.throttle_key if release_throttle else None
         recipient = record.recipient or ""
-        twilio_sid = outcome.twilio_sid if outcome else None
+        # Only a live SID can come back in a callback: test mode's are never indexed.
+        twilio_sid = outcome.twilio_sid if outcome and record.mode == "live" else None
         await self._run_script(
             self._finish_send,
             (
@@ -258,9 +283,9 @@ class DeliveryLog:
             (
                 record.id,
                 status,
-                now_iso(),
+                now_ms(),
                 keys.STATUS_INDEX_PREFIX,
-                detail or "",
+                single_line(detail or ""),
                 keys.SEND_GROUP,
                 entry_id,
                 self._retention_s,
@@ -309,13 +334,13 @@ class DeliveryLog:
             keys=[keys.delivery(delivery_id)],
             args=[
                 delivery_id,
-                now_iso(),
+                now_ms(),
                 keys.STATUS_INDEX_PREFIX,
                 twilio_status,
                 twilio_status_rank(twilio_status),
                 status or "",
                 error_code if error_code is not None else "",
-                detail,
+                single_line(detail),
             ],
         )
         return cast(StatusVerdict, result)
@@ -324,7 +349,7 @@ class DeliveryLog:
         """Cancel a delivery we hold until its time: (True, "canceled"), else (False, status)."""
         done, status = await self._cancel_scheduled(
             keys=[keys.delivery(delivery_id), keys.DELAYED_SENDS],
-            args=[delivery_id, now_iso(), keys.STATUS_INDEX_PREFIX],
+            args=[delivery_id, now_ms(), keys.STATUS_INDEX_PREFIX],
         )
         return bool(done), str(status)
 
@@ -344,7 +369,7 @@ class DeliveryLog:
                 self._retention_s,
                 keys.STATUS_INDEX_PREFIX,
                 "external",
-                *message.fields(delivery_id, destination, now_iso()),
+                *message.fields(delivery_id, destination, now_ms()),
             ],
         )
         return bool(imported)
@@ -370,7 +395,7 @@ class DeliveryLog:
             index = keys.RECIPIENT_INDEX_PREFIX + recipient
         elif destination:
             index = keys.DESTINATION_INDEX_PREFIX + destination
-        elif status:
+        elif status and status not in UNINDEXED_STATUSES:
             index = keys.STATUS_INDEX_PREFIX + status
         else:
             index = keys.DELIVERY_INDEX
@@ -443,7 +468,11 @@ def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int
 
 
 def _admission_input(
-    delivery_id: str, new: NewDelivery, now: str, dedupe_ttl_ms: int, retention_s: int
+    delivery_id: str,
+    new: NewDelivery,
+    now: int,
+    dedupe_ttl_ms: int,
+    retention_s: tuple[int, int],
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """One delivery's [keys, args, record] for the admission script."""
     script_keys = (
@@ -461,12 +490,13 @@ def _admission_input(
         delivery_id,
         str(dedupe_ttl_ms),
         str(new.throttle_window_ms),
-        str(retention_s),
-        now,
+        str(retention_s[0]),
+        str(now),
         "skipped" if new.skip_reason else "queued",
         new.skip_reason or "",
         keys.STATUS_INDEX_PREFIX,
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
+        str(retention_s[1]),
     )
-    return script_keys, args, new.fields(delivery_id, now)
+    return script_keys, args, new.fields()

@@ -1,10 +1,10 @@
--- The worker's last step for a delivery, atomically (after json_input.lua and
+-- The worker's last step for a delivery, atomically (after json_input.lua, history.lua and
 -- transition.lua): record the outcome, index the Twilio SID, park a retry, free the
 -- throttle window (compare-and-delete), suppress a number Twilio says opted out, and
 -- acknowledge the queue entry — last, so that a step failing half-way leaves the entry
 -- pending: it is reclaimed, and begin_send.lua finds the recorded outcome ("done").
 -- KEYS: record, stream, SID key, delayed sends, throttle, suppression list ('' = skip each)
--- ARGV: id, new status, now, status index prefix, history detail ('' = none), group,
+-- ARGV: id, new status, now ms, status index prefix, history detail ('' = none), group,
 --       entry id, retention s, retry due ms, recipient, suppression value, then
 --       field/value pairs to set.
 if redis.call('EXISTS', KEYS[1]) == 1 then

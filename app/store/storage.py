@@ -23,9 +23,15 @@ from app.store.suppressions import SuppressionList
 class Store:
     """The store objects services are given; built once per process by `open_store`."""
 
-    def __init__(self, redis: Redis, dedupe_ttl_s: int, retention_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        dedupe_ttl_s: int,
+        retention_s: int,
+        skipped_retention_s: int | None = None,
+    ) -> None:
         self._redis = redis
-        self.deliveries = DeliveryLog(redis, dedupe_ttl_s, retention_s)
+        self.deliveries = DeliveryLog(redis, dedupe_ttl_s, retention_s, skipped_retention_s)
         self.suppressions = SuppressionList(redis)
         self.callbacks = CallbackLog(redis, retention_s)
         self.reconcile = ReconcileState(redis)
@@ -50,7 +56,9 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     redis = connect(embedded.url if embedded else str(settings.redis_url))
     try:
         await refuse_unfit(redis)  # Cluster, evicting, a replica: say what to change, stop
-        yield Store(redis, settings.dedupe_ttl, settings.delivery_retention)
+        yield Store(
+            redis, settings.dedupe_ttl, settings.delivery_retention, settings.skipped_retention
+        )
     finally:
         await redis.aclose()
         if embedded:
