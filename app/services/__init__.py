@@ -176,4 +176,13 @@ def build_services(
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
     reloader = DestinationReloader(settings, ingest, store.config_generation)
     replay = ReplayService(store.deliveries, store.replays, ingest)
-    return Services(settings, twilio, messages, store, ingest, webhooks, reloader, replay)
+    return Services(
+        settings,
+        twilio,
+        messages,
+        store,
+        ingest,
+        webhooks,
+        reloader=reloader,
+        replay_service=replay,
+    )
