@@ -307,3 +307,28 @@ def test_replay_from_the_command_line(served: Served, api: bool) -> None:
     again = served.run(*select, "--send", "--json", api=api)
     assert json.loads(again.stdout)["items"][0]["reason"] == "already_replayed"
     new_texts(served, before, 2)  # the failed attempt and its one replay
+
+
+def test_a_worker_survives_sighup(served: Served) -> None:
+    # An extra worker on serve's embedded Redis: a deployment SIGHUPing every process
+    # must not stop its workers (they have nothing to reload).
+    data_dir = Path(served.env["SMS_DATA_DIR"])
+    redis_url = (data_dir / "redis.url").read_text().strip()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"],
+        cwd=REPO,
+        env={**served.env, "SMS_REDIS_URL": redis_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stderr is not None
+    deadline = time.monotonic() + 30
+    while "worker started" not in worker.stderr.readline():
+        assert worker.poll() is None and time.monotonic() < deadline, "worker did not start"
+    worker.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert worker.poll() is None
+    worker.terminate()
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
