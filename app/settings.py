@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # The CLI's other way in: a running service's API (with SMS_ADMIN_TOKEN) instead of Redis.
     api_url: str | None = None
+    # Raw events kept in memory for the console's tester (personal data: 0 keeps none).
+    recent_events: int = Field(default=1000, ge=0, le=100_000)
 
     # --- storage ------------------------------------------------------------------------
     # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`.

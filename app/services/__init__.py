@@ -15,6 +15,7 @@ from app.errors import Unavailable
 from app.pipeline.dispatch import RetryPolicy
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
+from app.services.recent import RecentEvents
 from app.services.reconcile import Reconciler
 from app.services.reload import DestinationReloader
 from app.services.replay import ReplayService
@@ -172,6 +173,7 @@ def build_services(
         settings.default_region,
         settings.global_test_mode,
         timedelta(seconds=settings.delivery_retention),
+        RecentEvents(settings.recent_events) if settings.recent_events else None,
     )
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
     reloader = DestinationReloader(settings, ingest, store.config_generation)

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from app.durations import format_duration
 from app.store import keys, storage_errors
 from app.store.pipelining import CommandBatcher
 from app.store.records import (
@@ -111,8 +112,8 @@ class Check:
         if self.verdict == "throttled" and self.frees_at_ms is not None:
             since = iso_ms(self.frees_at_ms - window_ms)
             return (
-                f"one message per {_duration(window_ms)} per recipient: the window is held "
-                f"since {since} by delivery {self.held_by} and frees at "
+                f"one message per {format_duration(window_ms // 1000)} per recipient: "
+                f"the window is held since {since} by delivery {self.held_by} and frees at "
                 f"{iso_ms(self.frees_at_ms)}"
             )
         return None
@@ -128,15 +129,6 @@ class AdmissionPreview:
 
     check: Check
     duplicate_of: str | None
-
-
-def _duration(ms: int) -> str:
-    """A window in the unit it was most likely written in: `1h`, `90s`, `7d`."""
-    seconds = ms // 1000
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,10 +379,15 @@ class DeliveryLog:
         destination: str | None = None,
         status: str | None = None,
         recipient: str | None = None,
+        error_code: int | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> DeliveryPage:
-        """Newest first. Reads the most selective index, filters the rest while paging."""
+        """Newest first. Reads the most selective index, filters the rest while paging.
+        `since_ms`/`until_ms` (epoch ms, inclusive) bound the index range itself: ids are
+        time-ordered."""
         if recipient:
             index = keys.RECIPIENT_INDEX_PREFIX + recipient
         elif destination:
@@ -403,13 +400,17 @@ class DeliveryLog:
             (destination, lambda r: r.destination),
             (status, lambda r: r.status),
             (recipient, lambda r: r.recipient),
+            (str(error_code) if error_code is not None else None, lambda r: str(r.error_code)),
         ]
         items: list[DeliveryRecord] = []
         upper = f"({cursor}" if cursor else "+"
+        if until_ms is not None and (not cursor or id_bound(until_ms + 1) < cursor):
+            upper = f"({id_bound(until_ms + 1)}"
+        lower = f"[{id_bound(since_ms)}" if since_ms is not None else "-"
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
         for _ in range(20):
             ids: list[str] = await self._redis.zrevrangebylex(  # type: ignore[assignment]
-                index, upper, "-", start=0, num=limit
+                index, upper, lower, start=0, num=limit
             )
             if not ids:
                 return DeliveryPage(items, None)

@@ -405,14 +405,26 @@ class DeliveryRecord:
             return None
         return keys.throttle(self.mode, self.throttle_scope, self.destination, self.recipient)
 
+    @property
+    def created_at(self) -> str | None:
+        """When the delivery was admitted (ISO, UTC): its history's first step."""
+        created, _ = self.legacy_times
+        history = parse_history(self.id, self.history)
+        return created or (history[0]["at"] if history else None)
+
+    @property
+    def updated_at(self) -> str | None:
+        """When its status last changed (ISO, UTC): its history's last step."""
+        _, updated = self.legacy_times
+        history = parse_history(self.id, self.history)
+        return (history[-1]["at"] if history else None) or updated
+
     def to_public(self, twilio_request: dict[str, object] | None = None) -> dict[str, Any]:
         """The JSON the admin API returns (whole recipient; the API is behind a token).
 
         `twilio_request`: the request a mocked send stood for, rebuilt by the caller from
         this record (test mode stores none); records from before kept theirs.
         """
-        history = parse_history(self.id, self.history)
-        created, updated = self.legacy_times
         if self.legacy_twilio_request:
             twilio_request = orjson.loads(self.legacy_twilio_request)
         return {
@@ -435,7 +447,7 @@ class DeliveryRecord:
             "error_code": self.error_code,
             "error_message": self.error_message,
             "twilio_request": twilio_request,
-            "created_at": created or (history[0]["at"] if history else None),
-            "updated_at": (history[-1]["at"] if history else None) or updated,
-            "history": history,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "history": parse_history(self.id, self.history),
         }

@@ -16,6 +16,7 @@ from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
 from app.store.reconcile_state import ReconcileState
 from app.store.replays import ReplayLog
+from app.store.stats import DeliveryStats
 from app.store.suppressions import SuppressionList
 
 
@@ -37,6 +38,7 @@ class Store:
         self.reconcile = ReconcileState(redis)
         self.config_generation = ConfigGeneration(redis)
         self.replays = ReplayLog(redis, retention_s)
+        self.stats = DeliveryStats(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""
