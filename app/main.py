@@ -17,6 +17,7 @@ from app.api import (
     health,
     ingest,
     messages,
+    metrics,
     reload,
     replay,
     twilio_webhooks,
@@ -29,6 +30,7 @@ from app.api.ingest import IngestFastPath
 from app.api.limits import BodyLimit
 from app.api.openapi import install_contract
 from app.console import install_console
+from app.logs import RequestIdMiddleware
 from app.services import Services, build_http_client, build_services
 from app.services.reload import ReloadRefused, load_configured_destinations
 from app.settings import Settings
@@ -90,6 +92,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             if settings.global_test_mode:
                 log.warning("test mode: messages are mocked, nothing is sent to Twilio")
             worker = services.background_jobs() if run_worker else None
+            log.debug(
+                "services built: %d destination(s), send worker %s",
+                len(destination_set),
+                "in process" if worker else "elsewhere",
+            )
             services.background = asyncio.create_task(worker.run()) if worker else None
             app.state.services = services
             try:
@@ -116,11 +123,13 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         suppressions_api.router,
         twilio_webhooks.router,
         health.router,
+        metrics.router,
     ):
         app.include_router(router)
     install_console(app, settings)
     install_error_handlers(app)
     install_contract(app)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(IngestFastPath)  # outermost: the hot path reads its own body
+    app.add_middleware(IngestFastPath)  # before the body limit: the hot path reads its own body
+    app.add_middleware(RequestIdMiddleware)  # outermost: ingest's fast path lines carry it too
     return app

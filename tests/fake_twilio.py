@@ -52,6 +52,9 @@ class RecordedRequest:
 class ScriptedResponse:
     status: int
     json_body: dict[str, Any] | None = None
+    # Do what the default answer does first (create the message): then `drop` is Twilio
+    # accepting a message and losing the connection before its answer.
+    accept: bool = field(default=False, kw_only=True)
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
     drop: bool = False  # close the connection without answering
@@ -65,6 +68,12 @@ def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
         "status": status,
     }
+
+
+class _Server(ThreadingHTTPServer):
+    # A worker opens up to SMS_WORKER_CONCURRENCY (100) connections at once; past the
+    # default backlog of 5, handshakes are dropped and requests time out unread.
+    request_queue_size = 256
 
 
 class FakeTwilio:
@@ -87,7 +96,7 @@ class FakeTwilio:
         self._created: dict[str, float] = {}  # created through the API: SID → time.time()
         self._script: list[ScriptedResponse] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         # A short poll interval: stop() waits up to one interval (the default is 0.5 s,
         # paid by every test that uses the fake).
@@ -338,6 +347,8 @@ class FakeTwilio:
                 )
                 fake._record(request)
                 answer = fake._next_scripted() or fake._default_answer(request)
+                if answer.accept:
+                    fake._default_answer(request)
                 time.sleep(answer.delay)
                 if answer.drop:
                     self.close_connection = True

@@ -14,6 +14,7 @@ from app.store.config_generation import ConfigGeneration
 from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
+from app.store.queue_stats import QueueStats
 from app.store.reconcile_state import ReconcileState
 from app.store.replays import ReplayLog
 from app.store.stats import DeliveryStats
@@ -39,6 +40,7 @@ class Store:
         self.config_generation = ConfigGeneration(redis)
         self.replays = ReplayLog(redis, retention_s)
         self.stats = DeliveryStats(redis)
+        self.queue_stats = QueueStats(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""
