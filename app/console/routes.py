@@ -406,7 +406,7 @@ async def resend_delivery(
     request: Request, delivery_id: str, session: SessionDep, services: ServicesDep
 ) -> Response:
     await _checked_form(request, session)
-    admission = await resend(services.deliveries, services.ingest.destinations, delivery_id)
+    admission = await resend(services.replay, delivery_id)
     text = f"Resend: {admission.decision}" + (f" ({admission.detail})" if admission.detail else "")
     kind = "ok" if admission.decision in ("queued", "scheduled") else "warn"
     return _redirect(request, f"/console/deliveries/{admission.delivery_id}", text, kind)
