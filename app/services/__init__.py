@@ -60,6 +60,8 @@ class BackgroundJobs:
             ),
             settings.worker_concurrency,
             settings.reclaim_idle,
+            settings.twilio_timeout,
+            settings.twilio_list_delay,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
         self._reconciler = (

@@ -9,21 +9,24 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from app.pipeline.dispatch import (
-    Failed,
+    Outcome,
     RetryLater,
     RetryPolicy,
     Sent,
+    Unknown,
     attempt_send,
     mocked_send,
 )
 from app.pipeline.recipients import mask_phone
+from app.services.resolver import find_created
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
 from app.store.queue import QueuedSend, SendQueue
-from app.store.records import DeliveryRecord, DeliveryStatus, SendOutcome
+from app.store.records import DeliveryRecord, DeliveryStatus, SendOutcome, iso_ms
 from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
 from app.twilio.error_catalog import ErrorAction, action_for
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 _READ_BLOCK_MS = 200
 _PROMOTE_EVERY_S = 0.1  # how late a due retry or held message may be moved to the queue
 _PRUNE_EVERY_S = 600.0
+_RECORD_RETRY_MAX_S = 2.0  # how often a held answer tries Redis again, at most
 
 
 def consumer_name() -> str:
@@ -53,6 +57,8 @@ class SendWorker:
         policy: RetryPolicy,
         concurrency: int,
         reclaim_idle_s: int,
+        twilio_timeout_s: float,
+        list_delay_s: float,
     ) -> None:
         self._deliveries = deliveries
         self._queue = queue
@@ -61,6 +67,11 @@ class SendWorker:
         self._concurrency = concurrency
         self._read_chunk = max(1, concurrency // 4)
         self._reclaim_idle_ms = reclaim_idle_s * 1000
+        self._twilio_timeout = twilio_timeout_s
+        self._list_delay_s = list_delay_s
+        # An attempt whose worker died could have reached Twilio until its deadline; the
+        # list shows it at most `list_delay_s` after that.
+        self._resolve_after_s = twilio_timeout_s + list_delay_s
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._in_flight_ids: set[str] = set()  # never reclaim what this worker is sending
@@ -135,9 +146,21 @@ class SendWorker:
             self._in_flight_ids.discard(queued.delivery_id)
 
     async def handle(self, queued: QueuedSend) -> None:
-        """Send one delivery and record what happened, acknowledging the entry atomically."""
-        verdict, record = await self._deliveries.begin_send(queued.delivery_id)
-        if record is None:
+        """Send one delivery and record what happened, acknowledging the entry atomically.
+
+        The attempt is recorded (`sending`) before the request leaves; an earlier attempt
+        whose outcome is unknown is resolved with Twilio first (`_resolve`)."""
+        resolved: int | None = None
+        while True:
+            verdict, record = await self._deliveries.begin_send(
+                queued.delivery_id, resolve_after_s=self._resolve_after_s, resolved=resolved
+            )
+            if verdict != "resolve" or record is None:
+                break
+            if not await self._resolve(queued, record):
+                return
+            resolved = record.attempts
+        if verdict != "send" or record is None:
             # Expired, already done by an earlier owner, or the recipient opted out.
             if verdict == "opted_out":
                 log.info("delivery %s skipped: recipient opted out", queued.delivery_id)
@@ -146,25 +169,96 @@ class SendWorker:
         attempt = record.attempts
         message = _message_of(record)
         if record.mode == "test":
-            outcome: Sent | RetryLater | Failed = mocked_send(self._twilio, message)
+            outcome: Outcome = mocked_send(self._twilio, message)
         else:
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)
-        # Once Twilio has answered, recording that answer must not be lost to a Redis blip:
-        # an unrecorded send would be reclaimed and sent again.
-        for pause in (0.1, 0.5, 2.0, None):
+        # Once Twilio has answered, that answer is held until it is recorded, however long
+        # Redis is away: an unrecorded answer would leave the outcome to the resolver, and
+        # an answer is never handed back for resending.
+        pause = 0.1
+        while True:
             try:
                 await self._record(queued, record, outcome, attempt)
                 return
-            except StorageError:
-                if pause is None:
-                    raise
+            except StorageError as exc:
+                log.warning(
+                    "delivery %s: cannot record Twilio's answer yet, retrying in %.1f s: %s",
+                    record.id,
+                    pause,
+                    exc,
+                )
                 await asyncio.sleep(pause)
+                pause = min(pause * 2, _RECORD_RETRY_MAX_S)
+
+    async def _resolve(self, queued: QueuedSend, record: DeliveryRecord) -> bool:
+        """Settle an attempt whose outcome is unknown: True when Twilio does not have it
+        (send again), False when it was adopted or must wait (recorded either way)."""
+        if record.mode == "test":
+            return True  # a mocked send never left this process
+        now_ms = time.time_ns() // 1_000_000
+        due = record.resolve_after_ms or now_ms
+        if now_ms < due:
+            await self._park_unknown(queued, record, due, "Twilio's list is asked")
+            return False
+        try:
+            async with asyncio.timeout(self._twilio_timeout):
+                found = await find_created(
+                    self._twilio,
+                    _message_of(record),
+                    record.attempt_at_ms or 0,
+                    self._taken_by(record),
+                )
+        except (TwilioError, TimeoutError) as exc:
+            later = now_ms + int(self._list_delay_s * 1000)
+            await self._park_unknown(queued, record, later, f"Twilio could not be asked ({exc})")
+            return False
+        if found is None:
+            log.info(
+                "delivery %s: attempt %d is not at Twilio: sending again",
+                record.id,
+                record.attempts,
+            )
+            return True
+        await self._deliveries.finish_send(
+            record,
+            queued.entry_id,
+            "sent",
+            final=True,
+            throttle="anchor",
+            detail=f"attempt {record.attempts} found at Twilio: adopted, not sent again",
+            outcome=SendOutcome(twilio_sid=found.sid, twilio_status=found.status or "queued"),
+            attempt=record.attempts,
+        )
+        log.info("delivery %s: attempt %d adopted sid=%s", record.id, record.attempts, found.sid)
+        return False
+
+    def _taken_by(self, record: DeliveryRecord) -> Callable[[str], Awaitable[bool]]:
+        async def taken(sid: str) -> bool:
+            owner = await self._deliveries.delivery_id_for_sid(sid)
+            return owner is not None and owner != record.id
+
+        return taken
+
+    async def _park_unknown(
+        self, queued: QueuedSend, record: DeliveryRecord, due_ms: int, why: str
+    ) -> None:
+        """Hold an unknown outcome in the delayed queue until Twilio can be asked."""
+        await self._deliveries.finish_send(
+            record,
+            queued.entry_id,
+            "unknown",
+            final=False,
+            detail=f"attempt {record.attempts}: outcome unknown; {why} at {iso_ms(due_ms)}",
+            outcome=SendOutcome(resolve_after_ms=due_ms),
+            retry_at_ms=due_ms,
+            attempt=record.attempts,
+        )
 
     async def _record(
         self,
         queued: QueuedSend,
         record: DeliveryRecord,
-        outcome: Sent | RetryLater | Failed,
+        outcome: Outcome,
         attempt: int,
     ) -> None:
         if isinstance(outcome, Sent):
@@ -176,7 +270,15 @@ class SendWorker:
             status: DeliveryStatus = "mocked" if record.mode == "test" else "sent"
             if outcome.twilio_status == "scheduled":
                 status = "scheduled"  # Twilio holds it until SendAt
-            await self._deliveries.finish_send(record, queued.entry_id, status, outcome=sent)
+            await self._deliveries.finish_send(
+                record,
+                queued.entry_id,
+                status,
+                final=True,
+                throttle="anchor",  # the window runs from the text actually sent
+                outcome=sent,
+                attempt=attempt,
+            )
             if log.isEnabledFor(logging.INFO):
                 recipient = mask_phone(record.recipient or "")
                 log.info("delivery %s %s to %s sid=%s", record.id, status, recipient, outcome.sid)
@@ -186,11 +288,33 @@ class SendWorker:
                 record,
                 queued.entry_id,
                 "retrying",
+                final=False,
                 detail=detail,
                 outcome=_error_outcome(outcome.error),
                 retry_at_ms=int((time.time() + outcome.delay) * 1000),
+                attempt=attempt,
             )
             log.info("delivery %s: %s", record.id, detail)
+        elif isinstance(outcome, Unknown):
+            due = time.time_ns() // 1_000_000 + int(self._list_delay_s * 1000)
+            detail = (
+                f"attempt {attempt}: outcome unknown (the request may have reached Twilio: "
+                f"{outcome.error.message}); Twilio's list is asked at {iso_ms(due)}"
+            )
+            await self._deliveries.finish_send(
+                record,
+                queued.entry_id,
+                "unknown",
+                final=False,
+                detail=detail,
+                outcome=SendOutcome(
+                    error_message="outcome unknown: " + outcome.error.message,
+                    resolve_after_ms=due,
+                ),
+                retry_at_ms=due,
+                attempt=attempt,
+            )
+            log.warning("delivery %s: %s", record.id, detail)
         else:
             # Twilio knows this number sent STOP: never try it again.
             opted_out = action_for(getattr(outcome.error, "code", None)) is ErrorAction.OPT_OUT
@@ -198,10 +322,12 @@ class SendWorker:
                 record,
                 queued.entry_id,
                 "failed",
+                final=True,
+                throttle="release",  # Twilio refused: nothing was sent
                 detail=f"attempt {attempt}: {outcome.error}",
                 outcome=_error_outcome(outcome.error),
-                release_throttle=outcome.release_throttle,
                 suppression=suppression_value("twilio_21610") if opted_out else None,
+                attempt=attempt,
             )
             log.warning("delivery %s failed: %s", record.id, outcome.error)
 
@@ -223,9 +349,6 @@ def _error_outcome(err: TwilioError) -> SendOutcome:
     """What a failed attempt records: Twilio's code and message, or what went wrong."""
     if isinstance(err, TwilioApiError):
         return SendOutcome(error_code=err.code, error_message=err.message)
-    if isinstance(err, TwilioTransportError) and err.request_sent:
-        message = "outcome unknown (request may have reached Twilio): " + err.message
-        return SendOutcome(error_message=message)
     if isinstance(err, TwilioTransportError):
         return SendOutcome(error_message=err.message)
     return SendOutcome(error_message=str(err))

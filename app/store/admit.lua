@@ -26,7 +26,15 @@ local function admit(KEYS, ARGV, fields)
   if reason ~= '' then entry.reason = reason end
   redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
              'history', cjson.encode({entry}), unpack(fields))
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  -- Nothing pending expires: a delivery's record, dedupe mark and window live until it is
+  -- final (finish_send.lua starts their time then); a skipped one is final at once.
+  if status == 'skipped' then
+    redis.call('EXPIRE', KEYS[3], ARGV[4])
+  else
+    for _, key in ipairs({KEYS[1], KEYS[2]}) do
+      if key ~= '' then redis.call('PERSIST', key) end
+    end
+  end
   redis.call('ZADD', KEYS[5], 0, ARGV[1])
   redis.call('ZADD', KEYS[6], 0, ARGV[1])
   if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end

@@ -21,7 +21,8 @@ Mode = Literal["live", "test"]
 
 DeliveryStatus = Literal[
     "queued",
-    "sending",
+    "sending",  # an attempt is out: recorded before the request leaves (the intent ledger)
+    "unknown",  # an attempt's outcome is not known: Twilio is asked before anything else
     "retrying",
     "sent",
     "mocked",
@@ -183,6 +184,10 @@ class NewDelivery:
             "0",
             "throttle_key",
             self.throttle_key or "",
+            "throttle_window_ms",
+            str(self.throttle_window_ms) if self.throttle_key else "",
+            "dedupe_key",
+            keys.dedupe(self.destination_id, self.event_identity),
             "created_at",
             now,
             "updated_at",
@@ -258,10 +263,14 @@ class SendOutcome:
     # Set together: an error's message replaces a previous attempt's code and message.
     error_code: int | None = None
     error_message: str | None = None
+    # An unknown outcome: when Twilio's list can be trusted to show the attempt (epoch ms).
+    resolve_after_ms: int | None = None
 
     def fields(self) -> list[str]:
         """The fields to set, as a flat [name, value, …] list of strings."""
         flat: list[str] = []
+        if self.resolve_after_ms is not None:
+            flat += ["resolve_after", str(self.resolve_after_ms)]
         if self.twilio_sid is not None:
             flat += ["twilio_sid", self.twilio_sid]
         if self.twilio_status is not None:
@@ -311,6 +320,13 @@ class DeliveryRecord:
     status_callback: str | None = None
     validity_period: int | None = None
     send_at: str | None = None
+    # The intent ledger: when the last attempt's request started, and (outcome unknown)
+    # from when Twilio's list can be trusted to show it (epoch ms).
+    attempt_at_ms: int | None = None
+    resolve_after_ms: int | None = None
+    # What the delivery holds until it is final (their lifetimes start then).
+    dedupe_key: str | None = None
+    throttle_window_ms: int | None = None
 
     @classmethod
     def from_fields(cls, delivery_id: str, f: dict[str, str]) -> DeliveryRecord:
@@ -345,6 +361,10 @@ class DeliveryRecord:
             status_callback=f.get("status_callback") or None,
             validity_period=_int(f.get("validity_period")),
             send_at=f.get("send_at") or None,
+            attempt_at_ms=_int(f.get("attempt_at")),
+            resolve_after_ms=_int(f.get("resolve_after")),
+            dedupe_key=f.get("dedupe_key") or None,
+            throttle_window_ms=_int(f.get("throttle_window_ms")),
         )
 
     def to_public(self) -> dict[str, Any]:

@@ -76,11 +76,15 @@ async def test_a_record_reads_back_as_admitted(log: DeliveryLog) -> None:
 async def test_twilio_reports_move_a_record_forward_only(log: DeliveryLog) -> None:
     [admission] = await log.admit([new(event_identity="event-2")])
     delivery_id = admission.delivery_id
-    verdict, record = await log.begin_send(delivery_id)
+    verdict, record = await log.begin_send(delivery_id, resolve_after_s=70)
     assert verdict == "send" and record is not None and record.attempts == 1
     # A send without a stream entry to acknowledge: XACK of an unknown entry is harmless.
     await log.finish_send(
-        record, "0-1", "sent", outcome=SendOutcome(twilio_sid="SM1", twilio_status="queued")
+        record,
+        "0-1",
+        "sent",
+        final=True,
+        outcome=SendOutcome(twilio_sid="SM1", twilio_status="queued"),
     )
     assert await log.apply_twilio_status(delivery_id, "delivered", None, "cb") == "applied"
     assert await log.apply_twilio_status(delivery_id, "sent", None, "late") == "stale"
