@@ -62,6 +62,7 @@ class BackgroundJobs:
             settings.reclaim_idle,
             settings.twilio_timeout,
             settings.twilio_list_delay,
+            settings.shutdown_grace,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
         self._reconciler = (
@@ -102,6 +103,8 @@ class Services:
     webhook_service: TwilioWebhooks | None = None
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
+    # Set on SIGTERM: /readyz turns red and new ingest is refused while in-flight work ends.
+    shutting_down: bool = False
 
     @property
     def ingest(self) -> IngestService:

@@ -59,6 +59,7 @@ class SendWorker:
         reclaim_idle_s: int,
         twilio_timeout_s: float,
         list_delay_s: float,
+        shutdown_grace_s: float = 20.0,
     ) -> None:
         self._deliveries = deliveries
         self._queue = queue
@@ -69,6 +70,7 @@ class SendWorker:
         self._reclaim_idle_ms = reclaim_idle_s * 1000
         self._twilio_timeout = twilio_timeout_s
         self._list_delay_s = list_delay_s
+        self._shutdown_grace_s = shutdown_grace_s
         # An attempt whose worker died could have reached Twilio until its deadline; the
         # list shows it at most `list_delay_s` after that.
         self._resolve_after_s = twilio_timeout_s + list_delay_s
@@ -115,8 +117,25 @@ class SendWorker:
                     await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
         if pruning is not None:
             pruning.cancel()
-        if self._in_flight:
-            await asyncio.wait(self._in_flight)
+        await self._finish_in_flight()
+
+    async def _finish_in_flight(self) -> None:
+        """On the way out: in-flight sends get the shutdown grace to finish; the rest are
+        cancelled where they stand — an attempt already out stays `sending`, and whoever
+        takes its entry over resolves it with Twilio (nothing is sent twice)."""
+        if not self._in_flight:
+            return
+        _, late = await asyncio.wait(self._in_flight, timeout=self._shutdown_grace_s)
+        if late:
+            log.warning(
+                "send worker: %d send(s) still in flight after the %g s grace: left to the "
+                "resolver",
+                len(late),
+                self._shutdown_grace_s,
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
 
     async def _prune(self) -> None:
         try:
