@@ -36,6 +36,7 @@ from tests.conftest import (
 )
 from tests.fake_twilio import FakeTwilio, ScriptedResponse
 from tests.test_redis_checks import OwnRedis
+from tests.test_twilio_webhooks import PUBLIC, signed_post
 
 Start = Callable[..., RunningService]
 # Small on purpose: a dead worker's entry is reclaimed after 3 s (the least a 1 s Twilio
@@ -269,3 +270,27 @@ def test_an_answer_redis_could_not_take_is_held_and_recorded_once_it_is_back(
     assert record["twilio_sid"] == next(iter(fake_twilio.messages))
     time.sleep(4)  # past another reclaim time: nothing is sent again
     assert len(fake_twilio.message_requests) == 1
+
+
+def test_a_status_callback_naming_the_delivery_settles_an_unknown_outcome(
+    start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
+) -> None:
+    fake_twilio.enqueue(ScriptedResponse(201, created=True, drop=True))
+    # The resolver would wait a minute: the callback comes first.
+    service = start_service(SIGNUP_DESTINATION, public_base_url=PUBLIC, twilio_list_delay=60)
+    delivery_id = queue_one(service)
+    service.wait_for_status(delivery_id, "unknown")
+    [request] = fake_twilio.message_requests
+    assert request.form["StatusCallback"] == f"{PUBLIC}/v1/twilio/status/{delivery_id}"
+    [sid] = fake_twilio.messages
+    form = {"MessageSid": sid, "MessageStatus": "sent", "To": "+14155552671"}
+    answer = signed_post(service, f"/v1/twilio/status/{delivery_id}", form)
+    assert answer.status_code == 200 and answer.json()["outcome"] == "applied"
+    record = service.delivery(delivery_id)
+    assert (record["status"], record["twilio_sid"]) == ("sent", sid)
+    assert "adopted, not sent again" in record["history"][-2]["detail"]
+    # When the parked delivery comes round, it is found done: nothing more is sent.
+    redis_client.zadd(keys.DELAYED_SENDS, {delivery_id: 0})
+    time.sleep(1)
+    assert len(fake_twilio.message_requests) == 1
+    assert redis_client.xlen(keys.SEND_STREAM) == 0

@@ -361,6 +361,7 @@ def _message_of(record: DeliveryRecord) -> OutboundMessage:
         status_callback=record.status_callback,
         validity_period=record.validity_period,
         send_at=datetime.fromisoformat(record.send_at) if record.send_at else None,
+        callback_ref=record.id,
     )
 
 

@@ -56,6 +56,7 @@ _FINISH_SEND = lua("json_input.lua", "transition.lua", "finish_send.lua")
 _TWILIO_STATUS = lua("transition.lua", "twilio_status.lua")
 _CANCEL_SCHEDULED = lua("transition.lua", "cancel_scheduled.lua")
 _IMPORT_EXTERNAL = lua("import_external.lua")
+_ADOPT_SID = lua("transition.lua", "adopt_sid.lua")
 
 
 CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
@@ -172,6 +173,7 @@ class DeliveryLog:
         self._twilio_status = redis.register_script(_TWILIO_STATUS)
         self._cancel_scheduled = redis.register_script(_CANCEL_SCHEDULED)
         self._import_external = redis.register_script(_IMPORT_EXTERNAL)
+        self._adopt_sid = redis.register_script(_ADOPT_SID)
 
     async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
         """Dedupe, claim throttle windows, record and enqueue — one round trip for all
@@ -358,6 +360,23 @@ class DeliveryLog:
     async def delivery_id_for_sid(self, sid: str) -> str | None:
         found: str | None = await self._redis.get(keys.twilio_sid(sid))  # type: ignore[assignment]
         return found
+
+    async def adopt_sid(self, delivery_id: str, sid: str) -> bool:
+        """A status callback for `sid` names this delivery: if its attempt's outcome is not
+        known yet (`sending`/`unknown`, no SID), record it sent with that SID. True when
+        the delivery has that SID now."""
+        adopted: int = await self._adopt_sid(
+            keys=[keys.delivery(delivery_id), keys.twilio_sid(sid)],
+            args=[
+                delivery_id,
+                sid,
+                now_iso(),
+                keys.STATUS_INDEX_PREFIX,
+                self._retention_s,
+                self._dedupe_ttl_ms,
+            ],
+        )
+        return bool(adopted)
 
     async def apply_twilio_status(
         self, delivery_id: str, twilio_status: str, error_code: int | None, detail: str

@@ -30,7 +30,8 @@ class OutboundMessage:
     """One SMS/MMS to create. Exactly one of `from_number` / `messaging_service_sid` is set.
 
     `body` may be empty only when `media_urls` is not (a media-only MMS). `status_callback`
-    overrides the client-wide callback URL for this message. `send_at` (tz-aware) schedules
+    overrides the client-wide callback URL for this message (`callback_ref` extends it).
+    `send_at` (tz-aware) schedules
     the message; Twilio only schedules through a Messaging Service, which the caller checks.
     """
 
@@ -42,6 +43,9 @@ class OutboundMessage:
     status_callback: str | None = None
     validity_period: int | None = None
     send_at: datetime | None = None
+    # Appended to the client-wide status callback URL's path (our delivery id): a callback
+    # then names its delivery even before the message's SID is recorded.
+    callback_ref: str | None = None
 
     def __post_init__(self) -> None:
         # A list would make the frozen message unhashable and mutable behind our back.
