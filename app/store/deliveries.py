@@ -266,8 +266,7 @@ class DeliveryLog:
         if self._waitaof is None:
             info: dict[str, Any] = await self._redis.info("server")
             info.update(await self._redis.info("persistence"))
-            version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
-            self._waitaof = version >= (7, 2) and str(info.get("aof_enabled", "0")) == "1"
+            self._waitaof = waitaof_available(info)
         return [("WAITAOF", 1, 0, _WAITAOF_TIMEOUT_MS)] if self._waitaof else []
 
     async def finish_send(
@@ -505,6 +504,17 @@ class DeliveryLog:
 
 
 _ADMIT_CHUNK = 100  # deliveries per admission script call
+
+
+def waitaof_available(info: dict[str, Any]) -> bool:
+    """Whether a server (its INFO server + persistence) can make a write durable before
+    answering: WAITAOF exists from Redis 7.2, and waits for the local AOF only when
+    appendonly is on (with it off, WAITAOF 1 … is an error)."""
+    try:
+        version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
+    except ValueError:
+        return False
+    return version >= (7, 2) and str(info.get("aof_enabled", "0")) == "1"
 
 
 def _json_input(script_keys: Sequence[str], args: Sequence[Any]) -> bytes:

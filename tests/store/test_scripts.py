@@ -14,7 +14,7 @@ import redis
 from app.store import StorageError, keys
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.connection import connect
-from app.store.deliveries import DeliveryLog
+from app.store.deliveries import DeliveryLog, waitaof_available
 from app.store.queue import SendQueue
 from app.store.records import ExternalMessage, NewDelivery, SendOutcome
 from app.store.suppressions import SuppressionList, suppression_value
@@ -308,3 +308,25 @@ async def test_suppression_list_keeps_the_first_record(redis_client: redis.Redis
         assert found is not None and found.how() == "by texting STOP"
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("version", "aof", "available"),
+    [("7.0.15", "1", False), ("7.2.0", "1", True), ("7.4.1", "0", False), ("8.0.2", "1", True)],
+)
+def test_waitaof_only_where_the_server_has_it(version: str, aof: str, available: bool) -> None:
+    info = {"redis_version": version, "aof_enabled": aof}
+    assert waitaof_available(info) is available
+
+
+async def test_the_ledger_write_on_this_server(
+    store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
+) -> None:
+    # Whatever this machine's redis-server is, the attempt is recorded before the send.
+    log, _ = store
+    [a] = await log.admit([delivery("a", throttle_scope=None)])
+    verdict, record = await log.begin_send(a.delivery_id, resolve_after_s=70)
+    assert verdict == "send" and record is not None and record.attempt_at_ms is not None
+    server = redis_client.info("server")["redis_version"]
+    expected = tuple(int(p) for p in server.split(".")[:2]) >= (7, 2)
+    assert log._waitaof is (expected and redis_client.info("persistence")["aof_enabled"] == 1)
