@@ -52,13 +52,13 @@ class RecordedRequest:
 class ScriptedResponse:
     status: int
     json_body: dict[str, Any] | None = None
+    # Do what the default answer does first (create the message): then `drop` is Twilio
+    # accepting a message and losing the connection before its answer.
+    accept: bool = field(default=False, kw_only=True)
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
     drop: bool = False  # close the connection without answering
     trickle: float = 0.0  # seconds between bytes of the answer (status line included)
-    # After `delay`, do what Twilio would (create the message…), then answer as scripted:
-    # with `drop`, Twilio created it and the connection broke before the answer.
-    created: bool = False
 
 
 def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
@@ -341,10 +341,9 @@ class FakeTwilio:
                 )
                 fake._record(request)
                 answer = fake._next_scripted() or fake._default_answer(request)
+                if answer.accept:
+                    fake._default_answer(request)
                 time.sleep(answer.delay)
-                if answer.created:
-                    done = fake._answer(request)
-                    answer.status, answer.json_body = done.status, done.json_body
                 if answer.drop:
                     self.close_connection = True
                     return

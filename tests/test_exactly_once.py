@@ -167,7 +167,7 @@ def test_killed_after_the_request_left_is_adopted_not_resent(
     api = start_service(SIGNUP_DESTINATION, run_worker=False)
     delivery_id = queue_one(api)
     # Twilio takes 0.5 s to create it; the worker is killed as soon as the request is in.
-    fake_twilio.enqueue(ScriptedResponse(201, delay=0.5, created=True))
+    fake_twilio.enqueue(ScriptedResponse(201, accept=True, delay=0.5))
     worker = worker_process(fake_twilio.base_url)
     fake_twilio.wait_for_requests(1, timeout=15)
     worker.kill()
@@ -187,7 +187,7 @@ def test_killed_after_twilio_answered_before_recording_is_adopted(
 ) -> None:
     api = start_service(SIGNUP_DESTINATION, run_worker=False)
     delivery_id = queue_one(api)
-    fake_twilio.enqueue(ScriptedResponse(201, delay=0.5, created=True))
+    fake_twilio.latency = 0.5  # Twilio creates the message and answers 0.5 s later
     worker = worker_process(fake_twilio.base_url)
     fake_twilio.wait_for_requests(1, timeout=15)
     # Redis holds every write while Twilio answers: the answer cannot be recorded.
@@ -198,6 +198,7 @@ def test_killed_after_twilio_answered_before_recording_is_adopted(
         worker.kill()
     finally:
         redis_client.execute_command("CLIENT", "UNPAUSE")
+    fake_twilio.latency = 0.0
     assert status_of(redis_client, delivery_id) == "sending"
     start_service(SIGNUP_DESTINATION, **FAST)
     record = api.wait_for_status(delivery_id, "sent", timeout=15)
@@ -225,7 +226,7 @@ def test_killed_after_recording_sends_nothing_more(
 def test_twilio_creating_then_dropping_the_connection_is_one_text(
     start_service: Start, fake_twilio: FakeTwilio
 ) -> None:
-    fake_twilio.enqueue(ScriptedResponse(201, created=True, drop=True))
+    fake_twilio.enqueue(ScriptedResponse(201, accept=True, drop=True))
     service = start_service(SIGNUP_DESTINATION, **FAST)
     delivery_id = queue_one(service)
     record = service.wait_for_status(delivery_id, "unknown")
@@ -258,16 +259,19 @@ def test_an_answer_redis_could_not_take_is_held_and_recorded_once_it_is_back(
     start_service: Start, fake_twilio: FakeTwilio, restartable_redis: OwnRedis
 ) -> None:
     server = restartable_redis
-    fake_twilio.enqueue(ScriptedResponse(201, delay=0.5, created=True))
+    fake_twilio.latency = 0.5  # Twilio creates the message and answers 0.5 s later
     service = start_service(SIGNUP_DESTINATION, redis_url=server.url, **FAST)
     delivery_id = queue_one(service)
     fake_twilio.wait_for_requests(1)
     server.stop()  # Redis goes away while Twilio answers
     wait_until(lambda: len(fake_twilio.messages) == 1)
+    fake_twilio.latency = 0.0
     time.sleep(5)  # longer than the reclaim time: the answer is held, never handed back
     server.start()
     record = service.wait_for_status(delivery_id, "sent", timeout=15)
     assert record["twilio_sid"] == next(iter(fake_twilio.messages))
+    # Twilio's own answer, recorded as it came (not an outcome resolved later).
+    assert [h["status"] for h in record["history"]] == ["queued", "sending", "sent"]
     time.sleep(4)  # past another reclaim time: nothing is sent again
     assert len(fake_twilio.message_requests) == 1
 
@@ -275,7 +279,7 @@ def test_an_answer_redis_could_not_take_is_held_and_recorded_once_it_is_back(
 def test_a_status_callback_naming_the_delivery_settles_an_unknown_outcome(
     start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
 ) -> None:
-    fake_twilio.enqueue(ScriptedResponse(201, created=True, drop=True))
+    fake_twilio.enqueue(ScriptedResponse(201, accept=True, drop=True))
     # The resolver would wait a minute: the callback comes first.
     service = start_service(SIGNUP_DESTINATION, public_base_url=PUBLIC, twilio_list_delay=60)
     delivery_id = queue_one(service)

@@ -111,7 +111,7 @@ def test_sigterm_drains_then_exits_0_with_the_send_finished(
     redis_client: redis.Redis,
 ) -> None:
     server = serve_process(fake_twilio.base_url, grace_s=10)
-    fake_twilio.enqueue(ScriptedResponse(201, delay=2.0, created=True))
+    fake_twilio.latency = 2.0  # Twilio answers the create 2 s later
     delivery_id = server.queue_one()
     fake_twilio.wait_for_requests(1)
     signalled = time.monotonic()
@@ -136,7 +136,7 @@ def test_a_send_outliving_the_grace_is_left_to_the_resolver(
     redis_client: redis.Redis,
 ) -> None:
     server = serve_process(fake_twilio.base_url, grace_s=1)
-    fake_twilio.enqueue(ScriptedResponse(201, delay=3.0, created=True))
+    fake_twilio.enqueue(ScriptedResponse(201, accept=True, delay=3.0))
     delivery_id = server.queue_one()
     fake_twilio.wait_for_requests(1)
     signalled = time.monotonic()

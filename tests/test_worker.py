@@ -101,7 +101,7 @@ def test_a_timeout_after_sending_is_resolved_with_twilio_not_resent(
     start_service: Start, fake_twilio: FakeTwilio
 ) -> None:
     # Twilio creates the message, but answers after the 0.5 s deadline: outcome unknown.
-    fake_twilio.enqueue(ScriptedResponse(201, delay=1.0, created=True))
+    fake_twilio.enqueue(ScriptedResponse(201, accept=True, delay=1.0))
     service = start_service(THROTTLED_DESTINATION, twilio_timeout=0.5, twilio_list_delay=1)
     delivery_id = queue_one(service)
     record = service.wait_for_status(delivery_id, "unknown")
