@@ -27,3 +27,11 @@ def parse_duration(value: object) -> int:
 
 Seconds = Annotated[int, BeforeValidator(parse_duration)]
 """A pydantic field type: accepts ``parse_duration`` input, stores whole seconds."""
+
+
+def format_duration(seconds: int) -> str:
+    """Seconds in the unit they were most likely written in: `1h`, `90s`, `7d`."""
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

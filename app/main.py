@@ -24,6 +24,7 @@ from app.api.error_handlers import install_error_handlers
 from app.api.ingest import IngestFastPath
 from app.api.limits import BodyLimit
 from app.api.openapi import install_contract
+from app.console import install_console
 from app.destinations import DestinationSet, load_destinations
 from app.pipeline.render import TemplateRenderer
 from app.services import build_http_client, build_services
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         health.router,
     ):
         app.include_router(router)
+    install_console(app, settings)
     install_error_handlers(app)
     install_contract(app)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)

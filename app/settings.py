@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, ge=1)
     public_base_url: str | None = None
     log_level: str = "INFO"
+    # Raw events kept in memory for the console's tester (personal data: 0 keeps none).
+    recent_events: int = Field(default=1000, ge=0, le=100_000)
 
     # --- storage ------------------------------------------------------------------------
     # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`.
@@ -55,6 +57,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     dedupe_ttl: Seconds = Field(default=7 * 86_400, ge=1)
     delivery_retention: Seconds = Field(default=30 * 86_400, ge=60)
+    # Skipped deliveries (throttled, opted out, invalid…) are most of a busy log and
+    # matter for less long; capped at delivery_retention.
+    skipped_retention: Seconds = Field(default=7 * 86_400, ge=60)
 
     # --- destinations -------------------------------------------------------------------
     destinations_file: Path = Path("destinations.yaml")

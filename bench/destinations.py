@@ -8,15 +8,25 @@ import yaml
 
 BENCH_EVENT = "bench"
 
-# The one destination every benchmark event matches: no throttle, so every event is
-# queued. The body ends with the event uuid, which keys the fake Twilio's arrival times.
+# The one destination every benchmark event matches, written like the README's example
+# (what users run): an event filter and a person filter, a throttle, a template using
+# `| default(...)` (so it renders through Jinja). Every event goes to another number, so
+# the throttle is checked and claimed but never holds one back: every event is queued.
+# The body ends with the event uuid, which keys the fake Twilio's arrival times.
 MATCHING = {
     "id": "bench-sms",
     "name": "Benchmark text",
     "events": [BENCH_EVENT],
+    "filters": [
+        {"key": "plan", "type": "event", "operator": "is_not", "value": ["internal", "test"]},
+        {"key": "phone", "type": "person", "operator": "is_set"},
+    ],
     "to": "{{ person.properties.phone }}",
-    "body": "Hi {{ person.properties.name }}, event {{ event.uuid }}",
+    "body": "Hi {{ person.properties.first_name | default('there') }}, welcome aboard! "
+    "Event {{ event.uuid }}",
     "from": "+15005550006",
+    "throttle": {"window": "1d", "scope": "destination"},
+    "on_overflow": "reject",
 }
 
 # The 1,000-destination file: besides the matching one, OTHER_EVENTS destinations listen

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench import dispatch_figures as dispatch
 from bench import ingest_figures as ingest
+from bench import record_memory
 from bench.context import Bench, Plan
 from bench.destinations import write_destinations
 from bench.markdown import render
@@ -44,10 +45,12 @@ def fresh_folder(folder: Path) -> Path:
 
 
 def start_servers(bench: Bench, many_destinations: Path) -> None:
-    """The bare app and three ingest-only services; wait for all, note their idle RSS."""
+    """The bare app, three ingest-only services and one `smsdest serve` with its worker;
+    wait for all, note the ingest-only ones' idle RSS."""
     servers = bench.servers
     servers["bare"] = start_module(bench.procs, "bare", "bench.bare_app")
     servers["service"] = start_service(bench.procs, "service", bench.env)
+    servers["service-worker"] = start_service(bench.procs, "service-worker", bench.env, worker=True)
     servers["service-b"] = start_service(bench.procs, "service-b", bench.env)
     many_env = {**bench.env, "SMS_DESTINATIONS_FILE": str(many_destinations)}
     servers["service-1000"] = start_service(bench.procs, "service-1000", many_env)
@@ -67,9 +70,12 @@ def run_figures(bench: Bench, started: float) -> list[Row]:
     """Every figure, in an order that reuses the running processes; rows sorted."""
     progress(started, "0: the fake Twilio alone")
     rows = [dispatch.fake_alone(bench)]
-    progress(started, "1, 7, 8, 9: single-event ingest, four configurations interleaved")
+    progress(started, "1, 7, 8, 9: single-event ingest, five configurations interleaved")
     runs = ingest.run_ingest(bench)
-    rows += [ingest.single_vs_bare(runs), ingest.many_destinations(runs)]
+    # Its worker would take part in every later figure: stopped once measured.
+    bench.procs.stop(bench.servers.pop("service-worker"))
+    rows += [ingest.single_vs_bare(runs), ingest.with_worker_vs_bare(runs)]
+    rows += [ingest.many_destinations(runs)]
     rows += [ingest.two_processes(runs, bench.cpu_summary()["service"])]
     rows += ingest.memory(bench, runs)
     progress(started, "6: Redis commands under MONITOR")
@@ -82,6 +88,8 @@ def run_figures(bench: Bench, started: float) -> list[Row]:
     rows += dispatch.dispatch(bench)
     progress(started, "5: latency at a steady rate")
     rows += dispatch.latency(bench)
+    progress(started, "10: Redis memory per delivery")
+    rows += record_memory.figures(bench)
     progress(started, "done")
     return sorted(rows, key=lambda row: (len(row.figure.rstrip("ab")), row.figure))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -26,6 +27,9 @@ async def list_deliveries(
     recipient: Annotated[
         str | None, Query(max_length=250, description="E.164, or national format")
     ] = None,
+    error_code: Annotated[int | None, Query(ge=0, description="Twilio's error code")] = None,
+    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="created at or before (ISO 8601)")] = None,
     cursor: Annotated[str | None, Query(pattern=DELIVERY_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -36,9 +40,17 @@ async def list_deliveries(
         except InvalidRecipient as exc:
             raise InvalidInput([{"field": "query.recipient", "problem": str(exc)}]) from None
     page = await services.deliveries.query(
-        destination=destination, status=status, recipient=recipient, cursor=cursor, limit=limit
+        destination=destination,
+        status=status,
+        recipient=recipient,
+        error_code=error_code,
+        since_ms=_epoch_ms(since),
+        until_ms=_epoch_ms(until),
+        cursor=cursor,
+        limit=limit,
     )
-    return {"items": [r.to_public() for r in page.items], "next_cursor": page.next_cursor}
+    items = [r.to_public(services.mocked_request(r)) for r in page.items]
+    return {"items": items, "next_cursor": page.next_cursor}
 
 
 @router.get(
@@ -48,4 +60,11 @@ async def get_delivery(delivery_id: DeliveryId, services: ServicesDep) -> dict[s
     record = await services.deliveries.get(delivery_id)
     if record is None:
         raise NotFound(f"no delivery with id {delivery_id!r} (unknown or past retention)")
-    return record.to_public()
+    return record.to_public(services.mocked_request(record))
+
+
+def _epoch_ms(moment: datetime | None) -> int | None:
+    """A query's time in epoch ms; a time without a zone is UTC."""
+    if moment is None:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)

@@ -15,11 +15,13 @@ from app.errors import Unavailable
 from app.pipeline.dispatch import RetryPolicy
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
+from app.services.recent import RecentEvents
 from app.services.reconcile import Reconciler
 from app.services.webhooks import TwilioWebhooks
-from app.services.worker import SendWorker, consumer_name
+from app.services.worker import SendWorker, consumer_name, message_of
 from app.settings import Settings
 from app.store.deliveries import DeliveryLog
+from app.store.records import DeliveryRecord
 from app.store.storage import Store
 from app.store.suppressions import SuppressionList
 from app.twilio.client import TwilioClient, TwilioCredentials
@@ -122,6 +124,13 @@ class Services:
     def suppressions(self) -> SuppressionList:
         return _needed(self.store).suppressions
 
+    def mocked_request(self, record: DeliveryRecord) -> dict[str, object] | None:
+        """The Twilio request (credentials redacted) a mocked send stood for, rebuilt from
+        its record: test mode does not store it (a lean record, issue 11)."""
+        if record.twilio_status != "mocked":
+            return None
+        return self.twilio.message_request(message_of(record)).redacted()
+
     def background_jobs(self) -> BackgroundJobs:
         """The send worker (and reconciliation), for `serve` and `smsdest worker`."""
         return BackgroundJobs(self.settings, _needed(self.store), self.twilio)
@@ -161,6 +170,7 @@ def build_services(
         settings.default_region,
         settings.global_test_mode,
         timedelta(seconds=settings.delivery_retention),
+        RecentEvents(settings.recent_events) if settings.recent_events else None,
     )
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
     return Services(settings, twilio, messages, store, ingest, webhooks)

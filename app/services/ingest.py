@@ -16,6 +16,7 @@ from app.destinations import Destination, DestinationSet
 from app.errors import Conflict
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
+from app.services.recent import RecentEvents
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import Mode, NewDelivery
 from app.twilio.client import TwilioClient
@@ -71,7 +72,9 @@ class IngestService:
         default_region: str,
         global_test_mode: bool,
         horizon: timedelta,
+        recent: RecentEvents | None = None,
     ) -> None:
+        self._recent = recent
         self._destinations = destinations
         self._deliveries = deliveries
         self._twilio = twilio
@@ -83,12 +86,19 @@ class IngestService:
     def destinations(self) -> DestinationSet:
         return self._destinations
 
+    @property
+    def recent(self) -> RecentEvents | None:
+        """The sample of recent events (None: SMS_RECENT_EVENTS=0)."""
+        return self._recent
+
     def mode_of(self, destination: Destination) -> Mode:
         """Test mode when the service or the destination says so."""
         return "test" if self._global_test_mode or destination.config.mode == "test" else "live"
 
     async def ingest(self, events: list[Event]) -> list[EventOutcome]:
         """Evaluate every event against its destinations; admit all in one round trip."""
+        if self._recent is not None:
+            self._recent.add(events)
         planned: list[tuple[int, NewDelivery]] = []
         now = datetime.now(UTC)
         turn_started = time.monotonic()

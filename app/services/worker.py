@@ -186,9 +186,9 @@ class SendWorker:
             await self._queue.ack(queued.entry_id)
             return
         attempt = record.attempts
-        message = _message_of(record)
+        message = message_of(record)
         if record.mode == "test":
-            outcome: Outcome = mocked_send(self._twilio, message)
+            outcome: Outcome = mocked_send()
         else:
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)
         # Once Twilio has answered, that answer is held until it is recorded, however long
@@ -223,7 +223,7 @@ class SendWorker:
             async with asyncio.timeout(self._twilio_timeout):
                 found = await find_created(
                     self._twilio,
-                    _message_of(record),
+                    message_of(record),
                     record.attempt_at_ms or 0,
                     self._taken_by(record),
                 )
@@ -281,11 +281,7 @@ class SendWorker:
         attempt: int,
     ) -> None:
         if isinstance(outcome, Sent):
-            sent = SendOutcome(
-                twilio_sid=outcome.sid,
-                twilio_status=outcome.twilio_status,
-                twilio_request=outcome.request_json,
-            )
+            sent = SendOutcome(twilio_sid=outcome.sid, twilio_status=outcome.twilio_status)
             status: DeliveryStatus = "mocked" if record.mode == "test" else "sent"
             if outcome.twilio_status == "scheduled":
                 status = "scheduled"  # Twilio holds it until SendAt
@@ -351,7 +347,8 @@ class SendWorker:
             log.warning("delivery %s failed: %s", record.id, outcome.error)
 
 
-def _message_of(record: DeliveryRecord) -> OutboundMessage:
+def message_of(record: DeliveryRecord) -> OutboundMessage:
+    """The message a delivery record stands for."""
     return OutboundMessage(
         to=record.recipient or "",
         body=record.body or "",

@@ -1,11 +1,13 @@
--- Admits a chunk of deliveries, each atomically (after admission_checks.lua). Returns
+-- Admits a chunk of deliveries, each atomically (after admission_checks.lua, history.lua
+-- and the generated `unindexed` table). Returns
 -- {status, reason, …facts} for each (facts as `check` gives them; a duplicate:
 -- {'duplicate', original id}).
 -- Input: one JSON array of deliveries, each [keys, args, record].
 -- keys: dedupe, throttle ('' = none), record, stream, index, destination index,
 --       recipient index ('' = none), suppression list, delayed sends
--- args: id, dedupe ttl ms, throttle window ms, retention s, now, status, reason,
---       status index prefix, recipient ('' = none), due ms ('' = now)
+-- args: id, dedupe ttl ms, throttle window ms, retention s, now ms, status, reason,
+--       status index prefix, recipient ('' = none), due ms ('' = now), retention s of a
+--       skipped delivery
 -- record: the record's fields as a flat [name, value, …] list, every value a string
 --
 -- Redis does not roll a script back when a command in it fails. A delivery whose writes
@@ -22,14 +24,17 @@ local function admit(KEYS, ARGV, fields)
   if checked[1] == 'duplicate' then return checked end
   if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
   if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
-  local entry = {status = status, at = ARGV[5]}
-  if reason ~= '' then entry.reason = reason end
-  redis.call('HSET', KEYS[3], 'status', status, 'reason', reason,
-             'history', cjson.encode({entry}), unpack(fields))
+  local history = history_entry(ARGV[1], ARGV[5], status, reason, '')
+  if reason ~= '' then
+    redis.call('HSET', KEYS[3], 'status', status, 'reason', reason, 'history', history,
+               unpack(fields))
+  else
+    redis.call('HSET', KEYS[3], 'status', status, 'history', history, unpack(fields))
+  end
   -- Nothing pending expires: a delivery's record, dedupe mark and window live until it is
   -- final (finish_send.lua starts their time then); a skipped one is final at once.
   if status == 'skipped' then
-    redis.call('EXPIRE', KEYS[3], ARGV[4])
+    redis.call('EXPIRE', KEYS[3], ARGV[11])
   else
     for _, key in ipairs({KEYS[1], KEYS[2]}) do
       if key ~= '' then redis.call('PERSIST', key) end
@@ -38,7 +43,7 @@ local function admit(KEYS, ARGV, fields)
   redis.call('ZADD', KEYS[5], 0, ARGV[1])
   redis.call('ZADD', KEYS[6], 0, ARGV[1])
   if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
-  redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1])
+  if not unindexed[status] then redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1]) end
   -- Last: once the delivery is queued (or held), nothing of it can fail any more.
   if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
   if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end

@@ -18,9 +18,11 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from app.durations import format_duration
 from app.store import StorageUnavailable, keys, storage_errors
 from app.store.pipelining import CommandBatcher
 from app.store.records import (
+    UNINDEXED_STATUSES,
     Decision,
     DeliveryRecord,
     DeliveryStatus,
@@ -32,7 +34,8 @@ from app.store.records import (
     id_created_ms,
     iso_ms,
     new_delivery_id,
-    now_iso,
+    now_ms,
+    single_line,
     twilio_status_rank,
 )
 from app.store.scripts import lua
@@ -48,15 +51,29 @@ _WAITAOF_TIMEOUT_MS = 2000
 StatusVerdict = Literal["applied", "stale", "missing"]
 
 # Each script in its own .lua file beside this module (its header says what it takes and
-# returns); libraries first.
-_ADMIT = lua("admission_checks.lua", "admit.lua")
+# returns); libraries first. `unindexed`: Lua's copy of UNINDEXED_STATUSES, generated.
+_STATUS_INDEXES = (
+    "local unindexed = {"
+    + ", ".join(f"{status} = true" for status in sorted(UNINDEXED_STATUSES))
+    + "}"
+)
+
+
+def _changes_status(*files: str) -> str:
+    """A script that changes a record's status: the history and status index libraries,
+    then `files`."""
+    return lua("history.lua", "transition.lua", *files, prelude=_STATUS_INDEXES)
+
+
+_ADMIT = lua("admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES)
 _PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
-_BEGIN_SEND = lua("json_input.lua", "transition.lua", "begin_send.lua")
-_FINISH_SEND = lua("json_input.lua", "transition.lua", "finish_send.lua")
-_TWILIO_STATUS = lua("transition.lua", "twilio_status.lua")
-_CANCEL_SCHEDULED = lua("transition.lua", "cancel_scheduled.lua")
+_BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
+_FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
+_TWILIO_STATUS = _changes_status("twilio_status.lua")
+_CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
 _IMPORT_EXTERNAL = lua("import_external.lua")
-_ADOPT_SID = lua("transition.lua", "adopt_sid.lua")
+_ADOPT_SID = _changes_status("adopt_sid.lua")
+_RELEASE = lua("release.lua")
 
 
 CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
@@ -102,16 +119,16 @@ class Check:
                 f"(suppressed since {self.suppression.since})"
             )
         if self.verdict == "throttled" and self.frees_at_ms is None:
+            window = format_duration(window_ms // 1000)
             return (
-                f"one message per {_duration(window_ms)} per recipient: the window is held "
-                f"by delivery {self.held_by}, not sent yet; it frees {_duration(window_ms)} "
-                "after that text"
+                f"one message per {window} per recipient: the window is held by delivery "
+                f"{self.held_by}, not sent yet; it frees {window} after that text"
             )
         if self.verdict == "throttled" and self.frees_at_ms is not None:
             since = iso_ms(self.frees_at_ms - window_ms)
             return (
-                f"one message per {_duration(window_ms)} per recipient: the window is held "
-                f"since {since} by delivery {self.held_by} and frees at "
+                f"one message per {format_duration(window_ms // 1000)} per recipient: "
+                f"the window is held since {since} by delivery {self.held_by} and frees at "
                 f"{iso_ms(self.frees_at_ms)}"
             )
         return None
@@ -127,15 +144,6 @@ class AdmissionPreview:
 
     check: Check
     duplicate_of: str | None
-
-
-def _duration(ms: int) -> str:
-    """A window in the unit it was most likely written in: `1h`, `90s`, `7d`."""
-    seconds = ms // 1000
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +168,19 @@ class DeliveryPage:
 class DeliveryLog:
     """Reads and writes delivery records; the only code that knows their Redis layout."""
 
-    def __init__(self, redis: Redis, dedupe_ttl_s: int, retention_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        dedupe_ttl_s: int,
+        retention_s: int,
+        skipped_retention_s: int | None = None,
+    ) -> None:
         self._redis = redis
         self._dedupe_ttl_ms = dedupe_ttl_s * 1000
         self._retention_s = retention_s
+        # A skipped delivery is kept at most as long as any (its index entries go then).
+        self._skipped_retention_s = min(skipped_retention_s or retention_s, retention_s)
         self._batcher = CommandBatcher(redis)
-        self._waitaof: bool | None = None  # known after the first send (see `_durable`)
         self._admit = redis.register_script(_ADMIT)
         self._preview = redis.register_script(_PREVIEW)
         self._finish_send = redis.register_script(_FINISH_SEND)
@@ -174,16 +189,19 @@ class DeliveryLog:
         self._cancel_scheduled = redis.register_script(_CANCEL_SCHEDULED)
         self._import_external = redis.register_script(_IMPORT_EXTERNAL)
         self._adopt_sid = redis.register_script(_ADOPT_SID)
+        self._release = redis.register_script(_RELEASE)
+        self._waitaof: bool | None = None  # known after the first send (see `_durable`)
 
     async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
         """Dedupe, claim throttle windows, record and enqueue — one round trip for all
         (shared with whatever else this process is sending to Redis at the time)."""
         if not deliveries:
             return []
-        now = now_iso()
-        ids = [new_delivery_id() for _ in deliveries]
+        now = now_ms()
+        ids = [new_delivery_id(now) for _ in deliveries]
+        retention = (self._retention_s, self._skipped_retention_s)
         items = [
-            _admission_input(i, d, now, self._dedupe_ttl_ms, self._retention_s)
+            _admission_input(i, d, now, self._dedupe_ttl_ms, retention)
             for i, d in zip(ids, deliveries, strict=True)
         ]
         # One script call per chunk: a reply per delivery costs redis-py more than the
@@ -192,10 +210,10 @@ class DeliveryLog:
             orjson.dumps(items[i : i + _ADMIT_CHUNK]) for i in range(0, len(items), _ADMIT_CHUNK)
         ]
         replies = await self._evalsha(self._admit, chunks)
-        now_ms = time.time_ns() // 1_000_000
+        answered_ms = now_ms()
         outcomes = (outcome for chunk in replies for outcome in chunk)
         return [
-            _admission(delivery_id, new, reply, now_ms)
+            _admission(delivery_id, new, reply, answered_ms)
             for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True)
         ]
 
@@ -229,20 +247,17 @@ class DeliveryLog:
         recorded (durably: see `_durable`), ``("resolve", record)`` when an earlier attempt's
         outcome is unknown and Twilio must be asked first (`resolve_after_s` after that
         attempt started, its list can be trusted; `resolved`: the attempt Twilio was asked
-        about and did not have: send again), or
-        a verdict ``"missing"``, ``"done"`` (already sent or final) or ``"opted_out"``."""
-        now_ms = time.time_ns() // 1_000_000
+        about and did not have: send again), ``"opted_out"`` (recorded skipped, its mark
+        and window let go), or ``"missing"`` / ``"done"`` (already sent or final)."""
         payload = _json_input(
             (keys.delivery(delivery_id), keys.SUPPRESSIONS),
             (
                 delivery_id,
-                now_iso(),
+                now_ms(),
                 keys.STATUS_INDEX_PREFIX,
-                now_ms,
                 int(resolve_after_s * 1000),
                 resolved if resolved is not None else "",
-                self._retention_s,
-                self._dedupe_ttl_ms,
+                self._skipped_retention_s,
             ),
         )
         # The attempt must be on disk before the request leaves: WAITAOF in the same round
@@ -254,15 +269,27 @@ class DeliveryLog:
             raise StorageUnavailable(
                 "Redis did not write the attempt to its append-only file in time"
             )
-        if verdict not in ("send", "resolve"):
+        if verdict not in ("send", "resolve", "opted_out"):
             return cast(BeginVerdict, verdict), None
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        return cast(BeginVerdict, verdict), DeliveryRecord.from_fields(delivery_id, fields)
+        record = DeliveryRecord.from_fields(delivery_id, fields)
+        if verdict == "opted_out":
+            await self._let_go(record)
+            return "opted_out", None
+        return cast(BeginVerdict, verdict), record
+
+    async def _let_go(self, record: DeliveryRecord) -> None:
+        """A delivery final without a text: its dedupe mark counts down from now, its
+        window is freed (each only if still its own)."""
+        await self._release(
+            keys=[record.dedupe_key or "", record.throttle_key or ""],
+            args=[record.id, self._dedupe_ttl_ms],
+        )
 
     async def _durable(self) -> list[tuple[Any, ...]]:
         """The command that makes a write durable before its answer, once known: WAITAOF
         (Redis >= 7.2 with appendonly on) waits until the local AOF is fsynced; without
-        it, the write is as durable as `appendfsync` makes it (README: "Durability")."""
+        it, the write is as durable as `appendfsync` makes it (README: "Exactly once")."""
         if self._waitaof is None:
             info: dict[str, Any] = await self._redis.info("server")
             info.update(await self._redis.info("persistence"))
@@ -294,7 +321,8 @@ class DeliveryLog:
         answers; if the delivery has made another since, only the SID is indexed.
         """
         recipient = record.recipient or ""
-        twilio_sid = outcome.twilio_sid if outcome else None
+        # Only a live SID can come back in a callback: test mode's are never indexed.
+        twilio_sid = outcome.twilio_sid if outcome and record.mode == "live" else None
         await self._run_script(
             self._finish_send,
             (
@@ -309,9 +337,9 @@ class DeliveryLog:
             (
                 record.id,
                 status,
-                now_iso(),
+                now_ms(),
                 keys.STATUS_INDEX_PREFIX,
-                detail or "",
+                single_line(detail or ""),
                 keys.SEND_GROUP,
                 entry_id,
                 self._retention_s,
@@ -326,6 +354,32 @@ class DeliveryLog:
                 *(outcome.fields() if outcome else ()),
             ),
         )
+
+    async def adopt_sid(self, delivery_id: str, sid: str) -> bool:
+        """A status callback for `sid` names this delivery: if its attempt's outcome is not
+        known yet (`sending`/`unknown`, no SID), record it sent with that SID. True when
+        the delivery has that SID now."""
+        record = await self.get(delivery_id)
+        if record is None:
+            return False
+        adopted: int = await self._adopt_sid(
+            keys=[
+                keys.delivery(delivery_id),
+                keys.twilio_sid(sid),
+                record.dedupe_key or "",
+                record.throttle_key or "",
+            ],
+            args=[
+                delivery_id,
+                sid,
+                now_ms(),
+                keys.STATUS_INDEX_PREFIX,
+                self._retention_s,
+                self._dedupe_ttl_ms,
+                record.throttle_window_ms or 0,
+            ],
+        )
+        return bool(adopted)
 
     async def _run_script(
         self, script: AsyncScript, script_keys: Sequence[str], args: Sequence[Any]
@@ -360,23 +414,6 @@ class DeliveryLog:
         found: str | None = await self._redis.get(keys.twilio_sid(sid))  # type: ignore[assignment]
         return found
 
-    async def adopt_sid(self, delivery_id: str, sid: str) -> bool:
-        """A status callback for `sid` names this delivery: if its attempt's outcome is not
-        known yet (`sending`/`unknown`, no SID), record it sent with that SID. True when
-        the delivery has that SID now."""
-        adopted: int = await self._adopt_sid(
-            keys=[keys.delivery(delivery_id), keys.twilio_sid(sid)],
-            args=[
-                delivery_id,
-                sid,
-                now_iso(),
-                keys.STATUS_INDEX_PREFIX,
-                self._retention_s,
-                self._dedupe_ttl_ms,
-            ],
-        )
-        return bool(adopted)
-
     async def apply_twilio_status(
         self, delivery_id: str, twilio_status: str, error_code: int | None, detail: str
     ) -> StatusVerdict:
@@ -387,13 +424,13 @@ class DeliveryLog:
             keys=[keys.delivery(delivery_id)],
             args=[
                 delivery_id,
-                now_iso(),
+                now_ms(),
                 keys.STATUS_INDEX_PREFIX,
                 twilio_status,
                 twilio_status_rank(twilio_status),
                 status or "",
                 error_code if error_code is not None else "",
-                detail,
+                single_line(detail),
             ],
         )
         return cast(StatusVerdict, result)
@@ -402,14 +439,12 @@ class DeliveryLog:
         """Cancel a delivery we hold until its time: (True, "canceled"), else (False, status)."""
         done, status = await self._cancel_scheduled(
             keys=[keys.delivery(delivery_id), keys.DELAYED_SENDS],
-            args=[
-                delivery_id,
-                now_iso(),
-                keys.STATUS_INDEX_PREFIX,
-                self._retention_s,
-                self._dedupe_ttl_ms,
-            ],
+            args=[delivery_id, now_ms(), keys.STATUS_INDEX_PREFIX, self._retention_s],
         )
+        if done:
+            record = await self.get(delivery_id)
+            if record is not None:
+                await self._let_go(record)
         return bool(done), str(status)
 
     async def import_external(self, message: ExternalMessage, destination: str) -> bool:
@@ -428,7 +463,7 @@ class DeliveryLog:
                 self._retention_s,
                 keys.STATUS_INDEX_PREFIX,
                 "external",
-                *message.fields(delivery_id, destination, now_iso()),
+                *message.fields(delivery_id, destination, now_ms()),
             ],
         )
         return bool(imported)
@@ -446,15 +481,20 @@ class DeliveryLog:
         destination: str | None = None,
         status: str | None = None,
         recipient: str | None = None,
+        error_code: int | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> DeliveryPage:
-        """Newest first. Reads the most selective index, filters the rest while paging."""
+        """Newest first. Reads the most selective index, filters the rest while paging.
+        `since_ms`/`until_ms` (epoch ms, inclusive) bound the index range itself: ids are
+        time-ordered."""
         if recipient:
             index = keys.RECIPIENT_INDEX_PREFIX + recipient
         elif destination:
             index = keys.DESTINATION_INDEX_PREFIX + destination
-        elif status:
+        elif status and status not in UNINDEXED_STATUSES:
             index = keys.STATUS_INDEX_PREFIX + status
         else:
             index = keys.DELIVERY_INDEX
@@ -462,13 +502,17 @@ class DeliveryLog:
             (destination, lambda r: r.destination),
             (status, lambda r: r.status),
             (recipient, lambda r: r.recipient),
+            (str(error_code) if error_code is not None else None, lambda r: str(r.error_code)),
         ]
         items: list[DeliveryRecord] = []
         upper = f"({cursor}" if cursor else "+"
+        if until_ms is not None and (not cursor or id_bound(until_ms + 1) < cursor):
+            upper = f"({id_bound(until_ms + 1)}"
+        lower = f"[{id_bound(since_ms)}" if since_ms is not None else "-"
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
         for _ in range(20):
             ids: list[str] = await self._redis.zrevrangebylex(  # type: ignore[assignment]
-                index, upper, "-", start=0, num=limit
+                index, upper, lower, start=0, num=limit
             )
             if not ids:
                 return DeliveryPage(items, None)
@@ -544,7 +588,11 @@ def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int
 
 
 def _admission_input(
-    delivery_id: str, new: NewDelivery, now: str, dedupe_ttl_ms: int, retention_s: int
+    delivery_id: str,
+    new: NewDelivery,
+    now: int,
+    dedupe_ttl_ms: int,
+    retention_s: tuple[int, int],
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """One delivery's [keys, args, record] for the admission script."""
     script_keys = (
@@ -562,12 +610,13 @@ def _admission_input(
         delivery_id,
         str(dedupe_ttl_ms),
         str(new.throttle_window_ms),
-        str(retention_s),
-        now,
+        str(retention_s[0]),
+        str(now),
         "skipped" if new.skip_reason else "queued",
         new.skip_reason or "",
         keys.STATUS_INDEX_PREFIX,
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
+        str(retention_s[1]),
     )
-    return script_keys, args, new.fields(delivery_id, now)
+    return script_keys, args, new.fields()

@@ -1,4 +1,4 @@
--- The worker's last step for a delivery, atomically (after json_input.lua and
+-- The worker's last step for a delivery, atomically (after json_input.lua, history.lua and
 -- transition.lua): record the outcome, index the Twilio SID, park a retry, set the
 -- lifetimes, settle the throttle window, suppress a number Twilio says opted out, and
 -- acknowledge the queue entry — last, so that a step failing half-way leaves the entry
@@ -7,7 +7,7 @@
 -- tried again meanwhile) only indexes its SID.
 -- KEYS: record, stream, SID key, delayed sends, throttle, suppression list, dedupe
 --       ('' = skip each)
--- ARGV: 1 id, 2 new status, 3 now, 4 status index prefix, 5 history detail ('' = none),
+-- ARGV: 1 id, 2 new status, 3 now ms, 4 status index prefix, 5 history detail ('' = none),
 --       6 group, 7 entry id, 8 retention s, 9 retry due ms, 10 recipient,
 --       11 suppression value, 12 attempt ('' = any), 13 'final' | 'pending',
 --       14 throttle: 'anchor' (a text went out: the window runs from now) | 'release'
@@ -27,11 +27,11 @@ if latest then
   end
   if KEYS[5] ~= '' then
     local holder = redis.call('GET', KEYS[5])
-    if ARGV[14] == 'anchor' then
+    if ARGV[14] == 'anchor' and tonumber(ARGV[15]) > 0 then
       redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[15])
     elseif holder == ARGV[1] and ARGV[14] == 'release' then
       redis.call('DEL', KEYS[5])
-    elseif holder == ARGV[1] and ARGV[13] == 'final' then
+    elseif holder == ARGV[1] and ARGV[13] == 'final' and tonumber(ARGV[15]) > 0 then
       redis.call('PEXPIRE', KEYS[5], ARGV[15])
     end
   end

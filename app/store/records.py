@@ -37,6 +37,14 @@ DeliveryStatus = Literal[
     "external",  # sent by another system on the account, found by reconciliation
 ]
 
+# The statuses most deliveries end in, and so most of a log: a listing filtered by one of
+# them reads the whole log (filtering as it pages, where matches are dense) rather than an
+# index costing ~150 bytes of Redis per delivery. The other statuses each have an index:
+# the open ones (reconciliation sweeps them) and the rarer ones people look for.
+UNINDEXED_STATUSES: frozenset[DeliveryStatus] = frozenset(
+    {"mocked", "delivered", "read", "skipped"}
+)
+
 # Why a delivery was recorded as skipped (never sent). The pipeline decides the last three,
 # admission the first two.
 SkipReason = Literal["throttled", "opted_out", "invalid_recipient", "render_error", "body_too_long"]
@@ -92,6 +100,11 @@ def iso_ms(epoch_ms: int) -> str:
     return f"{_iso_second(seconds)}.{millis:03d}Z"
 
 
+def now_ms() -> int:
+    """Now, epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
 def now_iso() -> str:
     """Now, UTC, to the millisecond (formatted ~4x faster than datetime's isoformat: the
     hot path stamps every record)."""
@@ -119,6 +132,50 @@ def id_created_ms(delivery_id: str) -> int | None:
         return int(delivery_id[3:15], 16) if delivery_id.startswith("dl_") else None
     except ValueError:
         return None
+
+
+# A body refused as too long is kept cut to its first bytes (UTF-8): a 900 KB property is
+# not stored whole for a month, and the record stays compact.
+BODY_KEPT_WHEN_TOO_LONG = 60
+
+
+def history_entry(offset_ms: int, status: str, reason: str = "", detail: str = "") -> str:
+    """One status history entry as stored: ``<ms after the id's time>|<status>|<reason>|
+    <detail>``, empty tail parts left out; entries are joined by newlines (transition.lua
+    writes the same). Short, so that a record stays in Redis' listpack encoding."""
+    parts = [str(offset_ms), status, reason, single_line(detail)]
+    while not parts[-1]:
+        parts.pop()
+    return "|".join(parts)
+
+
+def single_line(text: str) -> str:
+    """`text` fit for one history entry (newlines separate entries)."""
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def parse_history(delivery_id: str, stored: str) -> list[dict[str, str]]:
+    """The stored history as the API shows it: [{status, at, reason?, detail?}, …].
+
+    Records written before the lean format hold a JSON list, to which later entries
+    were appended on their own lines: both are read.
+    """
+    base = id_created_ms(delivery_id) or 0
+    entries: list[dict[str, str]] = []
+    for line in stored.split("\n"):
+        if not line:
+            continue
+        if line.startswith("["):
+            entries.extend(orjson.loads(line))
+            continue
+        offset, status, reason, detail = [*line.split("|", 3), "", "", ""][:4]
+        entry = {"status": status, "at": iso_ms(base + int(offset))}
+        if reason:
+            entry["reason"] = reason
+        if detail:
+            entry["detail"] = detail
+        entries.append(entry)
+    return entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,47 +213,43 @@ class NewDelivery:
             return None
         return keys.throttle(self.mode, self.throttle_scope, self.destination_id, self.recipient)
 
-    def fields(self, delivery_id: str, now: str) -> list[str]:
+    def fields(self) -> list[str]:
         """The new record's fields as a flat [name, value, …] list of strings (Lua would
-        print numbers as floats); status, reason and history are the script's to set."""
-        flat = [
-            "id",
-            delivery_id,
-            "destination",
-            self.destination_id,
-            "mode",
-            self.mode,
-            "event_uuid",
-            self.event_uuid or "",
-            "event_name",
-            self.event_name,
-            "recipient",
-            self.recipient or "",
-            "body",
-            self.body or "",
-            "encoding",
-            self.encoding or "",
-            "segments",
-            str(self.segments) if self.segments is not None else "",
-            "detail",
-            self.detail or "",
-            "attempts",
-            "0",
-            "throttle_key",
-            self.throttle_key or "",
-            "throttle_window_ms",
-            str(self.throttle_window_ms) if self.throttle_key else "",
-            "dedupe_key",
-            keys.dedupe(self.destination_id, self.event_identity),
-            "created_at",
-            now,
-            "updated_at",
-            now,
-        ]
+        print numbers as floats); status, reason and history are the script's to set.
+
+        Lean (issue 11): what the key, the id or another field says is not stored (id,
+        times, throttle key), nor an empty value; every value stays short enough for Redis'
+        compact listpack encoding (64 bytes) in the common case.
+        """
+        body = self.body or ""
+        if self.skip_reason == "body_too_long":
+            # Never sent: only its beginning, cut on a character boundary.
+            kept = body.encode()[:BODY_KEPT_WHEN_TOO_LONG].decode(errors="ignore")
+            body = kept + "…"
+        # Built by hand, not from a dict: admission runs it for every delivery.
+        flat = ["destination", self.destination_id, "mode", self.mode]
+        flat += ["event_name", self.event_name]
+        if self.event_uuid:
+            flat += ["event_uuid", self.event_uuid]
+        if self.recipient:
+            flat += ["recipient", self.recipient]
+        if body:
+            flat += ["body", body]
+        if self.encoding:
+            flat += ["encoding", self.encoding]
+        if self.segments is not None:
+            flat += ["segments", str(self.segments)]
+        if self.detail:
+            flat += ["detail", self.detail]
+        if self.throttle_scope and self.recipient and not self.skip_reason:
+            flat += ["throttle", self.throttle_scope]  # the window it claims…
+            flat += ["window", str(self.throttle_window_ms)]  # …re-anchored at the text
+        if self.event_identity != self.event_uuid:
+            flat += ["dedupe", self.event_identity]  # else the uuid names its dedupe mark
         if self.messaging_service_sid:
             flat += ["messaging_service_sid", self.messaging_service_sid]
-        else:
-            flat += ["from", self.from_number or ""]
+        elif self.from_number:
+            flat += ["from", self.from_number]
         if self.media_urls:
             flat += ["media_urls", orjson.dumps(self.media_urls).decode()]
         if self.status_callback:
@@ -224,13 +277,10 @@ class ExternalMessage:
     error_message: str
     sent_ms: int
 
-    def fields(self, delivery_id: str, destination: str, now: str) -> list[str]:
+    def fields(self, delivery_id: str, destination: str, now_ms: int) -> list[str]:
         """The record's fields as a flat [name, value, …] list of strings."""
-        history = orjson.dumps(
-            [{"status": "external", "at": now, "detail": "imported from Twilio"}]
-        ).decode()
+        offset = now_ms - (id_created_ms(delivery_id) or now_ms)
         values = {
-            "id": delivery_id,
             "destination": destination,
             "event_name": destination,
             "mode": "live",
@@ -242,15 +292,12 @@ class ExternalMessage:
             "messaging_service_sid": self.messaging_service_sid,
             "twilio_sid": self.sid,
             "twilio_status": self.twilio_status,
-            "twilio_status_rank": str(twilio_status_rank(self.twilio_status)),
+            "twilio_status_rank": str(twilio_status_rank(self.twilio_status) or ""),
             "error_code": str(self.error_code) if self.error_code is not None else "",
             "error_message": self.error_message,
-            "history": history,
-            "created_at": now,
-            "updated_at": now,
-            "attempts": "0",
+            "history": history_entry(offset, "external", detail="imported from Twilio"),
         }
-        return [item for pair in values.items() for item in pair]
+        return [item for name, value in values.items() if value for item in (name, value)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +306,6 @@ class SendOutcome:
 
     twilio_sid: str | None = None
     twilio_status: str | None = None
-    twilio_request: str | None = None  # the redacted request as JSON (test mode)
     # Set together: an error's message replaces a previous attempt's code and message.
     error_code: int | None = None
     error_message: str | None = None
@@ -275,9 +321,8 @@ class SendOutcome:
             flat += ["twilio_sid", self.twilio_sid]
         if self.twilio_status is not None:
             flat += ["twilio_status", self.twilio_status]
-            flat += ["twilio_status_rank", str(twilio_status_rank(self.twilio_status))]
-        if self.twilio_request is not None:
-            flat += ["twilio_request", self.twilio_request]
+            rank = twilio_status_rank(self.twilio_status)
+            flat += ["twilio_status_rank", str(rank)] if rank else []
         if self.error_message is not None:
             code = str(self.error_code) if self.error_code is not None else ""
             flat += ["error_code", code, "error_message", self.error_message]
@@ -290,7 +335,11 @@ def _int(value: str | None) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryRecord:
-    """A delivery as stored in the log (empty stored strings read as None)."""
+    """A delivery as stored in the log (absent or empty stored strings read as None).
+
+    Derived, not stored: the id (the key), the times (the history's, offsets from the
+    id's time), the throttle key (mode, scope, destination, recipient).
+    """
 
     id: str
     destination: str
@@ -307,15 +356,12 @@ class DeliveryRecord:
     encoding: str | None
     segments: int | None
     attempts: int
-    throttle_key: str | None
+    throttle_scope: str | None
     twilio_sid: str | None
     twilio_status: str | None
     error_code: int | None
     error_message: str | None
-    twilio_request: str | None  # JSON
-    created_at: str | None
-    updated_at: str | None
-    history: str = field(repr=False)  # JSON list of {status, at, detail?, reason?}
+    history: str = field(repr=False)  # see history_entry; parse_history reads it
     media_urls: tuple[str, ...] = ()
     status_callback: str | None = None
     validity_period: int | None = None
@@ -324,14 +370,18 @@ class DeliveryRecord:
     # from when Twilio's list can be trusted to show it (epoch ms).
     attempt_at_ms: int | None = None
     resolve_after_ms: int | None = None
-    # What the delivery holds until it is final (their lifetimes start then).
-    dedupe_key: str | None = None
     throttle_window_ms: int | None = None
+    event_identity: str | None = None  # what the dedupe mark is named by
+    # Records written before the lean format: the stored request and times.
+    legacy_twilio_request: str | None = field(default=None, repr=False)
+    legacy_times: tuple[str | None, str | None] = (None, None)
 
     @classmethod
     def from_fields(cls, delivery_id: str, f: dict[str, str]) -> DeliveryRecord:
         """Read a record from its Redis hash."""
         media = f.get("media_urls")
+        legacy_key = f.get("throttle_key") or ""
+        legacy_scope = "global" if ":global:" in legacy_key else "destination"
         return cls(
             id=delivery_id,
             destination=f.get("destination", ""),
@@ -348,27 +398,60 @@ class DeliveryRecord:
             encoding=f.get("encoding") or None,
             segments=_int(f.get("segments")),
             attempts=int(f.get("attempts") or 0),
-            throttle_key=f.get("throttle_key") or None,
+            throttle_scope=f.get("throttle") or (legacy_scope if legacy_key else None),
             twilio_sid=f.get("twilio_sid") or None,
             twilio_status=f.get("twilio_status") or None,
             error_code=_int(f.get("error_code")),
             error_message=f.get("error_message") or None,
-            twilio_request=f.get("twilio_request") or None,
-            created_at=f.get("created_at"),
-            updated_at=f.get("updated_at"),
-            history=f.get("history") or "[]",
+            history=f.get("history") or "",
             media_urls=tuple(orjson.loads(media)) if media else (),
             status_callback=f.get("status_callback") or None,
             validity_period=_int(f.get("validity_period")),
             send_at=f.get("send_at") or None,
             attempt_at_ms=_int(f.get("attempt_at")),
             resolve_after_ms=_int(f.get("resolve_after")),
-            dedupe_key=f.get("dedupe_key") or None,
-            throttle_window_ms=_int(f.get("throttle_window_ms")),
+            throttle_window_ms=_int(f.get("window")),
+            event_identity=f.get("dedupe") or f.get("event_uuid") or None,
+            legacy_twilio_request=f.get("twilio_request") or None,
+            legacy_times=(f.get("created_at"), f.get("updated_at")),
         )
 
-    def to_public(self) -> dict[str, Any]:
-        """The JSON the admin API returns (whole recipient; the API is behind a token)."""
+    @property
+    def throttle_key(self) -> str | None:
+        """The window this delivery claimed, if any."""
+        if self.throttle_scope is None or not self.recipient:
+            return None
+        return keys.throttle(self.mode, self.throttle_scope, self.destination, self.recipient)
+
+    @property
+    def created_at(self) -> str | None:
+        """When the delivery was admitted (ISO, UTC): its history's first step."""
+        created, _ = self.legacy_times
+        history = parse_history(self.id, self.history)
+        return created or (history[0]["at"] if history else None)
+
+    @property
+    def updated_at(self) -> str | None:
+        """When its status last changed (ISO, UTC): its history's last step."""
+        _, updated = self.legacy_times
+        history = parse_history(self.id, self.history)
+        return (history[-1]["at"] if history else None) or updated
+
+    @property
+    def dedupe_key(self) -> str | None:
+        """The dedupe mark this delivery's event holds, if known."""
+        if not self.event_identity:
+            return None
+        return keys.dedupe(self.destination, self.event_identity)
+
+    def to_public(self, twilio_request: dict[str, object] | None = None) -> dict[str, Any]:
+        """The JSON the admin API returns (whole recipient; the API is behind a token).
+
+        `twilio_request`: the request a mocked send stood for, rebuilt by the caller from
+        this record (test mode stores none); records from before kept theirs.
+        """
+        if self.legacy_twilio_request:
+            twilio_request = orjson.loads(self.legacy_twilio_request)
         return {
             "id": self.id,
             "destination": self.destination,
@@ -388,8 +471,8 @@ class DeliveryRecord:
             "twilio_status": self.twilio_status,
             "error_code": self.error_code,
             "error_message": self.error_message,
-            "twilio_request": orjson.loads(self.twilio_request) if self.twilio_request else None,
+            "twilio_request": twilio_request,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
-            "history": orjson.loads(self.history),
+            "history": parse_history(self.id, self.history),
         }

@@ -8,6 +8,7 @@ from pathlib import Path
 _HERE = Path(__file__).parent
 
 
-def lua(*files: str) -> str:
-    """One script's source: its libraries' files first, its own file last."""
-    return "\n".join((_HERE / name).read_text() for name in files)
+def lua(*files: str, prelude: str = "") -> str:
+    """One script's source: `prelude` (Lua generated from Python data), its libraries'
+    files, its own file last."""
+    return "\n".join([prelude, *((_HERE / name).read_text() for name in files)])

@@ -14,6 +14,7 @@ from app.store.connection import EmbeddedRedis, check_server, connect, refuse_un
 from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
 from app.store.reconcile_state import ReconcileState
+from app.store.stats import DeliveryStats
 from app.store.suppressions import SuppressionList
 
 
@@ -21,12 +22,19 @@ from app.store.suppressions import SuppressionList
 class Store:
     """The store objects services are given; built once per process by `open_store`."""
 
-    def __init__(self, redis: Redis, dedupe_ttl_s: int, retention_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        dedupe_ttl_s: int,
+        retention_s: int,
+        skipped_retention_s: int | None = None,
+    ) -> None:
         self._redis = redis
-        self.deliveries = DeliveryLog(redis, dedupe_ttl_s, retention_s)
+        self.deliveries = DeliveryLog(redis, dedupe_ttl_s, retention_s, skipped_retention_s)
         self.suppressions = SuppressionList(redis)
         self.callbacks = CallbackLog(redis, retention_s)
         self.reconcile = ReconcileState(redis)
+        self.stats = DeliveryStats(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""
@@ -46,7 +54,9 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     redis = connect(embedded.url if embedded else str(settings.redis_url))
     try:
         await refuse_unfit(redis)  # Cluster, evicting, a replica: say what to change, stop
-        yield Store(redis, settings.dedupe_ttl, settings.delivery_retention)
+        yield Store(
+            redis, settings.dedupe_ttl, settings.delivery_retention, settings.skipped_retention
+        )
     finally:
         await redis.aclose()
         if embedded:

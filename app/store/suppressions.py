@@ -16,7 +16,7 @@ from app.store.records import now_iso
 class Suppression:
     number: str
     since: str
-    source: str  # inbound | twilio_21610 | api | cli
+    source: str  # inbound | twilio_21610 | api | cli | console
     keyword: str | None = None
 
     def how(self) -> str:
@@ -29,6 +29,8 @@ class Suppression:
             return "through the API"
         if self.source == "cli":
             return "with the command line"
+        if self.source == "console":
+            return "in the console"
         return f"({self.source})"
 
     def to_json(self) -> dict[str, Any]:
@@ -73,6 +75,26 @@ class SuppressionList:
         reply: Any = await self._redis.hscan(keys.SUPPRESSIONS, cursor, count=limit)
         next_cursor, entries = reply
         return [parse_suppression(n, raw) for n, raw in entries.items()], int(next_cursor)
+
+    async def search(self, digits: str, limit: int) -> list[Suppression]:
+        """Numbers containing the digits of `digits`, at most `limit`, from a bounded scan."""
+        # Digits only: nothing reaches HSCAN's glob pattern that it would interpret.
+        digits = "".join(c for c in digits if c.isdigit())
+        found: list[Suppression] = []
+        cursor = 0
+        for _ in range(_SEARCH_SCANS):
+            reply: Any = await self._redis.hscan(
+                keys.SUPPRESSIONS, cursor, match=f"*{digits}*", count=1000
+            )
+            cursor, entries = int(reply[0]), reply[1]
+            found += [parse_suppression(n, raw) for n, raw in entries.items()]
+            if cursor == 0 or len(found) >= limit:
+                break
+        return found[:limit]
+
+
+# A search reads at most this many HSCAN pages (~1,000 numbers each): a bounded cost.
+_SEARCH_SCANS = 100
 
 
 def parse_suppression(number: str, raw: str) -> Suppression:

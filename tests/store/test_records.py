@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
+from app.store import keys
 from app.store.connection import connect
 from app.store.deliveries import DeliveryLog
 from app.store.records import (
     TWILIO_STATUSES,
+    UNINDEXED_STATUSES,
     NewDelivery,
     SendOutcome,
     delivery_status_for,
@@ -111,3 +113,59 @@ def test_one_mapping_from_twilio_statuses() -> None:
 def test_delivery_ids_carry_their_creation_time() -> None:
     assert id_created_ms(new_delivery_id(1_700_000_000_123)) == 1_700_000_000_123
     assert id_created_ms("not-an-id") is None
+
+
+async def test_a_listing_by_an_unindexed_status_reads_the_log(
+    log: DeliveryLog, redis_client: redis.Redis
+) -> None:
+    assert "skipped" in UNINDEXED_STATUSES
+    [skipped, queued] = await log.admit(
+        [new(skip_reason="invalid_recipient", detail="to: no\nnumber"), new(event_identity="e2")]
+    )
+    assert not redis_client.exists(keys.STATUS_INDEX_PREFIX + "skipped")
+    page = await log.query(status="skipped")
+    assert [r.id for r in page.items] == [skipped.delivery_id]
+    assert [r.id for r in (await log.query(status="queued")).items] == [queued.delivery_id]
+
+
+async def test_a_record_written_before_the_lean_format_reads_the_same(
+    log: DeliveryLog, redis_client: redis.Redis
+) -> None:
+    delivery_id = new_delivery_id()
+    legacy_history = '[{"status":"queued","at":"2026-11-30T10:00:00.000Z"}]'
+    redis_client.hset(
+        keys.delivery(delivery_id),
+        mapping={
+            "id": delivery_id,
+            "status": "queued",
+            "destination": "welcome",
+            "mode": "live",
+            "event_name": "signed up",
+            "recipient": "+14155552671",
+            "throttle_key": keys.throttle("live", "global", "welcome", "+14155552671"),
+            "history": legacy_history,
+            "created_at": "2026-11-30T10:00:00.000Z",
+            "updated_at": "2026-11-30T10:00:00.000Z",
+            "twilio_request": '{"method": "POST"}',
+        },
+    )
+    verdict, record = await log.begin_send(delivery_id, resolve_after_s=70)
+    assert verdict == "send" and record is not None
+    assert record.throttle_key == keys.throttle("live", "global", "welcome", "+14155552671")
+    public = record.to_public()
+    assert [h["status"] for h in public["history"]] == ["queued", "sending"]
+    assert public["created_at"] == "2026-11-30T10:00:00.000Z"
+    assert public["updated_at"] == public["history"][-1]["at"]
+    assert public["twilio_request"] == {"method": "POST"}
+
+
+async def test_a_history_detail_keeps_its_bars_and_loses_its_newlines(log: DeliveryLog) -> None:
+    [admission] = await log.admit([new(event_identity="event-3")])
+    _, record = await log.begin_send(admission.delivery_id, resolve_after_s=70)
+    assert record is not None
+    await log.finish_send(record, "0-1", "failed", final=True, detail="Twilio said: a|b\nc")
+    record = await log.get(admission.delivery_id)
+    assert record is not None
+    history = record.to_public()["history"]
+    assert [h["status"] for h in history] == ["queued", "sending", "failed"]
+    assert history[-1]["detail"] == "Twilio said: a|b c"

@@ -194,15 +194,15 @@ async def test_a_status_change_failing_half_way_leaves_the_record_as_it_was(
     _, record = await log.begin_send(a.delivery_id, resolve_after_s=70)
     assert record is not None
     await log.finish_send(record, "0-1", "sent", final=True, outcome=SendOutcome("SM1", "queued"))
-    redis_client.set(keys.STATUS_INDEX_PREFIX + "delivered", "x")
+    redis_client.set(keys.STATUS_INDEX_PREFIX + "undelivered", "x")
     with pytest.raises(StorageError):
-        await log.apply_twilio_status(a.delivery_id, "delivered", None, "callback")
+        await log.apply_twilio_status(a.delivery_id, "undelivered", None, "callback")
     kept = redis_client.hgetall(keys.delivery(a.delivery_id))
     assert (kept["status"], kept["twilio_status"]) == ("sent", "queued")
     assert redis_client.zscore(keys.STATUS_INDEX_PREFIX + "sent", a.delivery_id) is not None
     # So the report applies once Redis takes it (it is not "stale").
-    redis_client.delete(keys.STATUS_INDEX_PREFIX + "delivered")
-    assert await log.apply_twilio_status(a.delivery_id, "delivered", None, "again") == "applied"
+    redis_client.delete(keys.STATUS_INDEX_PREFIX + "undelivered")
+    assert await log.apply_twilio_status(a.delivery_id, "undelivered", None, "again") == "applied"
     assert redis_client.zscore(keys.STATUS_INDEX_PREFIX + "sent", a.delivery_id) is None
 
 

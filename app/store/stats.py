@@ -1,0 +1,97 @@
+"""Read-only figures for the console, from the indexes the log already keeps.
+
+Nothing here is written on the hot path: the counts come from the delivery indexes
+(sorted sets of time-ordered ids, so a time range is a lexical range) and from the send
+stream and the delayed set, read when someone opens the console.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from redis.asyncio import Redis
+
+from app.store import keys, storage_errors
+from app.store.records import DeliveryStatus, id_bound
+
+STATUSES: tuple[DeliveryStatus, ...] = get_args(DeliveryStatus)
+# At most this many of a destination's deliveries are read to count its outcomes.
+OUTCOME_SAMPLE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """The send queue now: entries not yet acknowledged, held ones, the oldest waiting."""
+
+    stream_entries: int
+    delayed: int
+    oldest_entry_ms: int | None  # when the oldest unacknowledged stream entry was added
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """Deliveries created in a time range, counted by their status now (skipped ones by
+    reason); `sampled` is True when only the newest `OUTCOME_SAMPLE` were read."""
+
+    total: int
+    by_status: dict[str, int]
+    skipped_by_reason: dict[str, int]
+    sampled: bool = False
+
+
+@storage_errors
+class DeliveryStats:
+    """Counts for the console's overview and destination pages (one round trip each)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def outcomes_since(self, *windows_s: int) -> list[Outcomes]:
+        """For each window (seconds back from now): all deliveries created in it, by status
+        now (skipped ones by reason), counted over the newest `OUTCOME_SAMPLE` records."""
+        return [await self._outcomes(keys.DELIVERY_INDEX, window) for window in windows_s]
+
+    async def destination_totals(self, destination_ids: list[str], window_s: int) -> list[int]:
+        """Deliveries created in the last `window_s` seconds for each destination."""
+        bound = id_bound(time.time_ns() // 1_000_000 - window_s * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for destination in destination_ids:
+                pipe.zlexcount(keys.DESTINATION_INDEX_PREFIX + destination, f"[{bound}", "+")
+            replies: list[int] = await pipe.execute()
+        return [int(n) for n in replies]
+
+    async def destination_outcomes(self, destination_id: str, window_s: int) -> Outcomes:
+        """One destination's deliveries created in the window, by status (and skipped ones
+        by reason), counted over its newest `OUTCOME_SAMPLE` records."""
+        return await self._outcomes(keys.DESTINATION_INDEX_PREFIX + destination_id, window_s)
+
+    async def _outcomes(self, index: str, window_s: int) -> Outcomes:
+        # Counted from the records themselves: the commonest statuses (mocked, delivered,
+        # skipped…) keep no index of their own (a lean record, see UNINDEXED_STATUSES).
+        bound = id_bound(time.time_ns() // 1_000_000 - window_s * 1000)
+        ids: list[str] = await self._redis.zrevrangebylex(  # type: ignore[assignment]
+            index, "+", f"[{bound}", 0, OUTCOME_SAMPLE
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zlexcount(index, f"[{bound}", "+")
+            for delivery_id in ids:
+                pipe.hmget(keys.delivery(delivery_id), "status", "reason")
+            replies: list[Any] = await pipe.execute()
+        rows = [row for row in replies[1:] if row[0]]  # expired records read as None
+        by_status = Counter(status for status, _ in rows)
+        reasons = Counter(reason for status, reason in rows if status == "skipped" and reason)
+        return Outcomes(int(replies[0]), dict(by_status), dict(reasons), len(ids) == OUTCOME_SAMPLE)
+
+    async def queue_state(self) -> QueueState:
+        """The send stream's length (acknowledged entries are deleted, so: not yet done),
+        the delayed set's size (retries and held messages), the oldest entry's age."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(keys.SEND_STREAM)
+            pipe.zcard(keys.DELAYED_SENDS)
+            pipe.xrange(keys.SEND_STREAM, "-", "+", count=1)
+            length, delayed, first = await pipe.execute()
+        oldest = int(first[0][0].split("-")[0]) if first else None
+        return QueueState(int(length), int(delayed), oldest)
