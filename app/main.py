@@ -15,6 +15,7 @@ from app.api import (
     health,
     ingest,
     messages,
+    metrics,
     twilio_webhooks,
 )
 from app.api import (
@@ -26,6 +27,7 @@ from app.api.limits import BodyLimit
 from app.api.openapi import install_contract
 from app.console import install_console
 from app.destinations import DestinationSet, load_destinations
+from app.logs import RequestIdMiddleware
 from app.pipeline.render import TemplateRenderer
 from app.services import build_http_client, build_services
 from app.settings import Settings
@@ -52,6 +54,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             if settings.global_test_mode:
                 log.warning("test mode: messages are mocked, nothing is sent to Twilio")
             worker = services.background_jobs() if run_worker else None
+            log.debug(
+                "services built: %d destination(s), send worker %s",
+                len(destination_set),
+                "in process" if worker else "elsewhere",
+            )
             services.background = asyncio.create_task(worker.run()) if worker else None
             app.state.services = services
 
@@ -85,11 +92,13 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         suppressions_api.router,
         twilio_webhooks.router,
         health.router,
+        metrics.router,
     ):
         app.include_router(router)
     install_console(app, settings)
     install_error_handlers(app)
     install_contract(app)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(IngestFastPath)  # outermost: the hot path reads its own body
+    app.add_middleware(IngestFastPath)  # before the body limit: the hot path reads its own body
+    app.add_middleware(RequestIdMiddleware)  # outermost: ingest's fast path lines carry it too
     return app

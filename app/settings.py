@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Raw events kept in memory for the console's tester (personal data: 0 keeps none).
     recent_events: int = Field(default=1000, ge=0, le=100_000)
+    # json | text; unset: text at a terminal, JSON everywhere else (app/logs.py).
+    log_format: Literal["json", "text"] | None = None
+    # Unset: GET /metrics is open (scrapers usually sit on a private network).
+    metrics_token: SecretStr | None = None
+    # Where `smsdest worker` serves GET /metrics (serve answers it on its API port).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # --- storage ------------------------------------------------------------------------
     # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`.

@@ -129,16 +129,23 @@ def redis_server_binary() -> str:
     return binary
 
 
-def redis_server_argv(port: int) -> list[str]:
-    """A throwaway redis-server on 127.0.0.1:`port`: no persistence, in the foreground."""
-    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
-    return [*argv, "--save", "", "--appendonly", "no", "--daemonize", "no"]
+def redis_server_argv(port: int, aof_dir: Path | None = None) -> list[str]:
+    """A throwaway redis-server on 127.0.0.1:`port`, in the foreground: no persistence, or
+    with `aof_dir` an append-only file there, fsynced every second (as deploy/ runs it)."""
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    if aof_dir is None:
+        return [*argv, "--appendonly", "no", "--daemonize", "no"]
+    aof = ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(aof_dir)]
+    return [*argv, *aof, "--daemonize", "no"]
 
 
-def start_redis(procs: Processes) -> tuple[Proc, redis.Redis]:
-    """Our own redis-server (no persistence) on a free port, and a client to it."""
-    port = free_port()
-    argv = redis_server_argv(port)
+def start_redis(
+    procs: Processes, port: int | None = None, aof_dir: Path | None = None
+) -> tuple[Proc, redis.Redis]:
+    """Our own redis-server on a free port (or `port`, to restart one), persisting to
+    `aof_dir` when given, and a client to it once it answers."""
+    port = port or free_port()
+    argv = redis_server_argv(port, aof_dir)
     proc = procs.start("redis", argv, {}, port)
     client = redis.Redis(port=port, decode_responses=True)
     deadline = time.monotonic() + 10

@@ -70,6 +70,12 @@ def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
     }
 
 
+class _Server(ThreadingHTTPServer):
+    # A worker opens up to SMS_WORKER_CONCURRENCY (100) connections at once; past the
+    # default backlog of 5, handshakes are dropped and requests time out unread.
+    request_queue_size = 256
+
+
 class FakeTwilio:
     """Start it, point the service's Twilio base URL at `base_url`, inspect `requests`."""
 
@@ -90,7 +96,7 @@ class FakeTwilio:
         self._created: dict[str, float] = {}  # created through the API: SID → time.time()
         self._script: list[ScriptedResponse] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         # A short poll interval: stop() waits up to one interval (the default is 0.5 s,
         # paid by every test that uses the fake).

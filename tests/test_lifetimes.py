@@ -13,6 +13,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from app.metrics import Metrics
 from app.pipeline.dispatch import RetryPolicy
 from app.services.worker import SendWorker
 from app.store import keys
@@ -120,6 +121,7 @@ async def test_a_retry_after_longer_than_the_retention_is_still_sent_once_later(
         RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=10),
         concurrency=4,
         reclaim_idle_s=60,
+        metrics=Metrics(),
         twilio_timeout_s=5,
         list_delay_s=1,
     )

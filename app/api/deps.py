@@ -25,7 +25,8 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _check_bearer(request: Request, expected: str | None, what: str) -> None:
+def check_bearer(request: Request, expected: str | None, what: str) -> None:
+    """Raise `Unauthorized` unless the request carries `Bearer <expected>`."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -40,11 +41,11 @@ def check_ingest_token(request: Request, services: Services) -> None:
     settings = services.settings
     if settings.ingest_auth == "bearer":
         token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
-        _check_bearer(request, token, "SMS_INGEST_TOKEN")
+        check_bearer(request, token, "SMS_INGEST_TOKEN")
 
 
 async def require_admin_token(request: Request, services: ServicesDep) -> None:
     settings = services.settings
     if settings.admin_auth == "bearer":
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
-        _check_bearer(request, token, "SMS_ADMIN_TOKEN")
+        check_bearer(request, token, "SMS_ADMIN_TOKEN")

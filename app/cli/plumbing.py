@@ -61,13 +61,6 @@ def run_event_loop(main: Coroutine[Any, Any, _T]) -> _T:
     return uvloop.run(main)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings, *, redis: bool) -> AsyncIterator[Services]:
     """The services as the app builds them (`build_services`); with Redis only if asked."""

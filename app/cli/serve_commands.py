@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cli.plumbing import (
     CliError,
-    configure_logging,
     load_settings,
     open_services,
     run_event_loop,
 )
+from app.logs import configure_logging
 from app.settings import SettingsError
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from app.cli.plumbing import Subcommands
+    from app.services import Services
 
 log = logging.getLogger("smsdest")
 
@@ -31,7 +36,7 @@ def serve(args: argparse.Namespace) -> None:
     from app.main import create_app
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, run_worker=not args.no_worker)
     config = uvicorn.Config(
         app,
@@ -39,6 +44,7 @@ def serve(args: argparse.Namespace) -> None:
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        log_config=None,  # uvicorn's lines go through our handler and format (app/logs.py)
     )
     server = DrainingServer(config, app)
     server.run()
@@ -50,7 +56,7 @@ def worker(_: argparse.Namespace) -> None:
     from app.main import load_configured_destinations
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.redis_url is None:
         raise SettingsError("smsdest worker needs SMS_REDIS_URL (the embedded Redis is serve's)")
     load_configured_destinations(settings)  # same config checks as serve
@@ -58,13 +64,43 @@ def worker(_: argparse.Namespace) -> None:
     async def run() -> None:
         async with open_services(settings, redis=True) as services:
             jobs = services.background_jobs()
+            metrics = _metrics_server(services) if settings.metrics_port else None
+
+            def stop() -> None:
+                jobs.stop()
+                if metrics:
+                    metrics.should_exit = True
+
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, jobs.stop)
+                loop.add_signal_handler(sig, stop)
             log.info("worker started")
-            await jobs.run()
+            await asyncio.gather(jobs.run(), *([metrics.serve()] if metrics else []))
 
     run_event_loop(run())
+
+
+def _metrics_server(services: Services) -> uvicorn.Server:
+    """uvicorn serving the worker's /metrics on SMS_METRICS_PORT."""
+    import uvicorn
+
+    from app.api.metrics import worker_metrics_app
+
+    class _MetricsServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the worker handles SIGINT/SIGTERM itself (and stops this server)
+
+    settings = services.settings
+    config = uvicorn.Config(
+        worker_metrics_app(services),
+        host=settings.host,
+        port=settings.metrics_port or 0,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    return _MetricsServer(config)
 
 
 def check_config(args: argparse.Namespace) -> None:

@@ -40,6 +40,11 @@ class InvalidPayload(Exception):
         self.problems = problems
 
 
+# Which accepted shape an event arrived in (a metrics label); "internal" for the events the
+# service makes itself ($sms_status, $sms_inbound).
+EventShape = Literal["posthog_webhook", "posthog_event", "segment_track", "internal"]
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
     id: str | None = None
@@ -65,6 +70,7 @@ class Event:
     source: dict[str, Any] | None = None
     # What makes two POSTs "the same event": the sender's id, else a hash of the payload.
     identity: str = ""
+    shape: EventShape = "internal"
 
     def template_context(self) -> dict[str, Any]:
         """The variables templates (`to`, `body`) see: PostHog's webhook names."""
@@ -230,6 +236,7 @@ def _from_posthog_webhook(item: dict[str, Any]) -> Event:
         project=wire.project,
         source=wire.source,
         identity=ev.uuid or _payload_hash(item),
+        shape="posthog_webhook",
     )
 
 
@@ -256,6 +263,7 @@ def _from_posthog_raw(item: dict[str, Any]) -> Event:
         groups=groups,
         url=None,
         identity=wire.uuid or _payload_hash(item),
+        shape="posthog_event",
     )
 
 
@@ -296,6 +304,7 @@ def _from_segment(item: dict[str, Any]) -> Event:
         person=Person(id=distinct_id, properties=person_props),
         groups=groups,
         identity=wire.messageId or _payload_hash(item),
+        shape="segment_track",
     )
 
 

@@ -12,6 +12,7 @@ import httpx
 
 from app.destinations import DestinationSet
 from app.errors import Unavailable
+from app.metrics import Metrics
 from app.pipeline.dispatch import RetryPolicy
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
@@ -52,7 +53,9 @@ def build_twilio_client(settings: Settings, http: httpx.AsyncClient) -> TwilioCl
 class BackgroundJobs:
     """What a worker runs: the send worker, and reconciliation with Twilio when live."""
 
-    def __init__(self, settings: Settings, store: Store, twilio: TwilioClient) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, twilio: TwilioClient, metrics: Metrics
+    ) -> None:
         self._worker = SendWorker(
             store.send_queue(consumer_name()),
             store.deliveries,
@@ -62,6 +65,7 @@ class BackgroundJobs:
             ),
             settings.worker_concurrency,
             settings.reclaim_idle,
+            metrics,
             settings.twilio_timeout,
             settings.twilio_list_delay,
             settings.shutdown_grace,
@@ -100,6 +104,7 @@ class Services:
     settings: Settings
     twilio: TwilioClient
     messages: MessageService
+    metrics: Metrics
     store: Store | None = None
     ingest_service: IngestService | None = None
     webhook_service: TwilioWebhooks | None = None
@@ -133,7 +138,7 @@ class Services:
 
     def background_jobs(self) -> BackgroundJobs:
         """The send worker (and reconciliation), for `serve` and `smsdest worker`."""
-        return BackgroundJobs(self.settings, _needed(self.store), self.twilio)
+        return BackgroundJobs(self.settings, _needed(self.store), self.twilio, self.metrics)
 
 
 _T = TypeVar("_T")
@@ -155,14 +160,16 @@ def build_services(
     (commands that only talk to Twilio need no Redis). `destinations`: what ingest matches
     events against (none for commands that never ingest)."""
     twilio = build_twilio_client(settings, http)
+    metrics = Metrics()
     messages = MessageService(
         store.deliveries if store else None,
         twilio,
         settings.global_test_mode,
         settings.delivery_retention,
+        metrics,
     )
     if store is None:
-        return Services(settings, twilio, messages)
+        return Services(settings, twilio, messages, metrics)
     ingest = IngestService(
         destinations or DestinationSet([]),
         store.deliveries,
@@ -170,7 +177,8 @@ def build_services(
         settings.default_region,
         settings.global_test_mode,
         timedelta(seconds=settings.delivery_retention),
+        metrics,
         RecentEvents(settings.recent_events) if settings.recent_events else None,
     )
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
-    return Services(settings, twilio, messages, store, ingest, webhooks)
+    return Services(settings, twilio, messages, metrics, store, ingest, webhooks)

@@ -7,6 +7,7 @@ nothing consumed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,10 @@ from typing import Any
 
 from app.destinations import Destination, DestinationSet
 from app.errors import Conflict
+from app.metrics import Metrics
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
+from app.pipeline.recipients import mask_phone
 from app.services.recent import RecentEvents
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import Mode, NewDelivery
@@ -24,6 +27,7 @@ from app.twilio.errors import TwilioApiError, TwilioError
 
 # Evaluating a batch yields the event loop at least this often.
 _MAX_TURN_SECONDS = 0.02
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class IngestService:
         default_region: str,
         global_test_mode: bool,
         horizon: timedelta,
+        metrics: Metrics,
         recent: RecentEvents | None = None,
     ) -> None:
         self._recent = recent
@@ -81,6 +86,7 @@ class IngestService:
         self._default_region = default_region
         self._global_test_mode = global_test_mode
         self._horizon = horizon
+        self._metrics = metrics
 
     @property
     def destinations(self) -> DestinationSet:
@@ -101,6 +107,7 @@ class IngestService:
             self._recent.add(events)
         planned: list[tuple[int, NewDelivery]] = []
         now = datetime.now(UTC)
+        metrics = self._metrics
         turn_started = time.monotonic()
         for index, event in enumerate(events):
             if time.monotonic() - turn_started > _MAX_TURN_SECONDS:
@@ -108,6 +115,7 @@ class IngestService:
                 # other requests in between.
                 await asyncio.sleep(0)
                 turn_started = time.monotonic()
+            metrics.event_received(event.shape)
             candidates = self._destinations.candidates(event)
             if not candidates:
                 continue
@@ -120,8 +128,10 @@ class IngestService:
                     planned.append((index, self._new_delivery(event, evaluation)))
         admissions = await self._deliveries.admit([new for _, new in planned])
         outcomes = [EventOutcome(event) for event in events]
-        for (index, _), admission in zip(planned, admissions, strict=True):
+        for (index, new), admission in zip(planned, admissions, strict=True):
             outcomes[index].deliveries.append(admission)
+            metrics.decided(admission.destination_id, admission.decision)
+            log_decision(admission, new.recipient, new.event_uuid)
         for outcome in outcomes:
             if not outcome.deliveries:  # only these pay for the explanation
                 listening = self._destinations.listening(outcome.event.name)
@@ -248,3 +258,21 @@ class IngestService:
         except TwilioError as err:
             return {"code": None, "message": str(err)}
         return {"sid": created.sid, "status": created.status}
+
+
+def log_decision(admission: Admission, recipient: str | None, event_uuid: str | None) -> None:
+    """One line per decision (the request id comes from the request's context)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    log.info(
+        "decision %s",
+        admission.decision,
+        extra={
+            "delivery_id": admission.delivery_id,
+            "destination": admission.destination_id,
+            "decision": admission.decision,
+            "event_uuid": event_uuid,
+            "recipient": mask_phone(recipient) if recipient else None,
+            "detail": admission.detail,
+        },
+    )

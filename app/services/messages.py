@@ -16,9 +16,11 @@ from pydantic import Field, field_validator, model_validator
 
 from app.bodies import StrictBody
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
+from app.metrics import Metrics
 from app.pipeline.recipients import E164Number
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
+from app.services.ingest import log_decision
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import NewDelivery
 from app.twilio.client import MessagePage, TwilioClient
@@ -110,11 +112,13 @@ class MessageService:
         twilio: TwilioClient,
         global_test_mode: bool,
         retention_s: int,
+        metrics: Metrics,
     ) -> None:
         self._deliveries = deliveries
         self._twilio = twilio
         self._test_mode = global_test_mode
         self._horizon = timedelta(seconds=retention_s)
+        self._metrics = metrics
 
     async def send(self, request: MessageCreate, idempotency_key: str | None = None) -> Admission:
         """Queue one message (or hold it until `send_at`); answers the delivery id."""
@@ -164,6 +168,8 @@ class MessageService:
                 )
             ]
         )
+        self._metrics.decided(admission.destination_id, admission.decision)
+        log_decision(admission, request.to, None)
         return admission
 
     async def get(self, sid: str) -> TwilioMessage:

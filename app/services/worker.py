@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from app.metrics import Metrics
 from app.pipeline.dispatch import (
     Outcome,
     RetryLater,
@@ -26,7 +27,13 @@ from app.services.resolver import find_created
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
 from app.store.queue import QueuedSend, SendQueue
-from app.store.records import DeliveryRecord, DeliveryStatus, SendOutcome, iso_ms
+from app.store.records import (
+    DeliveryRecord,
+    DeliveryStatus,
+    SendOutcome,
+    id_created_ms,
+    iso_ms,
+)
 from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
 from app.twilio.error_catalog import ErrorAction, action_for
@@ -39,6 +46,9 @@ _READ_BLOCK_MS = 200
 _PROMOTE_EVERY_S = 0.1  # how late a due retry or held message may be moved to the queue
 _PRUNE_EVERY_S = 600.0
 _RECORD_RETRY_MAX_S = 2.0  # how often a held answer tries Redis again, at most
+# A stream entry written this soon after its delivery was created was queued by admission
+# itself (not promoted later from a hold or a retry): its send measures event-to-send.
+_QUEUED_AT_ADMISSION_MS = 1000
 
 
 def consumer_name() -> str:
@@ -57,11 +67,13 @@ class SendWorker:
         policy: RetryPolicy,
         concurrency: int,
         reclaim_idle_s: int,
+        metrics: Metrics,
         twilio_timeout_s: float,
         list_delay_s: float,
         shutdown_grace_s: float = 20.0,
     ) -> None:
         self._deliveries = deliveries
+        self._metrics = metrics
         self._queue = queue
         self._twilio = twilio
         self._policy = policy
@@ -182,7 +194,10 @@ class SendWorker:
         if verdict != "send" or record is None:
             # Expired, already done by an earlier owner, or the recipient opted out.
             if verdict == "opted_out":
-                log.info("delivery %s skipped: recipient opted out", queued.delivery_id)
+                log.info(
+                    "send skipped: recipient opted out",
+                    extra={"delivery_id": queued.delivery_id},
+                )
             await self._queue.ack(queued.entry_id)
             return
         attempt = record.attempts
@@ -190,7 +205,9 @@ class SendWorker:
         if record.mode == "test":
             outcome: Outcome = mocked_send()
         else:
+            started = time.perf_counter()
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)
+            self._measure(queued, record, outcome, time.perf_counter() - started)
         # Once Twilio has answered, that answer is held until it is recorded, however long
         # Redis is away: an unrecorded answer would leave the outcome to the resolver, and
         # an answer is never handed back for resending.
@@ -248,6 +265,7 @@ class SendWorker:
             outcome=SendOutcome(twilio_sid=found.sid, twilio_status=found.status or "queued"),
             attempt=record.attempts,
         )
+        self._metrics.send_attempted(record.destination, "sent")
         log.info("delivery %s: attempt %d adopted sid=%s", record.id, record.attempts, found.sid)
         return False
 
@@ -273,6 +291,31 @@ class SendWorker:
             attempt=record.attempts,
         )
 
+    def _measure(
+        self, queued: QueuedSend, record: DeliveryRecord, outcome: Outcome, seconds: float
+    ) -> None:
+        """Metrics of one live attempt: Twilio's answer, its duration, event-to-send."""
+        metrics = self._metrics
+        if isinstance(outcome, Sent):
+            metrics.twilio_answered(201, None, seconds)  # a create answers 201 Created
+            created_ms = id_created_ms(record.id)
+            queued_ms = _entry_ms(queued.entry_id)
+            if (
+                record.attempts == 1
+                and created_ms is not None
+                and queued_ms is not None
+                and queued_ms - created_ms <= _QUEUED_AT_ADMISSION_MS
+            ):
+                metrics.event_to_send(max(0.0, time.time() - created_ms / 1000))
+            return
+        err = outcome.error
+        if isinstance(err, TwilioApiError):
+            metrics.twilio_answered(err.http_status, err.code, seconds)
+        else:
+            metrics.twilio_answered(None, None, seconds)
+            if isinstance(err, TwilioTransportError) and err.request_sent:
+                metrics.outcome_unknown(record.destination)
+
     async def _record(
         self,
         queued: QueuedSend,
@@ -294,9 +337,14 @@ class SendWorker:
                 outcome=sent,
                 attempt=attempt,
             )
+            self._metrics.send_attempted(record.destination, status)
             if log.isEnabledFor(logging.INFO):
-                recipient = mask_phone(record.recipient or "")
-                log.info("delivery %s %s to %s sid=%s", record.id, status, recipient, outcome.sid)
+                log.info(
+                    "send attempt %d: %s",
+                    attempt,
+                    status,
+                    extra=_attempt_fields(record, attempt, status, twilio_sid=outcome.sid),
+                )
         elif isinstance(outcome, RetryLater):
             detail = f"attempt {attempt} failed: {outcome.error}; retry in {outcome.delay:.2f} s"
             await self._deliveries.finish_send(
@@ -309,7 +357,13 @@ class SendWorker:
                 retry_at_ms=int((time.time() + outcome.delay) * 1000),
                 attempt=attempt,
             )
-            log.info("delivery %s: %s", record.id, detail)
+            self._metrics.send_attempted(record.destination, "retrying")
+            log.info(
+                "send attempt %d: retrying: %s",
+                attempt,
+                detail,
+                extra=_attempt_fields(record, attempt, "retrying", error=outcome.error),
+            )
         elif isinstance(outcome, Unknown):
             due = time.time_ns() // 1_000_000 + int(self._list_delay_s * 1000)
             detail = (
@@ -329,7 +383,13 @@ class SendWorker:
                 retry_at_ms=due,
                 attempt=attempt,
             )
-            log.warning("delivery %s: %s", record.id, detail)
+            self._metrics.send_attempted(record.destination, "unknown")
+            log.warning(
+                "send attempt %d: unknown: %s",
+                attempt,
+                detail,
+                extra=_attempt_fields(record, attempt, "unknown", error=outcome.error),
+            )
         else:
             # Twilio knows this number sent STOP: never try it again.
             opted_out = action_for(getattr(outcome.error, "code", None)) is ErrorAction.OPT_OUT
@@ -344,7 +404,43 @@ class SendWorker:
                 suppression=suppression_value("twilio_21610") if opted_out else None,
                 attempt=attempt,
             )
-            log.warning("delivery %s failed: %s", record.id, outcome.error)
+            self._metrics.send_attempted(record.destination, "failed")
+            log.warning(
+                "send attempt %d: failed: %s",
+                attempt,
+                outcome.error,
+                extra=_attempt_fields(record, attempt, "failed", error=outcome.error),
+            )
+
+
+def _attempt_fields(
+    record: DeliveryRecord,
+    attempt: int,
+    status: DeliveryStatus,
+    *,
+    twilio_sid: str | None = None,
+    error: TwilioError | None = None,
+) -> dict[str, object]:
+    """The structured fields of a send attempt's log line (the recipient masked)."""
+    fields: dict[str, object] = {
+        "delivery_id": record.id,
+        "destination": record.destination,
+        "recipient": mask_phone(record.recipient or ""),
+        "attempt": attempt,
+        "status": status,
+    }
+    if twilio_sid:
+        fields["twilio_sid"] = twilio_sid
+    if isinstance(error, TwilioApiError):
+        fields["http_status"] = error.http_status
+        fields["error_code"] = error.code
+    return fields
+
+
+def _entry_ms(entry_id: str) -> int | None:
+    """When a stream entry was added: its id is "<ms>-<seq>"."""
+    head, _, _ = entry_id.partition("-")
+    return int(head) if head.isdigit() else None
 
 
 def message_of(record: DeliveryRecord) -> OutboundMessage:

@@ -13,6 +13,7 @@ from app.store.callbacks import CallbackLog
 from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
+from app.store.queue_stats import QueueStats
 from app.store.reconcile_state import ReconcileState
 from app.store.stats import DeliveryStats
 from app.store.suppressions import SuppressionList
@@ -35,6 +36,7 @@ class Store:
         self.callbacks = CallbackLog(redis, retention_s)
         self.reconcile = ReconcileState(redis)
         self.stats = DeliveryStats(redis)
+        self.queue_stats = QueueStats(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""
