@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -16,6 +18,8 @@ from app.api import (
     ingest,
     messages,
     metrics,
+    reload,
+    replay,
     twilio_webhooks,
 )
 from app.api import (
@@ -26,19 +30,53 @@ from app.api.ingest import IngestFastPath
 from app.api.limits import BodyLimit
 from app.api.openapi import install_contract
 from app.console import install_console
-from app.destinations import DestinationSet, load_destinations
 from app.logs import RequestIdMiddleware
-from app.pipeline.render import TemplateRenderer
-from app.services import build_http_client, build_services
+from app.services import Services, build_http_client, build_services
+from app.services.reload import ReloadRefused, load_configured_destinations
 from app.settings import Settings
 from app.store.storage import open_store
 
 log = logging.getLogger(__name__)
 
 
-def load_configured_destinations(settings: Settings) -> DestinationSet:
-    """Read the destinations file with the configured templates folder (raises ConfigError)."""
-    return load_destinations(settings.destinations_file, TemplateRenderer(settings.templates_dir))
+__all__ = ["create_app", "load_configured_destinations"]
+
+
+@contextlib.asynccontextmanager
+async def following_reloads(services: Services) -> AsyncIterator[None]:
+    """Reload the destinations on SIGHUP, and whenever another process reloaded them."""
+    reloader = services.reloader
+    if reloader is None:
+        yield
+        return
+    await reloader.start()
+    stopping = asyncio.Event()
+    interval = services.settings.config_poll_interval
+    follower = asyncio.create_task(reloader.follow(interval, stopping)) if interval else None
+    pending: set[asyncio.Task[object]] = set()
+
+    async def on_sighup() -> None:
+        with contextlib.suppress(ReloadRefused):  # logged, and kept in last_error
+            await reloader.reload()
+
+    def hangup() -> None:
+        task: asyncio.Task[object] = asyncio.create_task(on_sighup())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop = asyncio.get_running_loop()
+    # Signals reach the main thread only (the tests run the app in another one).
+    signals = threading.current_thread() is threading.main_thread()
+    if signals:
+        loop.add_signal_handler(signal.SIGHUP, hangup)
+    try:
+        yield
+    finally:
+        if signals:
+            loop.remove_signal_handler(signal.SIGHUP)
+        stopping.set()
+        if follower:
+            await follower
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:
@@ -72,7 +110,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
 
             app.state.drain = drain
             try:
-                yield
+                async with following_reloads(services):
+                    yield
             finally:
                 if worker and services.background:
                     worker.stop()
@@ -86,7 +125,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     )
     for router in (
         ingest.router,
+        reload.router,  # before destinations': its path is a literal
         destinations.router,
+        replay.router,  # before deliveries': its path is a literal
         deliveries.router,
         messages.router,
         suppressions_api.router,

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, ge=1)
     public_base_url: str | None = None
     log_level: str = "INFO"
+    # The CLI's other way in: a running service's API (with SMS_ADMIN_TOKEN) instead of Redis.
+    api_url: str | None = None
     # Raw events kept in memory for the console's tester (personal data: 0 keeps none).
     recent_events: int = Field(default=1000, ge=0, le=100_000)
     # json | text; unset: text at a terminal, JSON everywhere else (app/logs.py).
@@ -71,6 +73,9 @@ class Settings(BaseSettings):
     destinations_file: Path = Path("destinations.yaml")
     templates_dir: Path = Path("templates")
     default_region: str = "US"
+    # How often each `serve` checks whether another process reloaded the destinations
+    # file (one Redis GET, off the hot path); 0 turns the check off.
+    config_poll_interval: float = Field(default=2.0, ge=0)
 
     # --- sending ------------------------------------------------------------------------
     # None means "decide": test mode exactly when no Twilio credentials are configured.
@@ -117,7 +122,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a two-letter region code such as US or GB")
         return value.upper()
 
-    @field_validator("public_base_url", "twilio_base_url")
+    @field_validator("public_base_url", "twilio_base_url", "api_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://", value):

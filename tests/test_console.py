@@ -259,7 +259,7 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     resent_id = page.url.rsplit("/", 1)[1]
     assert resent_id != seeded["failed"]
     resent = service.wait_for_status(resent_id, "sent")
-    assert resent["detail"] == f"resend of {seeded['failed']}"
+    assert resent["detail"] == f"replay of delivery {seeded['failed']}"
     assert resent["recipient"] == failed["recipient"] and resent["body"] == failed["body"]
     page.goto(f"{base}/console/deliveries/{seeded['failed']}")
     page.get_by_role("button", name="Resend").click()

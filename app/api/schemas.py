@@ -30,8 +30,8 @@ class ErrorBody(BaseModel):
     error: str = Field(
         description="A stable code: `invalid_input`, `unauthorized`, `forbidden`, "
         "`not_found`, `method_not_allowed`, `conflict`, `payload_too_large`, "
-        "`unsupported_media_type`, `unavailable`, `twilio_error`, `twilio_unreachable`, "
-        "`internal_error`"
+        "`unsupported_media_type`, `unavailable`, `invalid_destinations`, `twilio_error`, "
+        "`twilio_unreachable`, `internal_error`"
     )
     detail: list[Problem] | TwilioErrorDetail | str | None = Field(
         description="What went wrong: the problems of invalid input (at most 20, then one "
@@ -47,7 +47,8 @@ _ERROR_DESCRIPTIONS: dict[int | str, str] = {
     413: "The body is over its limit (`SMS_MAX_BODY_BYTES`, decompressed; 64 KiB for "
     "Twilio's webhooks)",
     415: "A `Content-Encoding` other than gzip, deflate or identity",
-    422: "A malformed path, query or body value; `detail` names each field",
+    422: "A malformed path, query or body value; `detail` names each field (reload: "
+    "`invalid_destinations`, the file's problems with their lines)",
     503: "Redis is unavailable (`Retry-After` says when to retry)",
     "4XX": "Twilio refused the request: `twilio_error`, with Twilio's status and error",
     502: "Twilio failed (5xx) or could not be reached",

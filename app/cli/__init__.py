@@ -1,9 +1,10 @@
 """`smsdest`: serve the API (with a worker), run extra workers, check a destinations file,
 and every operator operation (messages, suppressions, raw Twilio requests) as a command.
 
-Operations print JSON on stdout (one object, or JSON Lines for lists) and errors as
+Operations print JSON on stdout (one object, or JSON Lines for lists; the operator
+commands `deliveries`, `test` and `reload` print tables unless `--json`) and errors as
 `smsdest: <message>` on stderr: exit 2 for a bad command line, bad input or bad settings,
-1 when Twilio (or Redis) fails.
+1 when Twilio (or Redis, or the API) fails; 3, 4, 5: see app/cli/access.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import argparse
 import os
 import sys
 
+from app.cli.delivery_commands import add_delivery_commands
+from app.cli.destination_commands import add_destination_commands
 from app.cli.message_commands import add_message_commands
 from app.cli.plumbing import CliError
 from app.cli.serve_commands import add_serve_commands
@@ -30,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     add_message_commands(commands)
     add_suppression_commands(commands)
     add_twilio_commands(commands)
+    add_delivery_commands(commands)
+    add_destination_commands(commands)
     return parser
 
 

@@ -75,6 +75,21 @@ async def open_services(settings: Settings, *, redis: bool) -> AsyncIterator[Ser
             yield build_services(settings, http, store)
 
 
+def with_running_redis(settings: Settings, prog: str) -> Settings:
+    """`settings` with SMS_REDIS_URL, or else the embedded Redis of a running `serve`."""
+    if settings.redis_url is not None:
+        return settings
+    from app.store.connection import EmbeddedRedis
+
+    url = EmbeddedRedis.running_url(settings.data_dir)
+    if url is None:
+        raise SettingsError(
+            f"{prog} needs SMS_REDIS_URL, or a running `smsdest serve` with its embedded "
+            f"Redis under SMS_DATA_DIR ({settings.data_dir}/{EmbeddedRedis.URL_FILE} not found)"
+        )
+    return settings.model_copy(update={"redis_url": url})
+
+
 def require_twilio(settings: Settings, prog: str) -> None:
     if not settings.has_twilio_credentials:
         raise SettingsError(
@@ -88,8 +103,8 @@ def _run(
 ) -> int:
     """Check the settings the operation needs, build the services, run it, map its errors."""
     settings = load_settings()
-    if redis and settings.redis_url is None:
-        raise SettingsError(f"{prog} needs SMS_REDIS_URL (the embedded Redis is serve's)")
+    if redis:
+        settings = with_running_redis(settings, prog)
     if twilio:
         require_twilio(settings, prog)
 
@@ -173,9 +188,12 @@ def add_operation(
     redis: bool = False,
     twilio: bool = False,
     description: str | None = None,
+    json_flag: bool = True,
 ) -> argparse.ArgumentParser:
     """Add a subcommand that runs `operation` with the services (with Redis, needing Twilio)."""
     parser = commands.add_parser(name, help=help, description=description or help)
+    if json_flag:  # accepted for scripts that pass --json to every command
+        parser.add_argument("--json", action="store_true", help="JSON output (the only one)")
     run = functools.partial(_run, operation, prog=parser.prog, redis=redis, twilio=twilio)
     parser.set_defaults(run=run)
     return parser

@@ -74,6 +74,9 @@ def worker(_: argparse.Namespace) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop)
+            # A deployment may SIGHUP every process to reload: a worker sends what was
+            # admitted and has nothing to reload, but must not die of it either.
+            loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP: nothing to reload")
             log.info("worker started")
             await asyncio.gather(jobs.run(), *([metrics.serve()] if metrics else []))
 

@@ -131,6 +131,7 @@ def add_twilio_commands(commands: Subcommands) -> None:
         twilio_raw,
         "any request to the 2010-04-01 API with our credentials",
         twilio=True,
+        json_flag=False,  # its --json is the request's body; its output is JSON already
         description="Send one request to {SMS_TWILIO_BASE_URL}/2010-04-01 + PATH with the "
         "configured Twilio credentials. $TWILIO_ACCOUNT_SID (quote it so the shell leaves "
         "it), ${TWILIO_ACCOUNT_SID} and {AccountSid} in PATH become the account SID. Prints "

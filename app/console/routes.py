@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +34,8 @@ from app.services.messages import MessageListQuery
 from app.services.resend import RESENDABLE, resend
 from app.store import StorageError
 from app.store.records import iso_ms
-from app.store.stats import OUTCOME_SAMPLE, STATUSES
+from app.store.stats import OUTCOME_SAMPLE, STATUSES, DeliveryStats
+from app.store.storage import Store
 from app.twilio.errors import TwilioApiError, TwilioTransportError
 
 log = logging.getLogger(__name__)
@@ -286,8 +286,7 @@ def _safe_next(target: str) -> str:
 async def overview(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     stats = _stats(services)
     hour, day = await stats.outcomes_since(HOUR, DAY)
-    queue = await stats.queue_state()
-    now_ms = time.time_ns() // 1_000_000
+    queue = await _store(services).queue_stats.snapshot()
     destinations = services.ingest.destinations.configs()
     return _render(
         request,
@@ -296,8 +295,8 @@ async def overview(request: Request, session: SessionDep, services: ServicesDep)
         windows=[("Last hour", hour), ("Last 24 hours", day)],
         statuses=STATUSES,
         queue=queue,
-        oldest_age_s=(now_ms - queue.oldest_entry_ms) / 1000 if queue.oldest_entry_ms else None,
-        oldest_at=iso_ms(queue.oldest_entry_ms) if queue.oldest_entry_ms else None,
+        oldest_age_s=queue.oldest_age_s if queue.oldest_added_ms else None,
+        oldest_at=iso_ms(queue.oldest_added_ms) if queue.oldest_added_ms else None,
         destinations=destinations,
         disabled=[d.id for d in destinations if not d.enabled],
         test_mode=services.settings.global_test_mode,
@@ -305,10 +304,14 @@ async def overview(request: Request, session: SessionDep, services: ServicesDep)
     )
 
 
-def _stats(services: Services) -> Any:
+def _store(services: Services) -> Store:
     if services.store is None:
         raise ServiceError("this process runs without Redis")
-    return services.store.stats
+    return services.store
+
+
+def _stats(services: Services) -> DeliveryStats:
+    return _store(services).stats
 
 
 # --- deliveries -----------------------------------------------------------------------
@@ -403,7 +406,7 @@ async def resend_delivery(
     request: Request, delivery_id: str, session: SessionDep, services: ServicesDep
 ) -> Response:
     await _checked_form(request, session)
-    admission = await resend(services.deliveries, services.ingest.destinations, delivery_id)
+    admission = await resend(services.replay, delivery_id)
     text = f"Resend: {admission.decision}" + (f" ({admission.detail})" if admission.detail else "")
     kind = "ok" if admission.decision in ("queued", "scheduled") else "warn"
     return _redirect(request, f"/console/deliveries/{admission.delivery_id}", text, kind)

@@ -18,6 +18,8 @@ from app.services.ingest import IngestService
 from app.services.messages import MessageService
 from app.services.recent import RecentEvents
 from app.services.reconcile import Reconciler
+from app.services.reload import DestinationReloader
+from app.services.replay import ReplayService
 from app.services.webhooks import TwilioWebhooks
 from app.services.worker import SendWorker, consumer_name, message_of
 from app.settings import Settings
@@ -108,6 +110,8 @@ class Services:
     store: Store | None = None
     ingest_service: IngestService | None = None
     webhook_service: TwilioWebhooks | None = None
+    reloader: DestinationReloader | None = None  # its `last_error`: the last refused reload
+    replay_service: ReplayService | None = None
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
     # Set on SIGTERM: /readyz turns red and new ingest is refused while in-flight work ends.
@@ -120,6 +124,10 @@ class Services:
     @property
     def webhooks(self) -> TwilioWebhooks:
         return _needed(self.webhook_service)
+
+    @property
+    def replay(self) -> ReplayService:
+        return _needed(self.replay_service)
 
     @property
     def deliveries(self) -> DeliveryLog:
@@ -181,4 +189,16 @@ def build_services(
         RecentEvents(settings.recent_events) if settings.recent_events else None,
     )
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
-    return Services(settings, twilio, messages, metrics, store, ingest, webhooks)
+    reloader = DestinationReloader(settings, ingest, store.config_generation)
+    replay = ReplayService(store.deliveries, store.replays, ingest)
+    return Services(
+        settings,
+        twilio,
+        messages,
+        metrics,
+        store,
+        ingest,
+        webhooks,
+        reloader=reloader,
+        replay_service=replay,
+    )

@@ -92,6 +92,10 @@ class IngestService:
     def destinations(self) -> DestinationSet:
         return self._destinations
 
+    def use_destinations(self, destinations: DestinationSet) -> None:
+        """Swap in a reloaded destinations file (events evaluated from now on use it)."""
+        self._destinations = destinations
+
     @property
     def recent(self) -> RecentEvents | None:
         """The sample of recent events (None: SMS_RECENT_EVENTS=0)."""
@@ -106,6 +110,7 @@ class IngestService:
         if self._recent is not None:
             self._recent.add(events)
         planned: list[tuple[int, NewDelivery]] = []
+        destinations = self._destinations  # one file for the whole batch, even mid-reload
         now = datetime.now(UTC)
         metrics = self._metrics
         turn_started = time.monotonic()
@@ -116,7 +121,7 @@ class IngestService:
                 await asyncio.sleep(0)
                 turn_started = time.monotonic()
             metrics.event_received(event.shape)
-            candidates = self._destinations.candidates(event)
+            candidates = destinations.candidates(event)
             if not candidates:
                 continue
             context = event.template_context()
@@ -134,7 +139,7 @@ class IngestService:
             log_decision(admission, new.recipient, new.event_uuid)
         for outcome in outcomes:
             if not outcome.deliveries:  # only these pay for the explanation
-                listening = self._destinations.listening(outcome.event.name)
+                listening = destinations.listening(outcome.event.name)
                 outcome.unmatched.extend(explain_unmatched(listening, outcome.event))
         return outcomes
 

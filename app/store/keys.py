@@ -56,6 +56,15 @@ def twilio_sid(sid: str) -> str:
     return f"{PREFIX}sid:{sid}"
 
 
+# Bumped by every reload of the destinations file; each `serve` polls it (config_generation.py).
+CONFIG_GENERATION = PREFIX + "config:generation"
+
+
+def replayed(delivery_id: str) -> str:
+    """Which delivery replayed a failed one (a replay sends each failed delivery once)."""
+    return f"{PREFIX}replayed:{delivery_id}"
+
+
 RECONCILE_LOCK = PREFIX + "reconcile:lock"
 RECONCILE_STALE_CURSOR_PREFIX = PREFIX + "reconcile:stale:"  # + delivery status
 RECONCILE_EXTERNAL_SINCE = PREFIX + "reconcile:external:since"  # ISO time, sweep start

@@ -1,5 +1,5 @@
-"""What the send queue holds right now, for /metrics: read at scrape time, in one round
-trip, never on the hot path."""
+"""What the send queue holds right now, for /metrics and the console: read when asked, in
+one round trip, never on the hot path."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class QueueSnapshot:
     depth: int  # stream entries: waiting to be read, or read and not yet acknowledged
     delayed: int  # retries waiting for their backoff and messages held until their time
     oldest_age_s: float  # how long the oldest stream entry has waited (0 when empty)
+    oldest_added_ms: int | None  # when it was added (epoch ms; None when empty)
     by_status: dict[DeliveryStatus, int]
 
 
@@ -42,7 +43,7 @@ class QueueStats:
                 pipe.zcard(keys.STATUS_INDEX_PREFIX + status)
             reply: list[Any] = await pipe.execute()
         depth, first, delayed, *counts = reply
-        oldest_age_s = 0.0
+        oldest_age_s, added_ms = 0.0, None
         if first:
             # A stream entry id is "<ms when it was added>-<seq>": the wait needs no lookup.
             entry_id = first[0][0]
@@ -52,5 +53,6 @@ class QueueStats:
             depth=int(depth),
             delayed=int(delayed),
             oldest_age_s=oldest_age_s,
+            oldest_added_ms=added_ms,
             by_status=dict(zip(WAITING_STATUSES, (int(c) for c in counts), strict=True)),
         )

@@ -1,8 +1,8 @@
-"""Read-only figures for the console, from the indexes the log already keeps.
+"""Read-only figures for the console, from what the log already keeps.
 
 Nothing here is written on the hot path: the counts come from the delivery indexes
-(sorted sets of time-ordered ids, so a time range is a lexical range) and from the send
-stream and the delayed set, read when someone opens the console.
+(sorted sets of time-ordered ids, so a time range is a lexical range) and the records they
+point to, read when someone opens the console. (The queue's figures: queue_stats.py.)
 """
 
 from __future__ import annotations
@@ -20,15 +20,6 @@ from app.store.records import DeliveryStatus, id_bound
 STATUSES: tuple[DeliveryStatus, ...] = get_args(DeliveryStatus)
 # At most this many of a destination's deliveries are read to count its outcomes.
 OUTCOME_SAMPLE = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class QueueState:
-    """The send queue now: entries not yet acknowledged, held ones, the oldest waiting."""
-
-    stream_entries: int
-    delayed: int
-    oldest_entry_ms: int | None  # when the oldest unacknowledged stream entry was added
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +75,3 @@ class DeliveryStats:
         by_status = Counter(status for status, _ in rows)
         reasons = Counter(reason for status, reason in rows if status == "skipped" and reason)
         return Outcomes(int(replies[0]), dict(by_status), dict(reasons), len(ids) == OUTCOME_SAMPLE)
-
-    async def queue_state(self) -> QueueState:
-        """The send stream's length (acknowledged entries are deleted, so: not yet done),
-        the delayed set's size (retries and held messages), the oldest entry's age."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(keys.SEND_STREAM)
-            pipe.zcard(keys.DELAYED_SENDS)
-            pipe.xrange(keys.SEND_STREAM, "-", "+", count=1)
-            length, delayed, first = await pipe.execute()
-        oldest = int(first[0][0].split("-")[0]) if first else None
-        return QueueState(int(length), int(delayed), oldest)

@@ -10,11 +10,13 @@ from redis.asyncio import Redis
 from app.settings import Settings
 from app.store import storage_errors
 from app.store.callbacks import CallbackLog
+from app.store.config_generation import ConfigGeneration
 from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
 from app.store.queue_stats import QueueStats
 from app.store.reconcile_state import ReconcileState
+from app.store.replays import ReplayLog
 from app.store.stats import DeliveryStats
 from app.store.suppressions import SuppressionList
 
@@ -35,6 +37,8 @@ class Store:
         self.suppressions = SuppressionList(redis)
         self.callbacks = CallbackLog(redis, retention_s)
         self.reconcile = ReconcileState(redis)
+        self.config_generation = ConfigGeneration(redis)
+        self.replays = ReplayLog(redis, retention_s)
         self.stats = DeliveryStats(redis)
         self.queue_stats = QueueStats(redis)
 
