@@ -99,6 +99,16 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             )
             services.background = asyncio.create_task(worker.run()) if worker else None
             app.state.services = services
+
+            async def drain() -> None:
+                """SIGTERM: readiness red and new ingest refused at once; in-flight sends
+                get SMS_SHUTDOWN_GRACE to finish (the send worker bounds itself)."""
+                services.shutting_down = True
+                if worker and services.background:
+                    worker.stop()
+                    await services.background
+
+            app.state.drain = drain
             try:
                 async with following_reloads(services):
                     yield

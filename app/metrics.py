@@ -104,14 +104,14 @@ class Metrics:
         self._sends = Counter(
             "smsdest_sends",
             "Send attempts by destination and the status they left the delivery in "
-            "(sent, mocked, scheduled, retrying, failed, expired).",
+            "(sent, mocked, scheduled, retrying, unknown, failed, expired).",
             ["destination", "status"],
             registry=registry,
         )
         self._unknown = Counter(
             "smsdest_send_outcome_unknown",
             "Send attempts whose outcome is unknown (the connection failed after the request "
-            "went out): recorded failed, never retried, maybe delivered.",
+            "went out): recorded unknown and resolved by asking Twilio's message list.",
             ["destination"],
             registry=registry,
         )

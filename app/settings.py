@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=100, ge=1, le=1000)
     # Unset: derived from twilio_timeout (see `_check_reclaim_outlives_sends`).
     reclaim_idle: Seconds = Field(default=DEFAULT_RECLAIM_IDLE_S, ge=1)
+    # How long Twilio's message list may lag behind a create: an attempt whose outcome is
+    # unknown is looked up this long after it could last have reached Twilio (and sent
+    # again only if it is not there). See README, "Exactly once".
+    twilio_list_delay: float = Field(default=60.0, ge=0)
+    # SIGTERM: how long in-flight sends get to finish; the rest are left `sending`, for the
+    # resolver (another worker, or this one's next start).
+    shutdown_grace: Seconds = Field(default=20, ge=0)
     # Reconciliation with Twilio (off in test mode): 0 turns it off.
     reconcile_interval: Seconds = Field(default=300, ge=0)
     reconcile_after: Seconds = Field(default=600, ge=0)

@@ -27,10 +27,12 @@ def parse(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
-def test_throttled_names_the_window_since_when_and_until_when(start_service: Start) -> None:
-    service = start_service(THROTTLED_DESTINATION, run_worker=False)
-    before = datetime.now(UTC)
+def test_throttled_names_the_window_since_when_and_until_when(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    service = start_service(THROTTLED_DESTINATION)
     first = decision(service, uuid="first")
+    sent = service.wait_for_status(first["delivery_id"], "sent")
     held = decision(service, uuid="second")
     assert held["decision"] == "throttled"
     match = re.fullmatch(
@@ -41,11 +43,23 @@ def test_throttled_names_the_window_since_when_and_until_when(start_service: Sta
     assert match, held["detail"]
     since, holder, frees = parse(match[1]), match[2], parse(match[3])
     assert holder == first["delivery_id"]
-    assert before - timedelta(seconds=1) <= since <= datetime.now(UTC)
+    # The window runs from the text.
+    assert abs(since - parse(sent["updated_at"])) < timedelta(seconds=1)
     assert abs((frees - since) - timedelta(hours=1)) < timedelta(seconds=1)
     # The record keeps the reason; the same words come back for every later event.
     assert service.delivery(held["delivery_id"])["reason"] == "throttled"
     assert holder in decision(service, uuid="third")["detail"]
+
+
+def test_a_window_held_by_a_text_not_sent_yet_says_so(start_service: Start) -> None:
+    service = start_service(THROTTLED_DESTINATION, run_worker=False)
+    first = decision(service, uuid="first")
+    held = decision(service, uuid="second")
+    assert held["decision"] == "throttled"
+    assert held["detail"] == (
+        "one message per 1h per recipient: the window is held by delivery "
+        f"{first['delivery_id']}, not sent yet; it frees 1h after that text"
+    )
 
 
 def test_duplicate_names_the_original_and_when_it_was_handled(start_service: Start) -> None:

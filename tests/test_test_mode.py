@@ -44,7 +44,7 @@ def test_test_mode_destination_mocks_the_send(
         "To": "+14155552671",
         "From": "+15005550006",
         "Body": "Hello Ada 👋",
-        "StatusCallback": "https://sms.example.com/v1/twilio/status",
+        "StatusCallback": f"https://sms.example.com/v1/twilio/status/{delivery['delivery_id']}",
     }
     assert request["auth"] == {"username": ACCOUNT_SID, "password": "[redacted]"}
 

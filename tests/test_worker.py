@@ -97,14 +97,21 @@ def test_retries_exhausted_is_failed_with_twilio_error(
     assert (record["error_code"], record["error_message"]) == (20500, "Internal Server Error")
 
 
-def test_timeout_after_sending_is_not_retried(
+def test_a_timeout_after_sending_is_resolved_with_twilio_not_resent(
     start_service: Start, fake_twilio: FakeTwilio
 ) -> None:
-    fake_twilio.enqueue(ScriptedResponse(201, delay=2.0))
-    service = start_service(THROTTLED_DESTINATION, twilio_timeout=0.5)
-    record = service.wait_for_status(queue_one(service), "failed")
-    assert "outcome unknown" in record["error_message"]
+    # Twilio creates the message, but answers after the 0.5 s deadline: outcome unknown.
+    fake_twilio.enqueue(ScriptedResponse(201, accept=True, delay=1.0))
+    service = start_service(THROTTLED_DESTINATION, twilio_timeout=0.5, twilio_list_delay=1)
+    delivery_id = queue_one(service)
+    record = service.wait_for_status(delivery_id, "unknown")
+    assert "ReadTimeout" in record["error_message"]
+    # Asked 1 s later (SMS_TWILIO_LIST_DELAY), Twilio's list has it: adopted, not resent.
+    record = service.wait_for_status(delivery_id, "sent", timeout=10)
     assert len(fake_twilio.message_requests) == 1
+    [created] = fake_twilio.messages
+    assert record["twilio_sid"] == created and record["attempts"] == 1
+    assert "adopted, not sent again" in record["history"][-1]["detail"]
 
 
 def test_connection_refused_is_retried(start_service: Start, fake_twilio: FakeTwilio) -> None:

@@ -19,7 +19,14 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=None)
 async def readyz(services: ServicesDep) -> dict[str, str] | JSONResponse:
     """Ready when Redis is fit and takes writes (nothing can be accepted safely without
-    it: see `Store.problems`) and the in-process send worker, if any, is still running."""
+    it: see `Store.problems`) and the in-process send worker, if any, is still running;
+    red from SIGTERM on (the process is draining)."""
+    if services.shutting_down:
+        return JSONResponse(
+            {"status": "unavailable", "detail": "shutting down"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
     problems = await services.store.problems() if services.store is not None else []
     if problems:
         return JSONResponse(

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.deps import check_ingest_token, services_of
 from app.api.error_handlers import error_response
 from app.api.limits import too_large
-from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.errors import InvalidInput, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from app.pipeline.events import InvalidPayload, parse_events
 
 router = APIRouter(tags=["ingest"])
@@ -106,6 +106,11 @@ async def post_events(request: Request) -> Response:
     # dependency solving and response-model validation cost more than the work itself.
     services = services_of(request)
     check_ingest_token(request, services)
+    if services.shutting_down:
+        raise Unavailable(
+            "this instance is shutting down: retry (another instance takes it)",
+            headers={"Retry-After": "5"},
+        )
     payload = await read_json_body(request, services.settings.max_body_bytes)
     try:
         parsed = parse_events(payload, services.settings.max_batch)

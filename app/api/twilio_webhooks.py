@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app.api.deps import ServicesDep
+from app.api.params import DeliveryId
 from app.api.schemas import WebhookAnswer, errors
 from app.errors import Forbidden, InvalidInput
 from app.twilio.signature import validate_signature
@@ -96,6 +97,25 @@ async def status_callback(
 ) -> dict[str, object]:
     token = request.headers.get(_IDEMPOTENCY_TOKEN)
     result = await services.webhooks.status_callback(form, token)
+    return result.to_json()
+
+
+@router.post(
+    "/v1/twilio/status/{delivery_id}",
+    summary="Twilio message status callback for one delivery",
+    response_model=WebhookAnswer,
+    openapi_extra=_TWILIO_FORM,
+)
+async def delivery_status_callback(
+    request: Request,
+    delivery_id: DeliveryId,
+    form: VerifiedForm,
+    services: ServicesDep,
+) -> dict[str, object]:
+    """The URL each message carries (with SMS_PUBLIC_BASE_URL): it names the delivery, so
+    the callback settles a delivery whose send's answer was lost (outcome unknown)."""
+    token = request.headers.get(_IDEMPOTENCY_TOKEN)
+    result = await services.webhooks.status_callback(form, token, named=delivery_id)
     return result.to_json()
 
 

@@ -32,12 +32,13 @@ log = logging.getLogger("smsdest")
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from app.cli.draining import DrainingServer
     from app.main import create_app
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, run_worker=not args.no_worker)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host or settings.host,
         port=args.port or settings.port,
@@ -45,6 +46,10 @@ def serve(args: argparse.Namespace) -> None:
         access_log=False,
         log_config=None,  # uvicorn's lines go through our handler and format (app/logs.py)
     )
+    server = DrainingServer(config, app)
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run: start-up failed (the trace above says why)
 
 
 def worker(_: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ STATUS_WORDS: dict[DeliveryStatus, str] = {
     "queued": "admitted and waiting for a worker",
     "scheduled": "held until its send time",
     "sending": "a worker is sending it to Twilio",
+    "unknown": "an attempt's answer was lost; Twilio is asked before any new attempt",
     "retrying": "Twilio or the network failed; another attempt is due",
     "sent": "Twilio accepted it",
     "mocked": "test mode: recorded, not sent",

@@ -43,12 +43,21 @@ class RetryLater:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
+    """Twilio refused for good: nothing was created (the recipient's window is freed)."""
+
     error: TwilioError
-    # Release the recipient's throttle window only when Twilio surely did not send.
-    release_throttle: bool
 
 
-Outcome = Sent | RetryLater | Failed
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """The request left and no usable answer came back (a deadline, a dropped connection,
+    an unreadable body): Twilio may have created the message. Never retried as is: the
+    resolver asks Twilio first (app/services/resolver.py)."""
+
+    error: TwilioTransportError
+
+
+Outcome = Sent | RetryLater | Failed | Unknown
 
 
 def mocked_send() -> Sent:
@@ -63,10 +72,15 @@ async def attempt_send(
     """Make attempt number `attempt` and classify the result."""
     try:
         created = await twilio.send_message(message)
+    except TwilioTransportError as err:
+        if err.request_sent:
+            return Unknown(err)
+        if attempt < policy.max_attempts:
+            return RetryLater(policy.delay(attempt), err)
+        return Failed(err)
     except TwilioError as err:
         if err.retryable and attempt < policy.max_attempts:
             retry_after = err.retry_after if isinstance(err, TwilioApiError) else None
             return RetryLater(policy.delay(attempt, retry_after), err)
-        maybe_sent = isinstance(err, TwilioTransportError) and err.request_sent
-        return Failed(err, release_throttle=not maybe_sent)
+        return Failed(err)
     return Sent(sid=created.sid, twilio_status=created.status or "queued")

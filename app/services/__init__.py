@@ -68,6 +68,9 @@ class BackgroundJobs:
             settings.worker_concurrency,
             settings.reclaim_idle,
             metrics,
+            settings.twilio_timeout,
+            settings.twilio_list_delay,
+            settings.shutdown_grace,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
         self._reconciler = (
@@ -111,6 +114,8 @@ class Services:
     replay_service: ReplayService | None = None
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
+    # Set on SIGTERM: /readyz turns red and new ingest is refused while in-flight work ends.
+    shutting_down: bool = False
 
     @property
     def ingest(self) -> IngestService:

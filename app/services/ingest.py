@@ -235,8 +235,10 @@ class IngestService:
             return trace
         check = preview.check
         if config.throttle and evaluation.recipient:
-            held = check.verdict == "throttled" and check.frees_at_ms is not None
-            remaining_ms = (check.frees_at_ms or 0) - time.time_ns() // 1_000_000
+            held = check.verdict == "throttled"
+            # A holder not sent yet frees the window a whole window after its text, at best.
+            frees_at_ms = check.frees_at_ms or time.time_ns() // 1_000_000 + new.throttle_window_ms
+            remaining_ms = frees_at_ms - time.time_ns() // 1_000_000
             trace["throttle"] = {
                 "window_seconds": config.throttle.window,
                 "scope": config.throttle.scope,

@@ -60,14 +60,21 @@ class TwilioWebhooks:
         self._default_region = default_region
 
     async def status_callback(
-        self, form: Mapping[str, str], idempotency_token: str | None = None
+        self,
+        form: Mapping[str, str],
+        idempotency_token: str | None = None,
+        named: str | None = None,
     ) -> WebhookResult:
         """Move the delivery forward, never backwards; applied once per MessageSid and
-        status (a replay answers "replayed" and changes nothing)."""
+        status (a replay answers "replayed" and changes nothing). `named`: the delivery
+        the callback URL names; one whose attempt's outcome is not known yet adopts the
+        SID (it is sent: the resolver will not send it again)."""
         sid = form.get("MessageSid") or form.get("SmsSid") or ""
         status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
         error_code = _int_or_none(form.get("ErrorCode"))
         delivery_id = await self._deliveries.delivery_id_for_sid(sid) if sid else None
+        if delivery_id is None and named and sid and await self._deliveries.adopt_sid(named, sid):
+            delivery_id = named
         change = None
         if delivery_id and action_for(error_code) is ErrorAction.OPT_OUT and form.get("To"):
             change = SuppressionChange(self._number(form["To"]), "add", "twilio_21610")

@@ -10,19 +10,21 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from app.metrics import Metrics
 from app.pipeline.dispatch import (
-    Failed,
     Outcome,
     RetryLater,
     RetryPolicy,
     Sent,
+    Unknown,
     attempt_send,
     mocked_send,
 )
 from app.pipeline.recipients import mask_phone
+from app.services.resolver import find_created
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
 from app.store.queue import QueuedSend, SendQueue
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 _READ_BLOCK_MS = 200
 _PROMOTE_EVERY_S = 0.1  # how late a due retry or held message may be moved to the queue
 _PRUNE_EVERY_S = 600.0
+_RECORD_RETRY_MAX_S = 2.0  # how often a held answer tries Redis again, at most
 # A stream entry written this soon after its delivery was created was queued by admission
 # itself (not promoted later from a hold or a retry): its send measures event-to-send.
 _QUEUED_AT_ADMISSION_MS = 1000
@@ -68,6 +71,9 @@ class SendWorker:
         concurrency: int,
         reclaim_idle_s: int,
         metrics: Metrics,
+        twilio_timeout_s: float,
+        list_delay_s: float,
+        shutdown_grace_s: float = 20.0,
     ) -> None:
         self._deliveries = deliveries
         self._metrics = metrics
@@ -77,6 +83,12 @@ class SendWorker:
         self._concurrency = concurrency
         self._read_chunk = max(1, concurrency // 4)
         self._reclaim_idle_ms = reclaim_idle_s * 1000
+        self._twilio_timeout = twilio_timeout_s
+        self._list_delay_s = list_delay_s
+        self._shutdown_grace_s = shutdown_grace_s
+        # An attempt whose worker died could have reached Twilio until its deadline; the
+        # list shows it at most `list_delay_s` after that.
+        self._resolve_after_s = twilio_timeout_s + list_delay_s
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._in_flight_ids: set[str] = set()  # never reclaim what this worker is sending
@@ -120,8 +132,25 @@ class SendWorker:
                     await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
         if pruning is not None:
             pruning.cancel()
-        if self._in_flight:
-            await asyncio.wait(self._in_flight)
+        await self._finish_in_flight()
+
+    async def _finish_in_flight(self) -> None:
+        """On the way out: in-flight sends get the shutdown grace to finish; the rest are
+        cancelled where they stand — an attempt already out stays `sending`, and whoever
+        takes its entry over resolves it with Twilio (nothing is sent twice)."""
+        if not self._in_flight:
+            return
+        _, late = await asyncio.wait(self._in_flight, timeout=self._shutdown_grace_s)
+        if late:
+            log.warning(
+                "send worker: %d send(s) still in flight after the %g s grace: left to the "
+                "resolver",
+                len(late),
+                self._shutdown_grace_s,
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
 
     async def _prune(self) -> None:
         try:
@@ -151,9 +180,21 @@ class SendWorker:
             self._in_flight_ids.discard(queued.delivery_id)
 
     async def handle(self, queued: QueuedSend) -> None:
-        """Send one delivery and record what happened, acknowledging the entry atomically."""
-        verdict, record = await self._deliveries.begin_send(queued.delivery_id)
-        if record is None:
+        """Send one delivery and record what happened, acknowledging the entry atomically.
+
+        The attempt is recorded (`sending`) before the request leaves; an earlier attempt
+        whose outcome is unknown is resolved with Twilio first (`_resolve`)."""
+        resolved: int | None = None
+        while True:
+            verdict, record = await self._deliveries.begin_send(
+                queued.delivery_id, resolve_after_s=self._resolve_after_s, resolved=resolved
+            )
+            if verdict != "resolve" or record is None:
+                break
+            if not await self._resolve(queued, record):
+                return
+            resolved = record.attempts
+        if verdict != "send" or record is None:
             # Expired, already done by an earlier owner, or the recipient opted out.
             if verdict == "opted_out":
                 log.info(
@@ -169,32 +210,103 @@ class SendWorker:
             return
         message = message_of(record, expires)
         if record.mode == "test":
-            outcome: Sent | RetryLater | Failed = mocked_send()
+            outcome: Outcome = mocked_send()
         else:
             started = time.perf_counter()
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)
             self._measure(queued, record, outcome, time.perf_counter() - started)
-        # Once Twilio has answered, recording that answer must not be lost to a Redis blip:
-        # an unrecorded send would be reclaimed and sent again.
-        for pause in (0.1, 0.5, 2.0, None):
+        # Once Twilio has answered, that answer is held until it is recorded, however long
+        # Redis is away: an unrecorded answer would leave the outcome to the resolver, and
+        # an answer is never handed back for resending.
+        pause = 0.1
+        while True:
             try:
                 await self._record(queued, record, outcome, attempt)
                 return
-            except StorageError:
-                if pause is None:
-                    raise
+            except StorageError as exc:
+                log.warning(
+                    "delivery %s: cannot record Twilio's answer yet, retrying in %.1f s: %s",
+                    record.id,
+                    pause,
+                    exc,
+                )
                 await asyncio.sleep(pause)
+                pause = min(pause * 2, _RECORD_RETRY_MAX_S)
+
+    async def _resolve(self, queued: QueuedSend, record: DeliveryRecord) -> bool:
+        """Settle an attempt whose outcome is unknown: True when Twilio does not have it
+        (send again), False when it was adopted or must wait (recorded either way)."""
+        if record.mode == "test":
+            return True  # a mocked send never left this process
+        now_ms = time.time_ns() // 1_000_000
+        due = record.resolve_after_ms or now_ms
+        if now_ms < due:
+            await self._park_unknown(queued, record, due, "Twilio's list is asked")
+            return False
+        try:
+            async with asyncio.timeout(self._twilio_timeout):
+                found = await find_created(
+                    self._twilio,
+                    message_of(record),
+                    record.attempt_at_ms or 0,
+                    self._taken_by(record),
+                )
+        except (TwilioError, TimeoutError) as exc:
+            later = now_ms + int(self._list_delay_s * 1000)
+            await self._park_unknown(queued, record, later, f"Twilio could not be asked ({exc})")
+            return False
+        if found is None:
+            log.info(
+                "delivery %s: attempt %d is not at Twilio: sending again",
+                record.id,
+                record.attempts,
+            )
+            return True
+        await self._deliveries.finish_send(
+            record,
+            queued.entry_id,
+            "sent",
+            final=True,
+            throttle="anchor",
+            detail=f"attempt {record.attempts} found at Twilio: adopted, not sent again",
+            outcome=SendOutcome(twilio_sid=found.sid, twilio_status=found.status or "queued"),
+            attempt=record.attempts,
+        )
+        self._metrics.send_attempted(record.destination, "sent")
+        log.info("delivery %s: attempt %d adopted sid=%s", record.id, record.attempts, found.sid)
+        return False
+
+    def _taken_by(self, record: DeliveryRecord) -> Callable[[str], Awaitable[bool]]:
+        async def taken(sid: str) -> bool:
+            owner = await self._deliveries.delivery_id_for_sid(sid)
+            return owner is not None and owner != record.id
+
+        return taken
+
+    async def _park_unknown(
+        self, queued: QueuedSend, record: DeliveryRecord, due_ms: int, why: str
+    ) -> None:
+        """Hold an unknown outcome in the delayed queue until Twilio can be asked."""
+        await self._deliveries.finish_send(
+            record,
+            queued.entry_id,
+            "unknown",
+            final=False,
+            detail=f"attempt {record.attempts}: outcome unknown; {why} at {iso_ms(due_ms)}",
+            outcome=SendOutcome(resolve_after_ms=due_ms),
+            retry_at_ms=due_ms,
+            attempt=record.attempts,
+        )
 
     async def _expire(self, queued: QueuedSend, record: DeliveryRecord, expires: float) -> None:
         """Record a message that outlived its validity, unsent: it is never sent late."""
         late = time.time() - expires
         at = iso_ms(int(expires * 1000))
         detail = f"unsent at its expiry ({at}, {late:.1f} s ago): not sent late"
-        # Its throttle window is freed only when no earlier attempt can have reached Twilio:
-        # this was the first, or the last one was refused with an error code.
-        surely_unsent = record.attempts <= 1 or record.error_code is not None
+        # Nothing of it is at Twilio: an earlier attempt of unknown outcome was resolved
+        # (not found) before this point, so its throttle window is freed.
         await self._deliveries.finish_send(
-            record, queued.entry_id, "expired", detail=detail, release_throttle=surely_unsent
+            record, queued.entry_id, "expired", final=True, throttle="release", detail=detail
         )
         self._metrics.send_attempted(record.destination, "expired")
         log.info(
@@ -232,7 +344,7 @@ class SendWorker:
         self,
         queued: QueuedSend,
         record: DeliveryRecord,
-        outcome: Sent | RetryLater | Failed,
+        outcome: Outcome,
         attempt: int,
     ) -> None:
         if isinstance(outcome, Sent):
@@ -240,7 +352,15 @@ class SendWorker:
             status: DeliveryStatus = "mocked" if record.mode == "test" else "sent"
             if outcome.twilio_status == "scheduled":
                 status = "scheduled"  # Twilio holds it until SendAt
-            await self._deliveries.finish_send(record, queued.entry_id, status, outcome=sent)
+            await self._deliveries.finish_send(
+                record,
+                queued.entry_id,
+                status,
+                final=True,
+                throttle="anchor",  # the window runs from the text actually sent
+                outcome=sent,
+                attempt=attempt,
+            )
             self._metrics.send_attempted(record.destination, status)
             if log.isEnabledFor(logging.INFO):
                 log.info(
@@ -255,9 +375,11 @@ class SendWorker:
                 record,
                 queued.entry_id,
                 "retrying",
+                final=False,
                 detail=detail,
                 outcome=_error_outcome(outcome.error),
                 retry_at_ms=int((time.time() + outcome.delay) * 1000),
+                attempt=attempt,
             )
             self._metrics.send_attempted(record.destination, "retrying")
             log.info(
@@ -266,6 +388,32 @@ class SendWorker:
                 detail,
                 extra=_attempt_fields(record, attempt, "retrying", error=outcome.error),
             )
+        elif isinstance(outcome, Unknown):
+            due = time.time_ns() // 1_000_000 + int(self._list_delay_s * 1000)
+            detail = (
+                f"attempt {attempt}: outcome unknown (the request may have reached Twilio: "
+                f"{outcome.error.message}); Twilio's list is asked at {iso_ms(due)}"
+            )
+            await self._deliveries.finish_send(
+                record,
+                queued.entry_id,
+                "unknown",
+                final=False,
+                detail=detail,
+                outcome=SendOutcome(
+                    error_message="outcome unknown: " + outcome.error.message,
+                    resolve_after_ms=due,
+                ),
+                retry_at_ms=due,
+                attempt=attempt,
+            )
+            self._metrics.send_attempted(record.destination, "unknown")
+            log.warning(
+                "send attempt %d: unknown: %s",
+                attempt,
+                detail,
+                extra=_attempt_fields(record, attempt, "unknown", error=outcome.error),
+            )
         else:
             # Twilio knows this number sent STOP: never try it again.
             opted_out = action_for(getattr(outcome.error, "code", None)) is ErrorAction.OPT_OUT
@@ -273,10 +421,12 @@ class SendWorker:
                 record,
                 queued.entry_id,
                 "failed",
+                final=True,
+                throttle="release",  # Twilio refused: nothing was sent
                 detail=f"attempt {attempt}: {outcome.error}",
                 outcome=_error_outcome(outcome.error),
-                release_throttle=outcome.release_throttle,
                 suppression=suppression_value("twilio_21610") if opted_out else None,
+                attempt=attempt,
             )
             self._metrics.send_attempted(record.destination, "failed")
             log.warning(
@@ -344,6 +494,7 @@ def message_of(record: DeliveryRecord, expires: float | None = None) -> Outbound
         content_sid=record.content_sid,
         content_variables=record.content_variables,
         send_at=datetime.fromisoformat(record.send_at) if record.send_at else None,
+        callback_ref=record.id,
     )
 
 
@@ -351,9 +502,6 @@ def _error_outcome(err: TwilioError) -> SendOutcome:
     """What a failed attempt records: Twilio's code and message, or what went wrong."""
     if isinstance(err, TwilioApiError):
         return SendOutcome(error_code=err.code, error_message=err.message)
-    if isinstance(err, TwilioTransportError) and err.request_sent:
-        message = "outcome unknown (request may have reached Twilio): " + err.message
-        return SendOutcome(error_message=message)
     if isinstance(err, TwilioTransportError):
         return SendOutcome(error_message=err.message)
     return SendOutcome(error_message=str(err))

@@ -31,7 +31,15 @@ local function admit(KEYS, ARGV, fields)
   else
     redis.call('HSET', KEYS[3], 'status', status, 'history', history, unpack(fields))
   end
-  redis.call('EXPIRE', KEYS[3], status == 'skipped' and ARGV[11] or ARGV[4])
+  -- Nothing pending expires: a delivery's record, dedupe mark and window live until it is
+  -- final (finish_send.lua starts their time then); a skipped one is final at once.
+  if status == 'skipped' then
+    redis.call('EXPIRE', KEYS[3], ARGV[11])
+  else
+    for _, key in ipairs({KEYS[1], KEYS[2]}) do
+      if key ~= '' then redis.call('PERSIST', key) end
+    end
+  end
   redis.call('ZADD', KEYS[5], 0, ARGV[1])
   redis.call('ZADD', KEYS[6], 0, ARGV[1])
   if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end

@@ -19,7 +19,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from app.durations import format_duration
-from app.store import keys, storage_errors
+from app.store import StorageUnavailable, keys, storage_errors
 from app.store.pipelining import CommandBatcher
 from app.store.records import (
     UNINDEXED_STATUSES,
@@ -42,7 +42,11 @@ from app.store.scripts import lua
 from app.store.suppressions import Suppression, parse_suppression
 
 # The worker's claim on a queued delivery: send it, or why not.
-BeginVerdict = Literal["send", "missing", "done", "opted_out"]
+BeginVerdict = Literal["send", "resolve", "missing", "done", "opted_out"]
+# What a recorded outcome does to the recipient's throttle window (finish_send.lua).
+ThrottleAction = Literal["anchor", "release", "keep"]
+# How long WAITAOF waits for the local fsync (appendfsync everysec: about a second).
+_WAITAOF_TIMEOUT_MS = 2000
 # What a Twilio status report did to a delivery.
 StatusVerdict = Literal["applied", "stale", "missing"]
 
@@ -68,6 +72,8 @@ _FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
 _TWILIO_STATUS = _changes_status("twilio_status.lua")
 _CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
 _IMPORT_EXTERNAL = lua("import_external.lua")
+_ADOPT_SID = _changes_status("adopt_sid.lua")
+_RELEASE = lua("release.lua")
 
 
 CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
@@ -81,7 +87,8 @@ class Check:
     original_id: str | None = None  # duplicate: the delivery that handled the event
     suppression: Suppression | None = None  # opted_out: when and how
     held_by: str | None = None  # throttled: the delivery holding the window…
-    frees_at_ms: int | None = None  # …and when the window frees (epoch ms)
+    # …and when the window frees (epoch ms; None: the holder is not sent yet)
+    frees_at_ms: int | None = None
 
     @classmethod
     def from_reply(cls, reply: Sequence[Any], recipient: str | None, now_ms: int) -> Check:
@@ -92,7 +99,9 @@ class Check:
         if verdict == "opted_out":
             return cls(verdict, suppression=parse_suppression(recipient or "", reply[1]))
         if verdict == "throttled":
-            return cls(verdict, held_by=reply[1] or None, frees_at_ms=now_ms + max(reply[2], 0))
+            # No expiry: the holder is not sent yet, and its window runs from its text.
+            frees_at = now_ms + reply[2] if reply[2] >= 0 else None
+            return cls(verdict, held_by=reply[1] or None, frees_at_ms=frees_at)
         return cls(verdict)
 
     def detail(self, window_ms: int) -> str | None:
@@ -108,6 +117,12 @@ class Check:
             return (
                 f"the recipient opted out {self.suppression.how()} "
                 f"(suppressed since {self.suppression.since})"
+            )
+        if self.verdict == "throttled" and self.frees_at_ms is None:
+            window = format_duration(window_ms // 1000)
+            return (
+                f"one message per {window} per recipient: the window is held by delivery "
+                f"{self.held_by}, not sent yet; it frees {window} after that text"
             )
         if self.verdict == "throttled" and self.frees_at_ms is not None:
             since = iso_ms(self.frees_at_ms - window_ms)
@@ -173,6 +188,9 @@ class DeliveryLog:
         self._twilio_status = redis.register_script(_TWILIO_STATUS)
         self._cancel_scheduled = redis.register_script(_CANCEL_SCHEDULED)
         self._import_external = redis.register_script(_IMPORT_EXTERNAL)
+        self._adopt_sid = redis.register_script(_ADOPT_SID)
+        self._release = redis.register_script(_RELEASE)
+        self._waitaof: bool | None = None  # known after the first send (see `_durable`)
 
     async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
         """Dedupe, claim throttle windows, record and enqueue — one round trip for all
@@ -226,18 +244,61 @@ class DeliveryLog:
         """Records in the order asked, in one round trip; unknown or expired ones left out."""
         return await self._fetch(delivery_ids)
 
-    async def begin_send(self, delivery_id: str) -> tuple[BeginVerdict, DeliveryRecord | None]:
-        """Claim a queued delivery for sending: ``("send", record)``, or a verdict
-        ``"missing"`` (expired), ``"done"`` (already sent or final) or ``"opted_out"``."""
-        verdict, flat = await self._run_script(
-            self._begin_send,
+    async def begin_send(
+        self, delivery_id: str, *, resolve_after_s: float, resolved: int | None = None
+    ) -> tuple[BeginVerdict, DeliveryRecord | None]:
+        """Claim a queued delivery for sending: ``("send", record)`` once the attempt is
+        recorded (durably: see `_durable`), ``("resolve", record)`` when an earlier attempt's
+        outcome is unknown and Twilio must be asked first (`resolve_after_s` after that
+        attempt started, its list can be trusted; `resolved`: the attempt Twilio was asked
+        about and did not have: send again), ``"opted_out"`` (recorded skipped, its mark
+        and window let go), or ``"missing"`` / ``"done"`` (already sent or final)."""
+        payload = _json_input(
             (keys.delivery(delivery_id), keys.SUPPRESSIONS),
-            (delivery_id, now_ms(), keys.STATUS_INDEX_PREFIX),
+            (
+                delivery_id,
+                now_ms(),
+                keys.STATUS_INDEX_PREFIX,
+                int(resolve_after_s * 1000),
+                resolved if resolved is not None else "",
+                self._skipped_retention_s,
+            ),
         )
-        if verdict != "send":
+        # The attempt must be on disk before the request leaves: WAITAOF in the same round
+        # trip, where the server has it.
+        waitaof = await self._durable()
+        replies = await self._evalsha(self._begin_send, [payload], also=waitaof)
+        verdict, flat = replies[0]
+        if waitaof and verdict == "send" and not replies[1][0]:
+            raise StorageUnavailable(
+                "Redis did not write the attempt to its append-only file in time"
+            )
+        if verdict not in ("send", "resolve", "opted_out"):
             return cast(BeginVerdict, verdict), None
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        return "send", DeliveryRecord.from_fields(delivery_id, fields)
+        record = DeliveryRecord.from_fields(delivery_id, fields)
+        if verdict == "opted_out":
+            await self._let_go(record)
+            return "opted_out", None
+        return cast(BeginVerdict, verdict), record
+
+    async def _let_go(self, record: DeliveryRecord) -> None:
+        """A delivery final without a text: its dedupe mark counts down from now, its
+        window is freed (each only if still its own)."""
+        await self._release(
+            keys=[record.dedupe_key or "", record.throttle_key or ""],
+            args=[record.id, self._dedupe_ttl_ms],
+        )
+
+    async def _durable(self) -> list[tuple[Any, ...]]:
+        """The command that makes a write durable before its answer, once known: WAITAOF
+        (Redis >= 7.2 with appendonly on) waits until the local AOF is fsynced; without
+        it, the write is as durable as `appendfsync` makes it (README: "Exactly once")."""
+        if self._waitaof is None:
+            info: dict[str, Any] = await self._redis.info("server")
+            info.update(await self._redis.info("persistence"))
+            self._waitaof = waitaof_available(info)
+        return [("WAITAOF", 1, 0, _WAITAOF_TIMEOUT_MS)] if self._waitaof else []
 
     async def finish_send(
         self,
@@ -245,20 +306,24 @@ class DeliveryLog:
         entry_id: str,
         status: DeliveryStatus,
         *,
+        final: bool,
+        throttle: ThrottleAction = "keep",
         detail: str | None = None,
         outcome: SendOutcome | None = None,
         retry_at_ms: int | None = None,
-        release_throttle: bool = False,
         suppression: bytes | None = None,
+        attempt: int | None = None,
     ) -> None:
         """Record a send's outcome and acknowledge its queue entry, in one atomic step.
 
+        `final`: the delivery's work is done (its record, dedupe mark and window start
+        counting down now); else nothing of it expires. `throttle`: "anchor" (a text went
+        out: the window runs from now), "release" (surely not sent: free it) or "keep".
         `outcome` is what the attempt adds to the record (its SID is indexed for status
-        callbacks); `retry_at_ms` parks the delivery in the delayed queue; `release_throttle`
-        frees the window it claimed (only if it still holds it); `suppression` (a suppression
-        list value) suppresses its recipient.
+        callbacks); `retry_at_ms` parks the delivery in the delayed queue; `suppression` (a
+        suppression list value) suppresses its recipient. `attempt`: the attempt this
+        answers; if the delivery has made another since, only the SID is indexed.
         """
-        throttle_key = record.throttle_key if release_throttle else None
         recipient = record.recipient or ""
         # Only a live SID can come back in a callback: test mode's are never indexed.
         twilio_sid = outcome.twilio_sid if outcome and record.mode == "live" else None
@@ -269,8 +334,9 @@ class DeliveryLog:
                 keys.SEND_STREAM,
                 keys.twilio_sid(twilio_sid) if twilio_sid else "",
                 keys.DELAYED_SENDS if retry_at_ms is not None else "",
-                throttle_key or "",
+                record.throttle_key or "",
                 keys.SUPPRESSIONS if suppression and recipient else "",
+                record.dedupe_key or "",
             ),
             (
                 record.id,
@@ -284,24 +350,60 @@ class DeliveryLog:
                 retry_at_ms if retry_at_ms is not None else "",
                 recipient,
                 suppression or "",
+                attempt if attempt is not None else "",
+                "final" if final else "pending",
+                throttle,
+                record.throttle_window_ms or 0,
+                self._dedupe_ttl_ms,
                 *(outcome.fields() if outcome else ()),
             ),
         )
+
+    async def adopt_sid(self, delivery_id: str, sid: str) -> bool:
+        """A status callback for `sid` names this delivery: if its attempt's outcome is not
+        known yet (`sending`/`unknown`, no SID), record it sent with that SID. True when
+        the delivery has that SID now."""
+        record = await self.get(delivery_id)
+        if record is None:
+            return False
+        adopted: int = await self._adopt_sid(
+            keys=[
+                keys.delivery(delivery_id),
+                keys.twilio_sid(sid),
+                record.dedupe_key or "",
+                record.throttle_key or "",
+            ],
+            args=[
+                delivery_id,
+                sid,
+                now_ms(),
+                keys.STATUS_INDEX_PREFIX,
+                self._retention_s,
+                self._dedupe_ttl_ms,
+                record.throttle_window_ms or 0,
+            ],
+        )
+        return bool(adopted)
 
     async def _run_script(
         self, script: AsyncScript, script_keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
         """Run a json_input.lua script once: its keys and arguments as one JSON argument."""
-        strings = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
-        [reply] = await self._evalsha(script, [orjson.dumps((script_keys, strings))])
+        [reply] = await self._evalsha(script, [_json_input(script_keys, args)])
         return reply
 
-    async def _evalsha(self, script: AsyncScript, payloads: Sequence[bytes]) -> list[Any]:
-        """One call of `script` per JSON payload, all through the batcher (one round trip
-        shared with concurrent callers), loading the script first if Redis lost it (a
-        restart or a flush). Plain EVALSHA: redis-py's Script inside a pipeline adds a
-        SCRIPT EXISTS round trip."""
+    async def _evalsha(
+        self,
+        script: AsyncScript,
+        payloads: Sequence[bytes],
+        also: Sequence[tuple[Any, ...]] = (),
+    ) -> list[Any]:
+        """One call of `script` per JSON payload, then the commands `also`, all through the
+        batcher (one round trip shared with concurrent callers), loading the script first
+        if Redis lost it (a restart or a flush). Plain EVALSHA: redis-py's Script inside a
+        pipeline adds a SCRIPT EXISTS round trip."""
         commands = [("EVALSHA", script.sha, 0, payload) for payload in payloads]
+        commands += also
         replies = await self._batcher.execute(commands)
         if any(isinstance(reply, NoScriptError) for reply in replies):
             # Safe to repeat: a command refused with NOSCRIPT ran nothing.
@@ -341,8 +443,12 @@ class DeliveryLog:
         """Cancel a delivery we hold until its time: (True, "canceled"), else (False, status)."""
         done, status = await self._cancel_scheduled(
             keys=[keys.delivery(delivery_id), keys.DELAYED_SENDS],
-            args=[delivery_id, now_ms(), keys.STATUS_INDEX_PREFIX],
+            args=[delivery_id, now_ms(), keys.STATUS_INDEX_PREFIX, self._retention_s],
         )
+        if done:
+            record = await self.get(delivery_id)
+            if record is not None:
+                await self._let_go(record)
         return bool(done), str(status)
 
     async def import_external(self, message: ExternalMessage, destination: str) -> bool:
@@ -446,6 +552,23 @@ class DeliveryLog:
 
 
 _ADMIT_CHUNK = 100  # deliveries per admission script call
+
+
+def waitaof_available(info: dict[str, Any]) -> bool:
+    """Whether a server (its INFO server + persistence) can make a write durable before
+    answering: WAITAOF exists from Redis 7.2, and waits for the local AOF only when
+    appendonly is on (with it off, WAITAOF 1 … is an error)."""
+    try:
+        version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
+    except ValueError:
+        return False
+    return version >= (7, 2) and str(info.get("aof_enabled", "0")) == "1"
+
+
+def _json_input(script_keys: Sequence[str], args: Sequence[Any]) -> bytes:
+    """A json_input.lua script's one argument: [keys, args], every arg a string."""
+    strings = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+    return orjson.dumps((script_keys, strings))
 
 
 def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int) -> Admission:

@@ -21,7 +21,8 @@ Mode = Literal["live", "test"]
 
 DeliveryStatus = Literal[
     "queued",
-    "sending",
+    "sending",  # an attempt is out: recorded before the request leaves (the intent ledger)
+    "unknown",  # an attempt's outcome is not known: Twilio is asked before anything else
     "retrying",
     "sent",
     "mocked",
@@ -258,7 +259,10 @@ class NewDelivery:
         if self.detail:
             flat += ["detail", self.detail]
         if self.throttle_scope and self.recipient and not self.skip_reason:
-            flat += ["throttle", self.throttle_scope]  # the window it claims
+            flat += ["throttle", self.throttle_scope]  # the window it claims…
+            flat += ["window", str(self.throttle_window_ms)]  # …re-anchored at the text
+        if self.event_identity != self.event_uuid:
+            flat += ["dedupe", self.event_identity]  # else the uuid names its dedupe mark
         if self.messaging_service_sid:
             flat += ["messaging_service_sid", self.messaging_service_sid]
         elif self.from_number:
@@ -330,10 +334,14 @@ class SendOutcome:
     # Set together: an error's message replaces a previous attempt's code and message.
     error_code: int | None = None
     error_message: str | None = None
+    # An unknown outcome: when Twilio's list can be trusted to show the attempt (epoch ms).
+    resolve_after_ms: int | None = None
 
     def fields(self) -> list[str]:
         """The fields to set, as a flat [name, value, …] list of strings."""
         flat: list[str] = []
+        if self.resolve_after_ms is not None:
+            flat += ["resolve_after", str(self.resolve_after_ms)]
         if self.twilio_sid is not None:
             flat += ["twilio_sid", self.twilio_sid]
         if self.twilio_status is not None:
@@ -383,6 +391,12 @@ class DeliveryRecord:
     status_callback: str | None = None
     validity_period: int | None = None
     send_at: str | None = None
+    # The intent ledger: when the last attempt's request started, and (outcome unknown)
+    # from when Twilio's list can be trusted to show it (epoch ms).
+    attempt_at_ms: int | None = None
+    resolve_after_ms: int | None = None
+    throttle_window_ms: int | None = None
+    event_identity: str | None = None  # what the dedupe mark is named by
     expires_ms: int | None = None
     channel: Literal["sms", "whatsapp"] = "sms"
     content_sid: str | None = None
@@ -423,6 +437,10 @@ class DeliveryRecord:
             status_callback=f.get("status_callback") or None,
             validity_period=_int(f.get("validity_period")),
             send_at=f.get("send_at") or None,
+            attempt_at_ms=_int(f.get("attempt_at")),
+            resolve_after_ms=_int(f.get("resolve_after")),
+            throttle_window_ms=_int(f.get("window")),
+            event_identity=f.get("dedupe") or f.get("event_uuid") or None,
             expires_ms=_int(f.get("expires")),
             channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
             content_sid=f.get("content_sid") or None,
@@ -451,6 +469,13 @@ class DeliveryRecord:
         _, updated = self.legacy_times
         history = parse_history(self.id, self.history)
         return (history[-1]["at"] if history else None) or updated
+
+    @property
+    def dedupe_key(self) -> str | None:
+        """The dedupe mark this delivery's event holds, if known."""
+        if not self.event_identity:
+            return None
+        return keys.dedupe(self.destination, self.event_identity)
 
     def to_public(self, twilio_request: dict[str, object] | None = None) -> dict[str, Any]:
         """The JSON the admin API returns (whole recipient; the API is behind a token).

@@ -125,6 +125,8 @@ class TwilioClient:
         # Twilio takes several media as the same key repeated, one field per URL.
         form.extend(("MediaUrl", url) for url in message.media_urls)
         status_callback = message.status_callback or self._status_callback_url
+        if status_callback and not message.status_callback and message.callback_ref:
+            status_callback = f"{status_callback}/{message.callback_ref}"
         if status_callback:
             form.append(("StatusCallback", status_callback))
         if message.validity_period is not None:

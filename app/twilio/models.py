@@ -59,9 +59,9 @@ class OutboundMessage:
 
     `body` may be empty only when `media_urls` or `content_sid` is not (a media-only MMS,
     a Content template). `channel` "whatsapp" addresses both ends as ``whatsapp:+…``.
-    `status_callback` overrides the client-wide callback URL for this message. `send_at`
-    (tz-aware) schedules the message; Twilio only schedules through a Messaging Service,
-    which the caller checks.
+    `status_callback` overrides the client-wide callback URL for this message
+    (`callback_ref` extends it). `send_at` (tz-aware) schedules the message; Twilio only
+    schedules through a Messaging Service, which the caller checks.
     """
 
     to: str
@@ -72,6 +72,9 @@ class OutboundMessage:
     status_callback: str | None = None
     validity_period: int | None = None
     send_at: datetime | None = None
+    # Appended to the client-wide status callback URL's path (our delivery id): a callback
+    # then names its delivery even before the message's SID is recorded.
+    callback_ref: str | None = None
     channel: Channel = "sms"
     content_sid: str | None = None  # a Content template instead of a body (WhatsApp)
     content_variables: str | None = None  # its variables, a JSON object of strings

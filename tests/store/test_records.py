@@ -78,11 +78,15 @@ async def test_a_record_reads_back_as_admitted(log: DeliveryLog) -> None:
 async def test_twilio_reports_move_a_record_forward_only(log: DeliveryLog) -> None:
     [admission] = await log.admit([new(event_identity="event-2")])
     delivery_id = admission.delivery_id
-    verdict, record = await log.begin_send(delivery_id)
+    verdict, record = await log.begin_send(delivery_id, resolve_after_s=70)
     assert verdict == "send" and record is not None and record.attempts == 1
     # A send without a stream entry to acknowledge: XACK of an unknown entry is harmless.
     await log.finish_send(
-        record, "0-1", "sent", outcome=SendOutcome(twilio_sid="SM1", twilio_status="queued")
+        record,
+        "0-1",
+        "sent",
+        final=True,
+        outcome=SendOutcome(twilio_sid="SM1", twilio_status="queued"),
     )
     assert await log.apply_twilio_status(delivery_id, "delivered", None, "cb") == "applied"
     assert await log.apply_twilio_status(delivery_id, "sent", None, "late") == "stale"
@@ -145,7 +149,7 @@ async def test_a_record_written_before_the_lean_format_reads_the_same(
             "twilio_request": '{"method": "POST"}',
         },
     )
-    verdict, record = await log.begin_send(delivery_id)
+    verdict, record = await log.begin_send(delivery_id, resolve_after_s=70)
     assert verdict == "send" and record is not None
     assert record.throttle_key == keys.throttle("live", "global", "welcome", "+14155552671")
     public = record.to_public()
@@ -157,9 +161,9 @@ async def test_a_record_written_before_the_lean_format_reads_the_same(
 
 async def test_a_history_detail_keeps_its_bars_and_loses_its_newlines(log: DeliveryLog) -> None:
     [admission] = await log.admit([new(event_identity="event-3")])
-    _, record = await log.begin_send(admission.delivery_id)
+    _, record = await log.begin_send(admission.delivery_id, resolve_after_s=70)
     assert record is not None
-    await log.finish_send(record, "0-1", "failed", detail="Twilio said: a|b\nc")
+    await log.finish_send(record, "0-1", "failed", final=True, detail="Twilio said: a|b\nc")
     record = await log.get(admission.delivery_id)
     assert record is not None
     history = record.to_public()["history"]

@@ -14,7 +14,7 @@ import redis
 from app.store import StorageError, keys
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.connection import connect
-from app.store.deliveries import DeliveryLog
+from app.store.deliveries import DeliveryLog, waitaof_available
 from app.store.queue import SendQueue
 from app.store.records import ExternalMessage, NewDelivery, SendOutcome
 from app.store.suppressions import SuppressionList, suppression_value
@@ -118,15 +118,15 @@ async def test_begin_send_verdicts(
     store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
 ) -> None:
     log, _ = store
-    assert await log.begin_send("dl_missing") == ("missing", None)
+    assert await log.begin_send("dl_missing", resolve_after_s=70) == ("missing", None)
     [a] = await log.admit([delivery("a", throttle_scope=None)])
-    verdict, record = await log.begin_send(a.delivery_id)
+    verdict, record = await log.begin_send(a.delivery_id, resolve_after_s=70)
     assert verdict == "send" and record is not None and record.status == "sending"
     [b] = await log.admit([delivery("b", throttle_scope=None)])
     redis_client.hset(keys.SUPPRESSIONS, PHONE, suppression_value("api").decode())
-    assert await log.begin_send(b.delivery_id) == ("opted_out", None)
+    assert await log.begin_send(b.delivery_id, resolve_after_s=70) == ("opted_out", None)
     assert redis_client.hget(keys.delivery(b.delivery_id), "reason") == "opted_out"
-    assert await log.begin_send(b.delivery_id) == ("done", None)
+    assert await log.begin_send(b.delivery_id, resolve_after_s=70) == ("done", None)
 
 
 async def test_finish_send_failing_half_way_is_found_done_when_reclaimed(
@@ -136,7 +136,7 @@ async def test_finish_send_failing_half_way_is_found_done_when_reclaimed(
     await queue.ensure_group()
     [a] = await log.admit([delivery()])
     [queued] = await queue.read(10, 100)
-    _, record = await log.begin_send(a.delivery_id)
+    _, record = await log.begin_send(a.delivery_id, resolve_after_s=70)
     assert record is not None
     redis_client.delete(keys.SUPPRESSIONS)
     redis_client.set(keys.SUPPRESSIONS, "not a hash")
@@ -146,7 +146,8 @@ async def test_finish_send_failing_half_way_is_found_done_when_reclaimed(
             queued.entry_id,
             "failed",
             outcome=SendOutcome(error_code=21610, error_message="unsubscribed"),
-            release_throttle=True,
+            final=True,
+            throttle="release",
             suppression=suppression_value("twilio_21610"),
         )
     # The outcome is recorded and the window freed; the entry is still pending, so it is
@@ -154,7 +155,7 @@ async def test_finish_send_failing_half_way_is_found_done_when_reclaimed(
     assert redis_client.hget(keys.delivery(a.delivery_id), "status") == "failed"
     assert not redis_client.exists(record.throttle_key or "")
     assert redis_client.xpending(keys.SEND_STREAM, keys.SEND_GROUP)["pending"] == 1
-    assert await log.begin_send(a.delivery_id) == ("done", None)
+    assert await log.begin_send(a.delivery_id, resolve_after_s=70) == ("done", None)
 
 
 async def test_cancel_scheduled(
@@ -190,9 +191,9 @@ async def test_a_status_change_failing_half_way_leaves_the_record_as_it_was(
 ) -> None:
     log, _ = store
     [a] = await log.admit([delivery()])
-    _, record = await log.begin_send(a.delivery_id)
+    _, record = await log.begin_send(a.delivery_id, resolve_after_s=70)
     assert record is not None
-    await log.finish_send(record, "0-1", "sent", outcome=SendOutcome("SM1", "queued"))
+    await log.finish_send(record, "0-1", "sent", final=True, outcome=SendOutcome("SM1", "queued"))
     redis_client.set(keys.STATUS_INDEX_PREFIX + "undelivered", "x")
     with pytest.raises(StorageError):
         await log.apply_twilio_status(a.delivery_id, "undelivered", None, "callback")
@@ -230,7 +231,7 @@ async def test_cancel_failing_half_way_keeps_the_delivery_held_and_unsent(
     redis_client.delete(keys.STATUS_INDEX_PREFIX + "canceled")
     assert await log.cancel_scheduled(held.delivery_id) == (True, "canceled")
     # A canceled delivery is never sent, however it reaches the queue.
-    assert await log.begin_send(held.delivery_id) == ("done", None)
+    assert await log.begin_send(held.delivery_id, resolve_after_s=70) == ("done", None)
 
 
 def external(sid: str = "SM" + "e" * 32) -> ExternalMessage:
@@ -307,3 +308,25 @@ async def test_suppression_list_keeps_the_first_record(redis_client: redis.Redis
         assert found is not None and found.how() == "by texting STOP"
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("version", "aof", "available"),
+    [("7.0.15", "1", False), ("7.2.0", "1", True), ("7.4.1", "0", False), ("8.0.2", "1", True)],
+)
+def test_waitaof_only_where_the_server_has_it(version: str, aof: str, available: bool) -> None:
+    info = {"redis_version": version, "aof_enabled": aof}
+    assert waitaof_available(info) is available
+
+
+async def test_the_ledger_write_on_this_server(
+    store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
+) -> None:
+    # Whatever this machine's redis-server is, the attempt is recorded before the send.
+    log, _ = store
+    [a] = await log.admit([delivery("a", throttle_scope=None)])
+    verdict, record = await log.begin_send(a.delivery_id, resolve_after_s=70)
+    assert verdict == "send" and record is not None and record.attempt_at_ms is not None
+    server = redis_client.info("server")["redis_version"]
+    expected = tuple(int(p) for p in server.split(".")[:2]) >= (7, 2)
+    assert log._waitaof is (expected and redis_client.info("persistence")["aof_enabled"] == 1)
