@@ -502,27 +502,13 @@ async def run_tester(request: Request, session: SessionDep, services: ServicesDe
         raise InvalidInput([{"field": "destination", "problem": "pick a destination"}])
     try:
         event = parse_event(orjson.loads(raw))
-    except orjson.JSONDecodeError as exc:
-        return _tester_page(
-            request,
-            session,
-            services,
-            destination_id,
-            raw,
-            None,
-            error=f"The event is not JSON: {exc}",
-        )
-    except InvalidPayload as exc:
-        problems = "; ".join(f"{p.field or 'event'}: {p.problem}" for p in exc.problems)
-        return _tester_page(
-            request,
-            session,
-            services,
-            destination_id,
-            raw,
-            None,
-            error=f"The event is not one this service accepts: {problems}",
-        )
+    except (orjson.JSONDecodeError, InvalidPayload) as exc:
+        if isinstance(exc, InvalidPayload):
+            problems = "; ".join(f"{p.field or 'event'}: {p.problem}" for p in exc.problems)
+            error = f"The event is not one this service accepts: {problems}"
+        else:
+            error = f"The event is not JSON: {exc}"
+        return _tester_page(request, session, services, destination_id, raw, None, error=error)
     send = form.get("action") == "send"
     if send and form.get("confirm") != "yes":
         return _tester_page(
