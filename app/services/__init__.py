@@ -20,6 +20,7 @@ from app.services.recent import RecentEvents
 from app.services.reconcile import Reconciler
 from app.services.reload import DestinationReloader
 from app.services.replay import ReplayService
+from app.services.system_events import SystemEvents
 from app.services.webhooks import TwilioWebhooks
 from app.services.worker import SendWorker, consumer_name, message_of
 from app.settings import Settings
@@ -112,6 +113,7 @@ class Services:
     webhook_service: TwilioWebhooks | None = None
     reloader: DestinationReloader | None = None  # its `last_error`: the last refused reload
     replay_service: ReplayService | None = None
+    system_event_service: SystemEvents | None = None
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
     # Set on SIGTERM: /readyz turns red and new ingest is refused while in-flight work ends.
@@ -128,6 +130,10 @@ class Services:
     @property
     def replay(self) -> ReplayService:
         return _needed(self.replay_service)
+
+    @property
+    def system_events(self) -> SystemEvents:
+        return _needed(self.system_event_service)
 
     @property
     def deliveries(self) -> DeliveryLog:
@@ -201,4 +207,5 @@ def build_services(
         webhooks,
         reloader=reloader,
         replay_service=replay,
+        system_event_service=SystemEvents(ingest),
     )
