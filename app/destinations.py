@@ -37,7 +37,8 @@ from app.pipeline.filters import PropertyFilter, exact_key
 from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
 from app.pipeline.recipients import E164Number, parse_countries
 from app.pipeline.render import OverflowPolicy, TemplateConfigError, TemplateRenderer
-from app.twilio.models import MAX_MEDIA, Channel, ContentSid, MessagingServiceSid
+from app.sms.message import MAX_MEDIA, Channel
+from app.twilio.models import ContentSid, MessagingServiceSid
 
 if TYPE_CHECKING:
     from app.settings import Settings

@@ -166,10 +166,11 @@ class Metrics:
     def outcome_unknown(self, destination: str) -> None:
         self._unknown.labels(destination).inc()
 
-    def twilio_answered(
+    def provider_answered(
         self, http_status: int | None, error_code: int | None, seconds: float
     ) -> None:
-        """One message create: Twilio's HTTP status (None: no answer) and error code."""
+        """One message create: the provider's HTTP status (None: no answer) and error code
+        (counted in smsdest_twilio_requests, the name dashboards know)."""
         key = (http_status, error_code)
         child = self._twilio_children.get(key)
         if child is None:

@@ -23,7 +23,7 @@ import uvicorn
 
 from app.main import create_app
 from app.settings import Settings
-from app.twilio.transport import AiohttpTransport
+from app.transport import AiohttpTransport
 from bench.procs import free_port, redis_server_argv
 from tests.fake_twilio import FakeTwilio
 

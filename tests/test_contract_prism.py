@@ -14,9 +14,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from app.sms.message import OutboundMessage
 from app.twilio.client import TwilioClient, TwilioCredentials
 from app.twilio.errors import TwilioApiError
-from app.twilio.models import OutboundMessage
 from bench.procs import free_port
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, RunningService, posthog_webhook
 from tests.prism import prism_available, start_prism, stop_prism, wait_ready

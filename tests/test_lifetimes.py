@@ -22,6 +22,7 @@ from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
 from app.store.records import NewDelivery
 from app.twilio.client import TwilioClient, TwilioCredentials
+from app.twilio.provider import TwilioProvider
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -117,13 +118,11 @@ async def test_a_retry_after_longer_than_the_retention_is_still_sent_once_later(
     worker = SendWorker(
         SendQueue(client, "lifetimes"),
         short_lived_log,
-        twilio,
+        TwilioProvider(twilio, send_timeout_s=5, list_delay_s=1),
         RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=10),
         concurrency=4,
         reclaim_idle_s=60,
         metrics=Metrics(),
-        twilio_timeout_s=5,
-        list_delay_s=1,
     )
     running = asyncio.create_task(worker.run())
     try:

@@ -16,6 +16,7 @@ from app.store.connection import connect
 from app.store.deliveries import DeliveryLog
 from app.store.reconcile_state import ReconcileState
 from app.twilio.client import TwilioClient, TwilioCredentials
+from app.twilio.provider import TwilioProvider
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -46,7 +47,8 @@ async def make_reconciler(
 
     def make(stale_after_s: int = 0, max_pages: int = 5, page_size: int = 100) -> Reconciler:
         state = ReconcileState(async_redis)
-        return Reconciler(state, deliveries, twilio, stale_after_s, max_pages, page_size)
+        provider = TwilioProvider(twilio)
+        return Reconciler(state, deliveries, provider, stale_after_s, max_pages, page_size)
 
     yield make
     await http.aclose()

@@ -75,7 +75,7 @@ def test_records_stay_compact_and_show_every_field(
         stored = keys.delivery(delivery_id)
         assert redis_client.object("encoding", stored) == "listpack"
         assert "twilio_request" not in redis_client.hkeys(stored)
-    assert not redis_client.keys(keys.twilio_sid("*"))  # a mocked SID gets no callback
+    assert not redis_client.keys(keys.provider_id("*"))  # a mocked SID gets no callback
     # Skipped deliveries expire with their own retention; sent ones with the log's.
     assert 3500 < redis_client.ttl(keys.delivery(throttled_id)) <= 3600
     assert redis_client.ttl(keys.delivery(sent_id)) > 3600

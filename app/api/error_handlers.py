@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app.errors import ERROR_BY_STATUS, InvalidInput, ServiceError
+from app.sms.failures import ProviderRejected, ProviderUnreachable
 from app.store import StorageError, StorageUnavailable
-from app.twilio.errors import TwilioApiError, TwilioTransportError
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def twilio_error(_: Request, exc: TwilioApiError) -> JSONResponse:
-    # Twilio's own words reach the caller; its 5xx are our 502 (a bad gateway).
+async def twilio_error(_: Request, exc: ProviderRejected) -> JSONResponse:
+    # The provider's own words reach the caller; its 5xx are our 502 (a bad gateway). The
+    # error names are the API's (from when Twilio was the only provider): a contract.
     status = exc.http_status if 400 <= exc.http_status < 500 else 502
     detail = {
         "code": exc.code,
@@ -74,7 +75,7 @@ async def twilio_error(_: Request, exc: TwilioApiError) -> JSONResponse:
     return JSONResponse({"error": "twilio_error", "detail": detail}, status_code=status)
 
 
-async def twilio_unreachable(_: Request, exc: TwilioTransportError) -> JSONResponse:
+async def twilio_unreachable(_: Request, exc: ProviderUnreachable) -> JSONResponse:
     return JSONResponse({"error": "twilio_unreachable", "detail": exc.message}, status_code=502)
 
 
@@ -99,8 +100,8 @@ ERROR_HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONRes
     ServiceError: service_error,
     RequestValidationError: validation_error,
     HTTPException: http_error,
-    TwilioApiError: twilio_error,
-    TwilioTransportError: twilio_unreachable,
+    ProviderRejected: twilio_error,
+    ProviderUnreachable: twilio_unreachable,
     StorageError: storage_failed,
 }
 

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Header, Query
 from app.api.deps import ServicesDep, require_admin_token
 from app.api.params import TWILIO_PAGE_URI, MessageReference, MessageSid, OptionalNumber
 from app.api.schemas import CancelResult, MessageAdmission, MessagePage, errors
-from app.services.messages import MessageCreate, MessageListQuery
+from app.services.messages import MessageCreate
+from app.sms.reports import MessageQuery
 from app.twilio.models import TwilioMessage
 
 router = APIRouter(
@@ -54,12 +55,9 @@ async def list_messages(
 ) -> dict[str, Any]:
     """Twilio's message list; pass `next_cursor` back as `cursor` for the next page."""
     page = await services.messages.list(
-        MessageListQuery(to, from_, date_sent, date_sent_before, date_sent_after, page_size, cursor)
+        MessageQuery(to, from_, date_sent, date_sent_before, date_sent_after, page_size, cursor)
     )
-    return {
-        "items": [m.model_dump(mode="json", by_alias=True) for m in page.messages],
-        "next_cursor": page.next_page_uri,
-    }
+    return {"items": [m.raw for m in page.messages], "next_cursor": page.next_cursor}
 
 
 @router.get(
@@ -67,7 +65,7 @@ async def list_messages(
 )
 async def get_message(sid: MessageSid, services: ServicesDep) -> dict[str, Any]:
     message = await services.messages.get(sid)
-    return message.model_dump(mode="json", by_alias=True)
+    return dict(message.raw)
 
 
 @router.post(
@@ -88,7 +86,7 @@ async def cancel_message(reference: MessageReference, services: ServicesDep) -> 
 )
 async def redact_message(sid: MessageSid, services: ServicesDep) -> dict[str, Any]:
     message = await services.messages.redact(sid)
-    return message.model_dump(mode="json", by_alias=True)
+    return dict(message.raw)
 
 
 @router.delete("/v1/messages/{sid}", status_code=204, responses=errors(404, 409, 422, "4XX", 502))

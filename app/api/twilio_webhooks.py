@@ -1,4 +1,8 @@
-"""Twilio's webhooks: status callbacks and inbound messages, signature-checked first."""
+"""Twilio's webhooks: status callbacks and inbound messages, signature-checked first.
+
+The signature check is Twilio's and stays here, with Twilio's routes (a second provider
+brings its own routes and its own check); the provider then parses the verified form into
+the seam's vocabulary, which is all `WebhookService` sees."""
 
 from __future__ import annotations
 
@@ -96,7 +100,8 @@ async def status_callback(
     request: Request, form: VerifiedForm, services: ServicesDep
 ) -> dict[str, object]:
     token = request.headers.get(_IDEMPOTENCY_TOKEN)
-    result = await services.webhooks.status_callback(form, token)
+    update = services.provider.parse_status(form)
+    result = await services.webhooks.status_callback(update, token)
     return result.to_json()
 
 
@@ -115,7 +120,8 @@ async def delivery_status_callback(
     """The URL each message carries (with SMS_PUBLIC_BASE_URL): it names the delivery, so
     the callback settles a delivery whose send's answer was lost (outcome unknown)."""
     token = request.headers.get(_IDEMPOTENCY_TOKEN)
-    result = await services.webhooks.status_callback(form, token, named=delivery_id)
+    update = services.provider.parse_status(form)
+    result = await services.webhooks.status_callback(update, token, named=delivery_id)
     return result.to_json()
 
 
@@ -127,6 +133,7 @@ async def delivery_status_callback(
     openapi_extra=_TWILIO_FORM,
 )
 async def inbound_message(request: Request, form: VerifiedForm, services: ServicesDep) -> Response:
-    await services.webhooks.inbound_message(form, request.headers.get(_IDEMPOTENCY_TOKEN))
+    message = services.provider.parse_inbound(form)
+    await services.webhooks.inbound_message(message, request.headers.get(_IDEMPOTENCY_TOKEN))
     # An empty TwiML answer: no automatic reply from us (Twilio's opt-out replies still apply).
     return Response(_EMPTY_TWIML, media_type="text/xml")

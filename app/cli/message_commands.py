@@ -61,18 +61,18 @@ def _option_name(field: str) -> str:
 
 async def messages_get(args: argparse.Namespace, services: Services) -> None:
     message = await services.messages.get(args.sid)
-    emit(message.model_dump(mode="json", by_alias=True))
+    emit(dict(message.raw))
 
 
 async def messages_list(args: argparse.Namespace, services: Services) -> None:
     """One page, or with --all every page as it arrives (one page in memory at a time)."""
-    from app.services.messages import MessageListQuery
+    from app.sms.reports import MessageQuery
 
     if args.max_pages is not None and not args.all:
         raise CliError("--max-pages only applies with --all")
     max_pages = args.max_pages or 100
     service = services.messages
-    query = MessageListQuery(
+    query = MessageQuery(
         args.to,
         args.from_number,
         args.date_sent,
@@ -86,14 +86,14 @@ async def messages_list(args: argparse.Namespace, services: Services) -> None:
         page = await service.list(query)
         pages += 1
         for message in page.messages:
-            emit(message.model_dump(mode="json", by_alias=True))
-        cursor = page.next_page_uri
+            emit(dict(message.raw))
+        cursor = page.next_cursor
         if not args.all or cursor is None:
             break
         if pages >= max_pages:
             note(f"stopped after {pages} pages (--max-pages); more remain, resume with --cursor")
             break
-        query = MessageListQuery(cursor=cursor)  # the cursor carries the filters and size
+        query = MessageQuery(cursor=cursor)  # the cursor carries the filters and size
     if not args.all or cursor is not None:
         print(json.dumps({"next_cursor": cursor}), file=sys.stderr, flush=True)
 
@@ -106,7 +106,7 @@ async def messages_cancel(args: argparse.Namespace, services: Services) -> None:
 
 async def messages_redact(args: argparse.Namespace, services: Services) -> None:
     message = await services.messages.redact(args.sid)
-    emit(message.model_dump(mode="json", by_alias=True))
+    emit(dict(message.raw))
 
 
 async def messages_delete(args: argparse.Namespace, services: Services) -> None:

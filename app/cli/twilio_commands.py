@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from app.cli.plumbing import Subcommands
     from app.services import Services
+    from app.twilio.client import TwilioClient
 
 
 async def twilio_raw(args: argparse.Namespace, services: Services) -> int:
@@ -36,7 +37,7 @@ async def twilio_raw(args: argparse.Namespace, services: Services) -> int:
     attempt = 0
     while True:
         try:
-            response = await services.twilio.raw_request(args.method, args.path, **request)
+            response = await _twilio_client(services).raw_request(args.method, args.path, **request)
         except ValueError as exc:  # the path is refused before anything is sent
             raise CliError(str(exc)) from None
         except TwilioTransportError as exc:
@@ -120,6 +121,16 @@ def _write_body(response: httpx.Response, kind: str) -> None:
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
+
+
+def _twilio_client(services: Services) -> TwilioClient:
+    """The Twilio client behind the provider: `twilio raw` speaks Twilio's API itself."""
+    from app.twilio.provider import TwilioProvider
+
+    provider = services.provider
+    if not isinstance(provider, TwilioProvider):
+        raise CliError(f"the provider is {provider.name}, not Twilio")
+    return provider.client
 
 
 def add_twilio_commands(commands: Subcommands) -> None:

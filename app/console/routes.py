@@ -30,8 +30,8 @@ from app.errors import InvalidInput, NotFound, ServiceError
 from app.pipeline.events import InvalidPayload, parse_event
 from app.pipeline.recipients import InvalidRecipient, normalize_phone
 from app.services import Services
-from app.services.messages import MessageListQuery
 from app.services.resend import RESENDABLE, resend
+from app.sms.reports import MessageQuery
 from app.store import StorageError
 from app.store.records import iso_ms
 from app.store.stats import OUTCOME_SAMPLE, STATUSES, DeliveryStats
@@ -602,18 +602,18 @@ async def messages(
             request, session, "messages.html", items=[], to=to, next_query=None, no_account=True
         )
     page = await services.messages.list(
-        MessageListQuery(
+        MessageQuery(
             to=_number(to, services, "to") if to else None,
             page_size=50,
             cursor=cursor or None,
         )
     )
-    next_query = urlencode({"to": to, "cursor": page.next_page_uri}) if page.next_page_uri else None
+    next_query = urlencode({"to": to, "cursor": page.next_cursor}) if page.next_cursor else None
     return _render(
         request,
         session,
         "messages.html",
-        items=page.messages,
+        items=[m.raw for m in page.messages],  # Twilio's own JSON, as the page shows it
         to=to,
         next_query=next_query,
         no_account=False,

@@ -1,19 +1,19 @@
-"""Stage 6: one send attempt to Twilio, and what to do next (done, retry later, give up)."""
+"""Stage 6: one send attempt through the provider, and what to do next (done, retry
+later, give up)."""
 
 from __future__ import annotations
 
 import random
-import uuid
 from dataclasses import dataclass
 
-from app.twilio.client import TwilioClient
-from app.twilio.errors import TwilioApiError, TwilioError, TwilioTransportError
-from app.twilio.models import OutboundMessage
+from app.sms.failures import ProviderError, ProviderRejected, ProviderUnreachable
+from app.sms.message import OutboundMessage
+from app.sms.provider import Provider
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, capped; Twilio's Retry-After wins when it gives one,
+    """Exponential backoff with jitter, capped; the provider's Retry-After wins when it gives one,
     up to the same cap (a record waiting longer than its work allows could expire)."""
 
     max_attempts: int
@@ -31,56 +31,52 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    sid: str
-    twilio_status: str
+    """The provider accepted it: its id there and its status (test mode's: "mocked")."""
+
+    provider_id: str
+    status: str
 
 
 @dataclass(frozen=True, slots=True)
 class RetryLater:
     delay: float
-    error: TwilioError
+    error: ProviderError
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """Twilio refused for good: nothing was created (the recipient's window is freed)."""
+    """The provider refused for good: nothing was created (the recipient's window is freed)."""
 
-    error: TwilioError
+    error: ProviderError
 
 
 @dataclass(frozen=True, slots=True)
 class Unknown:
     """The request left and no usable answer came back (a deadline, a dropped connection,
-    an unreadable body): Twilio may have created the message. Never retried as is: the
-    resolver asks Twilio first (app/services/resolver.py)."""
+    an unreadable body): the provider may have created the message. Never retried as is:
+    the resolver asks the provider first (app/services/resolver.py)."""
 
-    error: TwilioTransportError
+    error: ProviderUnreachable
 
 
 Outcome = Sent | RetryLater | Failed | Unknown
 
 
-def mocked_send() -> Sent:
-    """Test mode: send nothing. The request it stands for is rebuilt from the delivery
-    record when the record is read (see `Services.mocked_request`), not stored."""
-    return Sent(sid="SM" + uuid.uuid4().hex, twilio_status="mocked")
-
-
 async def attempt_send(
-    twilio: TwilioClient, message: OutboundMessage, attempt: int, policy: RetryPolicy
+    provider: Provider, message: OutboundMessage, attempt: int, policy: RetryPolicy
 ) -> Outcome:
     """Make attempt number `attempt` and classify the result."""
     try:
-        created = await twilio.send_message(message)
-    except TwilioTransportError as err:
+        created = await provider.send(message)
+    except ProviderUnreachable as err:
         if err.request_sent:
             return Unknown(err)
         if attempt < policy.max_attempts:
             return RetryLater(policy.delay(attempt), err)
         return Failed(err)
-    except TwilioError as err:
+    except ProviderError as err:
         if err.retryable and attempt < policy.max_attempts:
-            retry_after = err.retry_after if isinstance(err, TwilioApiError) else None
+            retry_after = err.retry_after if isinstance(err, ProviderRejected) else None
             return RetryLater(policy.delay(attempt, retry_after), err)
         return Failed(err)
-    return Sent(sid=created.sid, twilio_status=created.status or "queued")
+    return Sent(created.id, created.status)

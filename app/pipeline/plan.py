@@ -37,7 +37,7 @@ from app.pipeline.render import (
     render_template,
 )
 from app.pipeline.schedule import Schedule, plan_schedule
-from app.twilio.models import MAX_BODY_CHARS, OutboundMessage
+from app.sms.message import MAX_BODY_CHARS, OutboundMessage
 
 MAX_URL_LENGTH = 2048
 _HTTP_URL = re.compile(r"https?://[^\s]+")

@@ -21,56 +21,44 @@ from app.services.reconcile import Reconciler
 from app.services.reload import DestinationReloader
 from app.services.replay import ReplayService
 from app.services.system_events import SystemEvents
-from app.services.webhooks import TwilioWebhooks
+from app.services.webhooks import WebhookService
 from app.services.worker import SendWorker, consumer_name, message_of
 from app.settings import Settings
+from app.sms.provider import Provider
 from app.store.deliveries import DeliveryLog
 from app.store.records import DeliveryRecord
 from app.store.storage import Store
 from app.store.suppressions import SuppressionList
-from app.twilio.client import TwilioClient, TwilioCredentials
-from app.twilio.transport import AiohttpTransport
+from app.transport import AiohttpTransport
+from app.twilio.provider import build_twilio_provider  # the one provider there is, so far
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The process's one HTTP client: httpx's API, aiohttp's pool (see twilio/transport.py)."""
+    """The process's one HTTP client: httpx's API, aiohttp's pool (see app/transport.py)."""
+    timeout = settings.twilio_timeout  # a provider's request deadline
     return httpx.AsyncClient(
         transport=AiohttpTransport(max_connections=settings.worker_concurrency + 4),
-        timeout=httpx.Timeout(settings.twilio_timeout, connect=min(5.0, settings.twilio_timeout)),
+        timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
         headers={"User-Agent": "smsdest/0.1"},
     )
 
 
-def build_twilio_client(settings: Settings, http: httpx.AsyncClient) -> TwilioClient:
-    """The one Twilio client of a process (API and worker share it)."""
-    credentials = TwilioCredentials.from_values(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        settings.twilio_api_key,
-        settings.twilio_api_secret,
-    )
-    callback = f"{settings.public_base_url}/v1/twilio/status" if settings.public_base_url else None
-    return TwilioClient(http, credentials, settings.twilio_base_url, callback)
-
-
 class BackgroundJobs:
-    """What a worker runs: the send worker, and reconciliation with Twilio when live."""
+    """What a worker runs: the send worker, and reconciliation with the provider when live."""
 
     def __init__(
-        self, settings: Settings, store: Store, twilio: TwilioClient, metrics: Metrics
+        self, settings: Settings, store: Store, provider: Provider, metrics: Metrics
     ) -> None:
         self._worker = SendWorker(
             store.send_queue(consumer_name()),
             store.deliveries,
-            twilio,
+            provider,
             RetryPolicy(
                 settings.send_max_attempts, settings.retry_base_delay, settings.retry_max_delay
             ),
             settings.worker_concurrency,
             settings.reclaim_idle,
             metrics,
-            settings.twilio_timeout,
-            settings.twilio_list_delay,
             settings.shutdown_grace,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
@@ -78,7 +66,7 @@ class BackgroundJobs:
             Reconciler(
                 store.reconcile,
                 store.deliveries,
-                twilio,
+                provider,
                 settings.reconcile_after,
                 settings.reconcile_max_pages,
             )
@@ -101,16 +89,16 @@ class BackgroundJobs:
 
 @dataclass(slots=True)
 class Services:
-    """What request handlers and commands use. Commands that only talk to Twilio run
+    """What request handlers and commands use. Commands that only talk to the provider run
     without Redis (`store` None): asking them for anything stored raises `Unavailable`."""
 
     settings: Settings
-    twilio: TwilioClient
+    provider: Provider
     messages: MessageService
     metrics: Metrics
     store: Store | None = None
     ingest_service: IngestService | None = None
-    webhook_service: TwilioWebhooks | None = None
+    webhook_service: WebhookService | None = None
     reloader: DestinationReloader | None = None  # its `last_error`: the last refused reload
     replay_service: ReplayService | None = None
     system_event_service: SystemEvents | None = None
@@ -124,7 +112,7 @@ class Services:
         return _needed(self.ingest_service)
 
     @property
-    def webhooks(self) -> TwilioWebhooks:
+    def webhooks(self) -> WebhookService:
         return _needed(self.webhook_service)
 
     @property
@@ -144,15 +132,15 @@ class Services:
         return _needed(self.store).suppressions
 
     def mocked_request(self, record: DeliveryRecord) -> dict[str, object] | None:
-        """The Twilio request (credentials redacted) a mocked send stood for, rebuilt from
-        its record: test mode does not store it (a lean record, issue 11)."""
-        if record.twilio_status != "mocked":
+        """The provider's request (credentials redacted) a mocked send stood for, rebuilt
+        from its record: test mode does not store it (a lean record, issue 11)."""
+        if record.provider_status != "mocked":
             return None
-        return self.twilio.message_request(message_of(record)).redacted()
+        return self.provider.preview(message_of(record))
 
     def background_jobs(self) -> BackgroundJobs:
         """The send worker (and reconciliation), for `serve` and `smsdest worker`."""
-        return BackgroundJobs(self.settings, _needed(self.store), self.twilio, self.metrics)
+        return BackgroundJobs(self.settings, _needed(self.store), self.provider, self.metrics)
 
 
 _T = TypeVar("_T")
@@ -171,35 +159,37 @@ def build_services(
     destinations: DestinationSet | None = None,
 ) -> Services:
     """Every service of a process over one HTTP client and, unless None, one store
-    (commands that only talk to Twilio need no Redis). `destinations`: what ingest matches
+    (commands that only talk to the provider need no Redis). `destinations`: what ingest matches
     events against (none for commands that never ingest)."""
-    twilio = build_twilio_client(settings, http)
+    provider = build_twilio_provider(settings, http)
     metrics = Metrics()
     messages = MessageService(
         store.deliveries if store else None,
-        twilio,
+        provider,
         settings.global_test_mode,
         settings.delivery_retention,
         metrics,
     )
     if store is None:
-        return Services(settings, twilio, messages, metrics)
+        return Services(settings, provider, messages, metrics)
     ingest = IngestService(
         destinations or DestinationSet([]),
         store.deliveries,
-        twilio,
+        provider,
         settings.default_region,
         settings.global_test_mode,
         timedelta(seconds=settings.delivery_retention),
         metrics,
         RecentEvents(settings.recent_events) if settings.recent_events else None,
     )
-    webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
+    webhooks = WebhookService(
+        provider, store.callbacks, store.deliveries, ingest, settings.default_region
+    )
     reloader = DestinationReloader(settings, ingest, store.config_generation)
     replay = ReplayService(store.deliveries, store.replays, ingest)
     return Services(
         settings,
-        twilio,
+        provider,
         messages,
         metrics,
         store,

@@ -20,10 +20,11 @@ from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
 from app.pipeline.recipients import mask_phone
 from app.services.recent import RecentEvents
+from app.sms.failures import ProviderError, ProviderRejected
+from app.sms.message import OutboundMessage
+from app.sms.provider import Provider
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import Mode, NewDelivery
-from app.twilio.client import TwilioClient
-from app.twilio.errors import TwilioApiError, TwilioError
 
 # Evaluating a batch yields the event loop at least this often.
 _MAX_TURN_SECONDS = 0.02
@@ -72,7 +73,7 @@ class IngestService:
         self,
         destinations: DestinationSet,
         deliveries: DeliveryLog,
-        twilio: TwilioClient,
+        provider: Provider,
         default_region: str,
         global_test_mode: bool,
         horizon: timedelta,
@@ -82,7 +83,7 @@ class IngestService:
         self._recent = recent
         self._destinations = destinations
         self._deliveries = deliveries
-        self._twilio = twilio
+        self._provider = provider
         self._default_region = default_region
         self._global_test_mode = global_test_mode
         self._horizon = horizon
@@ -245,7 +246,7 @@ class IngestService:
                 "held_by": check.held_by if held else None,
                 "remaining_seconds": round(max(remaining_ms, 0) / 1000, 3) if held else 0,
             }
-        trace["twilio_request"] = self._twilio.message_request(message).redacted()
+        trace["twilio_request"] = self._provider.preview(message)
         trace["decision"] = "would_send"
         if evaluation.deferred:
             trace["decision"], trace["detail"] = "deferred", evaluation.detail
@@ -259,21 +260,24 @@ class IngestService:
             trace["decision"] = "sent" if "sid" in trace["twilio_response"] else "failed"
         return trace
 
-    async def _send_now(self, message: Any, mode: Mode) -> dict[str, Any]:
+    async def _send_now(self, message: OutboundMessage, mode: Mode) -> dict[str, Any]:
         if self._global_test_mode:
-            raise Conflict("the service is in test mode (no Twilio credentials or SMS_TEST_MODE)")
+            raise Conflict(
+                f"the service is in test mode (no {self._provider.name} credentials or "
+                "SMS_TEST_MODE)"
+            )
         try:
-            created = await self._twilio.send_message(message)
-        except TwilioApiError as err:
+            created = await self._provider.send(message)
+        except ProviderRejected as err:
             return {
                 "http_status": err.http_status,
                 "code": err.code,
                 "message": err.message,
                 "more_info": err.more_info,
             }
-        except TwilioError as err:
+        except ProviderError as err:
             return {"code": None, "message": str(err)}
-        return {"sid": created.sid, "status": created.status}
+        return {"sid": created.id, "status": created.status}
 
 
 def log_decision(admission: Admission, recipient: str | None, event_uuid: str | None) -> None:

@@ -1,15 +1,15 @@
 """Direct message operations: send (now or scheduled), get, list, cancel, redact, delete.
 
 Sends go through the same admission, queue, retries and delivery log as destination
-sends (pseudo-destination ``$api``); the other operations talk to Twilio directly.
+sends (pseudo-destination ``$api``); the other operations talk to the provider directly
+and answer its own JSON for a message (`ProviderMessage.raw`).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -21,18 +21,15 @@ from app.pipeline.recipients import E164Number
 from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
 from app.pipeline.schedule import plan_schedule
 from app.services.ingest import log_decision
+from app.sms.failures import ProviderRejected
+from app.sms.message import MAX_MEDIA
+from app.sms.provider import Provider
+from app.sms.reports import MessagePage, MessageQuery, ProviderMessage
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import NewDelivery
-from app.twilio.client import MessagePage, TwilioClient
-from app.twilio.errors import (
-    MESSAGE_NOT_CANCELABLE_ERROR_CODE,
-    MESSAGE_NOT_COMPLETE_ERROR_CODE,
-    TwilioApiError,
-)
-from app.twilio.models import MessagingServiceSid, TwilioMessage
+from app.twilio.models import MessagingServiceSid  # the request body's format check
 
 API_DESTINATION = "$api"
-MAX_MEDIA = 10
 
 _URL = re.compile(r"https?://\S+")  # fullmatch: `$` would allow a trailing newline
 _MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
@@ -91,31 +88,20 @@ class MessageCreate(StrictBody):
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class MessageListQuery:
-    to: str | None = None
-    from_: str | None = None
-    date_sent: date | None = None
-    date_sent_before: date | None = None
-    date_sent_after: date | None = None
-    page_size: int = 50
-    cursor: str | None = None
-
-
 class MessageService:
     """Message operations for the API and the CLI. Without a delivery log (commands that
-    run without Redis) only the operations that talk to Twilio alone work."""
+    run without Redis) only the operations that talk to the provider alone work."""
 
     def __init__(
         self,
         deliveries: DeliveryLog | None,
-        twilio: TwilioClient,
+        provider: Provider,
         global_test_mode: bool,
         retention_s: int,
         metrics: Metrics,
     ) -> None:
         self._deliveries = deliveries
-        self._twilio = twilio
+        self._provider = provider
         self._test_mode = global_test_mode
         self._horizon = timedelta(seconds=retention_s)
         self._metrics = metrics
@@ -172,31 +158,24 @@ class MessageService:
         log_decision(admission, request.to, None)
         return admission
 
-    async def get(self, sid: str) -> TwilioMessage:
-        return await self._twilio.fetch_message(_sid(sid))
+    async def get(self, sid: str) -> ProviderMessage:
+        return await self._provider.fetch(_sid(sid))
 
-    async def list(self, query: MessageListQuery) -> MessagePage:
-        """One page of the account's messages; `cursor` is Twilio's `next_page_uri`."""
+    async def list(self, query: MessageQuery) -> MessagePage:
+        """One page of the account's messages; `cursor` is a previous page's `next_cursor`."""
         try:
-            return await self._twilio.list_messages(
-                to=query.to,
-                from_=query.from_,
-                date_sent=query.date_sent,
-                date_sent_before=query.date_sent_before,
-                date_sent_after=query.date_sent_after,
-                page_size=query.page_size,
-                page_uri=query.cursor,
-            )
+            return await self._provider.list(query)
         except ValueError as exc:
             raise InvalidInput([{"field": "cursor", "problem": str(exc)}]) from None
 
     async def cancel(self, reference: str) -> dict[str, Any]:
-        """Cancel a scheduled message: one we hold (by delivery id), or Twilio's (by SID)."""
+        """Cancel a scheduled message: one we hold (by delivery id), or one the provider
+        holds (by its id there)."""
         if reference.startswith("dl_"):
             record = await self._log().get(reference)
             if record is None:
                 raise NotFound(f"no delivery with id {reference!r}")
-            sid = record.twilio_sid
+            sid = record.provider_id
             if sid is None:
                 canceled, status = await self._log().cancel_scheduled(reference)
                 if not canceled:
@@ -205,30 +184,31 @@ class MessageService:
                     )
                 return {"delivery_id": reference, "status": "canceled"}
             reference = sid
+        name = self._provider.name
         try:
-            message = await self._twilio.cancel_message(_sid(reference))
-        except TwilioApiError as exc:
-            if exc.code == MESSAGE_NOT_CANCELABLE_ERROR_CODE:
+            message = await self._provider.cancel(_sid(reference))
+        except ProviderRejected as exc:
+            if exc.conflict:
                 # The same conflict as for a message we hold, so the same answer.
                 raise Conflict(
-                    f"message {reference} is no longer scheduled at Twilio (error 30409): "
-                    "only scheduled messages cancel"
+                    f"message {reference} is no longer scheduled at {name}"
+                    f"{_code(exc)}: only scheduled messages cancel"
                 ) from None
             raise
-        await self._record_twilio_status(message)
-        return {"sid": message.sid, "status": message.status}
+        await self._record_status(message)
+        return {"sid": message.id, "status": message.status}
 
-    async def redact(self, sid: str) -> TwilioMessage:
-        return await self._twilio.redact_message(_sid(sid))
+    async def redact(self, sid: str) -> ProviderMessage:
+        return await self._provider.redact(_sid(sid))
 
     async def delete(self, sid: str) -> None:
         try:
-            await self._twilio.delete_message(_sid(sid))
-        except TwilioApiError as exc:
-            if exc.code == MESSAGE_NOT_COMPLETE_ERROR_CODE:
+            await self._provider.delete(_sid(sid))
+        except ProviderRejected as exc:
+            if exc.conflict:
                 raise Conflict(
-                    f"Twilio will not delete {sid} before it is complete (error 20009): "
-                    "cancel it or wait for a final status"
+                    f"{self._provider.name} will not delete {sid} before it is complete"
+                    f"{_code(exc)}: cancel it or wait for a final status"
                 ) from None
             raise
 
@@ -237,13 +217,17 @@ class MessageService:
             raise Unavailable("the delivery log needs Redis (SMS_REDIS_URL)")
         return self._deliveries
 
-    async def _record_twilio_status(self, message: TwilioMessage) -> None:
-        delivery_id = await self._log().delivery_id_for_sid(message.sid)
+    async def _record_status(self, message: ProviderMessage) -> None:
+        delivery_id = await self._log().delivery_id_for(message.id)
         status = message.status or ""
         if delivery_id and status == "canceled":
-            await self._log().apply_twilio_status(
-                delivery_id, status, None, "canceled through Twilio"
+            await self._log().apply_provider_status(
+                delivery_id, status, None, f"canceled through {self._provider.name}"
             )
+
+
+def _code(error: ProviderRejected) -> str:
+    return f" (error {error.code})" if error.code is not None else ""
 
 
 def _sid(value: str) -> str:

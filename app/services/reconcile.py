@@ -1,43 +1,42 @@
-"""Reconciliation: ask Twilio what callbacks did not tell us.
+"""Reconciliation: ask the provider what callbacks did not tell us.
 
 Each run (one process at a time across the fleet, by a Redis lock):
 
-1. **Stale deliveries** — deliveries Twilio accepted more than `stale_after` ago but never
+1. **Stale deliveries** — deliveries the provider accepted more than `stale_after` ago but never
    reported final are fetched and moved forward (never backwards). A cursor walks the
    window so that messages without delivery receipts cannot starve the rest.
 2. **External messages** — outbound messages sent on the account by other systems are
    imported into the delivery log as destination ``$external``. The account's list is read
-   with ``DateSent>`` a cursor, page by page, at most `max_pages` per run; the cursor only
-   moves once a whole sweep is done (at-least-once; known SIDs are skipped).
+   for messages sent on or after a cursor's day, page by page, at most `max_pages` per run;
+   the cursor only moves once a whole sweep is done (at-least-once; known ids are skipped).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from app.pipeline.render import measure_body
+from app.sms.failures import ProviderError
+from app.sms.provider import Provider
+from app.sms.reports import MessageQuery, ProviderMessage
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog, StatusVerdict
 from app.store.reconcile_state import ReconcileState
 from app.store.records import ExternalMessage, id_bound
-from app.twilio.client import TwilioClient
-from app.twilio.errors import TwilioError
-from app.twilio.models import TwilioMessage
 
 log = logging.getLogger(__name__)
 
 EXTERNAL_DESTINATION = "$external"
-# Twilio gives up on a message after its validity period (at most 10 h): past three days a
-# non-final status will not change any more.
+# A provider gives up on a message after its validity period (at most 10 h): past three
+# days a non-final status will not change any more.
 _WINDOW = timedelta(days=3)
 _STALE_BATCH = 200
 
-# Delivery statuses whose Twilio side may still change.
+# Delivery statuses whose provider side may still change.
 _OPEN_STATUSES = ("sent", "scheduled")
 
 
@@ -56,14 +55,14 @@ class Reconciler:
         self,
         state: ReconcileState,
         deliveries: DeliveryLog,
-        twilio: TwilioClient,
+        provider: Provider,
         stale_after_s: int,
         max_pages: int,
         page_size: int = 100,
     ) -> None:
         self._state = state
         self._deliveries = deliveries
-        self._twilio = twilio
+        self._provider = provider
         self._stale_after = timedelta(seconds=stale_after_s)
         self._max_pages = max_pages
         self._page_size = page_size
@@ -83,7 +82,7 @@ class Reconciler:
                 report = await self.run_once(lock_s=interval_s)
                 if report and (report.updated or report.imported):
                     log.info("reconcile: %s", report)
-            except (StorageError, TwilioError, ValueError) as exc:
+            except (StorageError, ProviderError, ValueError) as exc:
                 log.warning("reconcile run failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=interval_s)
@@ -100,23 +99,24 @@ class Reconciler:
             await self._state.set_stale_cursor(status, ids[-1] if len(ids) == _STALE_BATCH else "")
             for delivery_id in ids:
                 record = await self._deliveries.get(delivery_id)
-                sid = record.twilio_sid if record else None
-                if not sid or record is None or record.mode != "live":
+                message_id = record.provider_id if record else None
+                if not message_id or record is None or record.mode != "live":
                     continue
                 checked += 1
                 try:
-                    message = await self._twilio.fetch_message(sid)
-                except TwilioError as exc:
-                    log.warning("reconcile: cannot fetch %s: %s", sid, exc)
+                    message = await self._provider.fetch(message_id)
+                except ProviderError as exc:
+                    log.warning("reconcile: cannot fetch %s: %s", message_id, exc)
                     continue
                 if await self._apply(delivery_id, message) == "applied":
                     updated += 1
         return checked, updated
 
-    async def _apply(self, delivery_id: str, message: TwilioMessage) -> StatusVerdict:
+    async def _apply(self, delivery_id: str, message: ProviderMessage) -> StatusVerdict:
         status = message.status or ""
-        return await self._deliveries.apply_twilio_status(
-            delivery_id, status, message.error_code, f"reconciled with Twilio: {status}"
+        detail = f"reconciled with {self._provider.name}: {status}"
+        return await self._deliveries.apply_provider_status(
+            delivery_id, status, message.error_code, detail
         )
 
     async def _import_external(self) -> tuple[int, bool]:
@@ -130,18 +130,19 @@ class Reconciler:
         newest_seen = datetime.fromisoformat(sweep.newest or sweep.since)
         imported = 0
         for _ in range(self._max_pages):
-            page = await self._twilio.list_messages(
-                date_sent_after=since, page_size=self._page_size, page_uri=page_uri or None
+            page = await self._provider.list(
+                MessageQuery(
+                    date_sent_after=since, page_size=self._page_size, cursor=page_uri or None
+                )
             )
             for message in page.messages:
-                sent = _parse_date(message.date_sent) or _parse_date(message.date_created)
+                sent = _moment(message.sent_ms) or _moment(message.created_ms)
                 if sent is not None:
                     newest_seen = max(newest_seen, sent)
-                if (message.direction or "").startswith("outbound") and await self._import(
-                    message, sent
-                ):
+                outbound = message.direction in ("api", "outbound")
+                if outbound and await self._import(message, sent):
                     imported += 1
-            page_uri = page.next_page_uri
+            page_uri = page.next_cursor
             # Progress is saved page by page, so a crash resumes instead of restarting.
             if page_uri:
                 await self._state.save_page(page_uri, newest_seen.isoformat())
@@ -151,32 +152,26 @@ class Reconciler:
                 return imported, True
         return imported, False
 
-    async def _import(self, message: TwilioMessage, sent: datetime | None) -> bool:
+    async def _import(self, message: ProviderMessage, sent: datetime | None) -> bool:
         body = message.body or ""
         stats = measure_body(body)
         created = sent or datetime.now(UTC)
-        segments = message.num_segments
         external = ExternalMessage(
-            sid=message.sid,
+            provider_id=message.id,
             recipient=message.to or "",
             body=body,
             encoding=stats.encoding,
-            segments=int(segments) if segments and segments.isdigit() else stats.segments,
-            from_number=message.from_ or "",
+            segments=message.segments if message.segments is not None else stats.segments,
+            from_number=message.from_number or "",
             messaging_service_sid=message.messaging_service_sid or "",
-            twilio_status=message.status or "",
+            provider_status=message.status or "",
             error_code=message.error_code,
             error_message=message.error_message or "",
             sent_ms=int(created.timestamp() * 1000),
+            imported_from=self._provider.name,
         )
         return await self._deliveries.import_external(external, EXTERNAL_DESTINATION)
 
 
-def _parse_date(value: str | None) -> datetime | None:
-    """Twilio's dates are RFC 2822 (``Mon, 23 Nov 2026 10:00:00 +0000``)."""
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value).astimezone(UTC)
-    except (TypeError, ValueError):
-        return None
+def _moment(epoch_ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC) if epoch_ms is not None else None

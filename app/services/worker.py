@@ -1,4 +1,5 @@
-"""The send worker: consumes the queue, sends through Twilio (or mocks), records outcomes."""
+"""The send worker: consumes the queue, sends through the provider (test mode's for test
+deliveries), records outcomes."""
 
 from __future__ import annotations
 
@@ -21,27 +22,25 @@ from app.pipeline.dispatch import (
     Sent,
     Unknown,
     attempt_send,
-    mocked_send,
 )
 from app.pipeline.recipients import mask_phone
 from app.services.resolver import find_created
+from app.sms.failures import ErrorAction, ProviderError, ProviderRejected, ProviderUnreachable
+from app.sms.message import VALIDITY_PERIOD_MAX, OutboundMessage
+from app.sms.mocked import MockedProvider
+from app.sms.provider import Provider
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
 from app.store.queue import QueuedSend, SendQueue
 from app.store.records import (
     DeliveryRecord,
     DeliveryStatus,
+    Mode,
     SendOutcome,
     id_created_ms,
     iso_ms,
 )
-from app.store.suppressions import suppression_value
-from app.twilio.client import TwilioClient
-from app.twilio.error_catalog import ErrorAction, action_for
-from app.twilio.errors import TwilioApiError, TwilioError, TwilioTransportError
-from app.twilio.models import VALIDITY_PERIOD_RANGE, OutboundMessage
-
-VALIDITY_PERIOD_MAX = VALIDITY_PERIOD_RANGE[-1]
+from app.store.suppressions import PROVIDER_OPT_OUT, suppression_value
 
 log = logging.getLogger(__name__)
 
@@ -66,29 +65,32 @@ class SendWorker:
         self,
         queue: SendQueue,
         deliveries: DeliveryLog,
-        twilio: TwilioClient,
+        provider: Provider,
         policy: RetryPolicy,
         concurrency: int,
         reclaim_idle_s: int,
         metrics: Metrics,
-        twilio_timeout_s: float,
-        list_delay_s: float,
         shutdown_grace_s: float = 20.0,
     ) -> None:
         self._deliveries = deliveries
         self._metrics = metrics
         self._queue = queue
-        self._twilio = twilio
+        self._provider = provider
+        # A delivery sends through its mode's provider: test mode's sends nothing.
+        self._providers: dict[Mode, Provider] = {
+            "live": provider,
+            "test": MockedProvider(provider),
+        }
         self._policy = policy
         self._concurrency = concurrency
         self._read_chunk = max(1, concurrency // 4)
         self._reclaim_idle_ms = reclaim_idle_s * 1000
-        self._twilio_timeout = twilio_timeout_s
-        self._list_delay_s = list_delay_s
+        self._send_timeout = provider.send_timeout_s
+        self._list_delay_s = provider.list_delay_s
         self._shutdown_grace_s = shutdown_grace_s
-        # An attempt whose worker died could have reached Twilio until its deadline; the
-        # list shows it at most `list_delay_s` after that.
-        self._resolve_after_s = twilio_timeout_s + list_delay_s
+        # An attempt whose worker died could have reached the provider until its deadline;
+        # its list shows it at most `list_delay_s` after that.
+        self._resolve_after_s = provider.send_timeout_s + provider.list_delay_s
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._in_flight_ids: set[str] = set()  # never reclaim what this worker is sending
@@ -137,7 +139,7 @@ class SendWorker:
     async def _finish_in_flight(self) -> None:
         """On the way out: in-flight sends get the shutdown grace to finish; the rest are
         cancelled where they stand — an attempt already out stays `sending`, and whoever
-        takes its entry over resolves it with Twilio (nothing is sent twice)."""
+        takes its entry over resolves it with the provider (nothing is sent twice)."""
         if not self._in_flight:
             return
         _, late = await asyncio.wait(self._in_flight, timeout=self._shutdown_grace_s)
@@ -183,7 +185,7 @@ class SendWorker:
         """Send one delivery and record what happened, acknowledging the entry atomically.
 
         The attempt is recorded (`sending`) before the request leaves; an earlier attempt
-        whose outcome is unknown is resolved with Twilio first (`_resolve`)."""
+        whose outcome is unknown is resolved with the provider first (`_resolve`)."""
         resolved: int | None = None
         while True:
             verdict, record = await self._deliveries.begin_send(
@@ -209,15 +211,14 @@ class SendWorker:
             await self._expire(queued, record, expires)
             return
         message = message_of(record, expires)
-        if record.mode == "test":
-            outcome: Outcome = mocked_send()
-        else:
-            started = time.perf_counter()
-            outcome = await attempt_send(self._twilio, message, attempt, self._policy)
+        provider = self._providers[record.mode]
+        started = time.perf_counter()
+        outcome = await attempt_send(provider, message, attempt, self._policy)
+        if provider.delivers:
             self._measure(queued, record, outcome, time.perf_counter() - started)
-        # Once Twilio has answered, that answer is held until it is recorded, however long
-        # Redis is away: an unrecorded answer would leave the outcome to the resolver, and
-        # an answer is never handed back for resending.
+        # Once the provider has answered, that answer is held until it is recorded, however
+        # long Redis is away: an unrecorded answer would leave the outcome to the resolver,
+        # and an answer is never handed back for resending.
         pause = 0.1
         while True:
             try:
@@ -225,7 +226,7 @@ class SendWorker:
                 return
             except StorageError as exc:
                 log.warning(
-                    "delivery %s: cannot record Twilio's answer yet, retrying in %.1f s: %s",
+                    "delivery %s: cannot record the provider's answer yet, retrying in %.1f s: %s",
                     record.id,
                     pause,
                     exc,
@@ -234,32 +235,35 @@ class SendWorker:
                 pause = min(pause * 2, _RECORD_RETRY_MAX_S)
 
     async def _resolve(self, queued: QueuedSend, record: DeliveryRecord) -> bool:
-        """Settle an attempt whose outcome is unknown: True when Twilio does not have it
-        (send again), False when it was adopted or must wait (recorded either way)."""
-        if record.mode == "test":
+        """Settle an attempt whose outcome is unknown: True when the provider does not have
+        it (send again), False when it was adopted or must wait (recorded either way)."""
+        provider = self._providers[record.mode]
+        if not provider.delivers:
             return True  # a mocked send never left this process
+        name = provider.name
         now_ms = time.time_ns() // 1_000_000
         due = record.resolve_after_ms or now_ms
         if now_ms < due:
-            await self._park_unknown(queued, record, due, "Twilio's list is asked")
+            await self._park_unknown(queued, record, due, f"{name}'s list is asked")
             return False
         try:
-            async with asyncio.timeout(self._twilio_timeout):
+            async with asyncio.timeout(self._send_timeout):
                 found = await find_created(
-                    self._twilio,
+                    provider,
                     message_of(record),
                     record.attempt_at_ms or 0,
                     self._taken_by(record),
                 )
-        except (TwilioError, TimeoutError) as exc:
+        except (ProviderError, TimeoutError) as exc:
             later = now_ms + int(self._list_delay_s * 1000)
-            await self._park_unknown(queued, record, later, f"Twilio could not be asked ({exc})")
+            await self._park_unknown(queued, record, later, f"{name} could not be asked ({exc})")
             return False
         if found is None:
             log.info(
-                "delivery %s: attempt %d is not at Twilio: sending again",
+                "delivery %s: attempt %d is not at %s: sending again",
                 record.id,
                 record.attempts,
+                name,
             )
             return True
         await self._deliveries.finish_send(
@@ -268,17 +272,17 @@ class SendWorker:
             "sent",
             final=True,
             throttle="anchor",
-            detail=f"attempt {record.attempts} found at Twilio: adopted, not sent again",
-            outcome=SendOutcome(twilio_sid=found.sid, twilio_status=found.status or "queued"),
+            detail=f"attempt {record.attempts} found at {name}: adopted, not sent again",
+            outcome=SendOutcome(provider_id=found.id, provider_status=found.status or "queued"),
             attempt=record.attempts,
         )
         self._metrics.send_attempted(record.destination, "sent")
-        log.info("delivery %s: attempt %d adopted sid=%s", record.id, record.attempts, found.sid)
+        log.info("delivery %s: attempt %d adopted id=%s", record.id, record.attempts, found.id)
         return False
 
     def _taken_by(self, record: DeliveryRecord) -> Callable[[str], Awaitable[bool]]:
-        async def taken(sid: str) -> bool:
-            owner = await self._deliveries.delivery_id_for_sid(sid)
+        async def taken(provider_id: str) -> bool:
+            owner = await self._deliveries.delivery_id_for(provider_id)
             return owner is not None and owner != record.id
 
         return taken
@@ -286,7 +290,7 @@ class SendWorker:
     async def _park_unknown(
         self, queued: QueuedSend, record: DeliveryRecord, due_ms: int, why: str
     ) -> None:
-        """Hold an unknown outcome in the delayed queue until Twilio can be asked."""
+        """Hold an unknown outcome in the delayed queue until the provider can be asked."""
         await self._deliveries.finish_send(
             record,
             queued.entry_id,
@@ -303,7 +307,7 @@ class SendWorker:
         late = time.time() - expires
         at = iso_ms(int(expires * 1000))
         detail = f"unsent at its expiry ({at}, {late:.1f} s ago): not sent late"
-        # Nothing of it is at Twilio: an earlier attempt of unknown outcome was resolved
+        # Nothing of it is at the provider: an earlier attempt of unknown outcome was resolved
         # (not found) before this point, so its throttle window is freed.
         await self._deliveries.finish_send(
             record, queued.entry_id, "expired", final=True, throttle="release", detail=detail
@@ -318,10 +322,10 @@ class SendWorker:
     def _measure(
         self, queued: QueuedSend, record: DeliveryRecord, outcome: Outcome, seconds: float
     ) -> None:
-        """Metrics of one live attempt: Twilio's answer, its duration, event-to-send."""
+        """Metrics of one live attempt: the provider's answer, its duration, event-to-send."""
         metrics = self._metrics
         if isinstance(outcome, Sent):
-            metrics.twilio_answered(201, None, seconds)  # a create answers 201 Created
+            metrics.provider_answered(201, None, seconds)  # a create answers 201 Created
             created_ms = id_created_ms(record.id)
             queued_ms = _entry_ms(queued.entry_id)
             if (
@@ -333,11 +337,11 @@ class SendWorker:
                 metrics.event_to_send(max(0.0, time.time() - created_ms / 1000))
             return
         err = outcome.error
-        if isinstance(err, TwilioApiError):
-            metrics.twilio_answered(err.http_status, err.code, seconds)
+        if isinstance(err, ProviderRejected):
+            metrics.provider_answered(err.http_status, err.code, seconds)
         else:
-            metrics.twilio_answered(None, None, seconds)
-            if isinstance(err, TwilioTransportError) and err.request_sent:
+            metrics.provider_answered(None, None, seconds)
+            if isinstance(err, ProviderUnreachable) and err.request_sent:
                 metrics.outcome_unknown(record.destination)
 
     async def _record(
@@ -348,10 +352,12 @@ class SendWorker:
         attempt: int,
     ) -> None:
         if isinstance(outcome, Sent):
-            sent = SendOutcome(twilio_sid=outcome.sid, twilio_status=outcome.twilio_status)
-            status: DeliveryStatus = "mocked" if record.mode == "test" else "sent"
-            if outcome.twilio_status == "scheduled":
-                status = "scheduled"  # Twilio holds it until SendAt
+            sent = SendOutcome(provider_id=outcome.provider_id, provider_status=outcome.status)
+            status: DeliveryStatus = "sent"
+            if outcome.status == "mocked":
+                status = "mocked"  # test mode's provider: nothing left the process
+            elif outcome.status == "scheduled":
+                status = "scheduled"  # the provider holds it until its send time
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,
@@ -367,7 +373,7 @@ class SendWorker:
                     "send attempt %d: %s",
                     attempt,
                     status,
-                    extra=_attempt_fields(record, attempt, status, twilio_sid=outcome.sid),
+                    extra=_attempt_fields(record, attempt, status, provider_id=outcome.provider_id),
                 )
         elif isinstance(outcome, RetryLater):
             detail = f"attempt {attempt} failed: {outcome.error}; retry in {outcome.delay:.2f} s"
@@ -391,8 +397,9 @@ class SendWorker:
         elif isinstance(outcome, Unknown):
             due = time.time_ns() // 1_000_000 + int(self._list_delay_s * 1000)
             detail = (
-                f"attempt {attempt}: outcome unknown (the request may have reached Twilio: "
-                f"{outcome.error.message}); Twilio's list is asked at {iso_ms(due)}"
+                f"attempt {attempt}: outcome unknown (the request may have reached "
+                f"{self._provider.name}: {outcome.error.message}); {self._provider.name}'s "
+                f"list is asked at {iso_ms(due)}"
             )
             await self._deliveries.finish_send(
                 record,
@@ -415,17 +422,17 @@ class SendWorker:
                 extra=_attempt_fields(record, attempt, "unknown", error=outcome.error),
             )
         else:
-            # Twilio knows this number sent STOP: never try it again.
-            opted_out = action_for(getattr(outcome.error, "code", None)) is ErrorAction.OPT_OUT
+            # The provider knows this number opted out: never try it again.
+            opted_out = _action(outcome.error) is ErrorAction.OPT_OUT
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,
                 "failed",
                 final=True,
-                throttle="release",  # Twilio refused: nothing was sent
+                throttle="release",  # the provider refused: nothing was sent
                 detail=f"attempt {attempt}: {outcome.error}",
                 outcome=_error_outcome(outcome.error),
-                suppression=suppression_value("twilio_21610") if opted_out else None,
+                suppression=suppression_value(PROVIDER_OPT_OUT) if opted_out else None,
                 attempt=attempt,
             )
             self._metrics.send_attempted(record.destination, "failed")
@@ -442,8 +449,8 @@ def _attempt_fields(
     attempt: int,
     status: DeliveryStatus,
     *,
-    twilio_sid: str | None = None,
-    error: TwilioError | None = None,
+    provider_id: str | None = None,
+    error: ProviderError | None = None,
 ) -> dict[str, object]:
     """The structured fields of a send attempt's log line (the recipient masked)."""
     fields: dict[str, object] = {
@@ -453,9 +460,9 @@ def _attempt_fields(
         "attempt": attempt,
         "status": status,
     }
-    if twilio_sid:
-        fields["twilio_sid"] = twilio_sid
-    if isinstance(error, TwilioApiError):
+    if provider_id:
+        fields["twilio_sid"] = provider_id  # the log field's name, as dashboards know it
+    if isinstance(error, ProviderRejected):
         fields["http_status"] = error.http_status
         fields["error_code"] = error.code
     return fields
@@ -474,11 +481,11 @@ def _expiry(record: DeliveryRecord) -> float | None:
 
 def message_of(record: DeliveryRecord, expires: float | None = None) -> OutboundMessage:
     """The message a delivery record stands for (sent before `expires`, epoch seconds:
-    Twilio is given what is left of its lifetime)."""
+    the provider is given what is left of its lifetime)."""
     validity = record.validity_period
     if expires is not None and not record.send_at:
-        # Twilio is given what is left of the lifetime, so it does not deliver it late
-        # either (a message Twilio schedules counts its validity from its SendAt).
+        # The provider is given what is left of the lifetime, so it does not deliver it
+        # late either (a message it schedules counts its validity from its send time).
         validity = min(validity or VALIDITY_PERIOD_MAX, math.ceil(expires - time.time()))
     if validity is not None:
         validity = max(1, min(validity, VALIDITY_PERIOD_MAX))
@@ -498,10 +505,13 @@ def message_of(record: DeliveryRecord, expires: float | None = None) -> Outbound
     )
 
 
-def _error_outcome(err: TwilioError) -> SendOutcome:
-    """What a failed attempt records: Twilio's code and message, or what went wrong."""
-    if isinstance(err, TwilioApiError):
+def _error_outcome(err: ProviderError) -> SendOutcome:
+    """What a failed attempt records: the provider's code and message, or what went wrong."""
+    if isinstance(err, ProviderRejected):
         return SendOutcome(error_code=err.code, error_message=err.message)
-    if isinstance(err, TwilioTransportError):
-        return SendOutcome(error_message=err.message)
-    return SendOutcome(error_message=str(err))
+    return SendOutcome(error_message=err.message)
+
+
+def _action(err: ProviderError) -> ErrorAction | None:
+    """What the provider's catalog says about a refusal (None: no answer came back)."""
+    return err.action if isinstance(err, ProviderRejected) else None

@@ -1,13 +1,14 @@
 -- The worker's first step for a queued delivery, in one round trip (after json_input.lua,
 -- history.lua and transition.lua): skip what is gone or done (or canceled); an attempt
 -- left `sending` (its worker died, or the entry was taken over) becomes `unknown`; an
--- `unknown` one is sent only by whoever asked Twilio about that very attempt; skip (as
+-- `unknown` one is sent only by whoever asked the provider about that very attempt; skip (as
 -- opted_out) a recipient who opted out since admission; else record the attempt (the
 -- intent ledger: attempt number and start, before the request leaves) and mark it sending.
 -- KEYS: record, suppression list.
 -- ARGV: id, now ms, status index prefix, resolve ms (how long after an attempt's start
---       Twilio's list can be trusted to show it), resolved attempt (the attempt number
---       Twilio was asked about and did not have; '' = none), retention s of a skipped one.
+--       the provider's list can be trusted to show it), resolved attempt (the attempt
+--       number the provider was asked about and did not have; '' = none), retention s of
+--       a skipped one. 'twilio_sid': the stored name of the provider's message id.
 -- Returns {verdict, record fields as a flat list}: 'send' | 'resolve' | 'opted_out' (the
 -- caller frees its mark and window) | 'missing' | 'done'.
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -23,7 +24,7 @@ if status == 'sending' then
   local started = tonumber(redis.call('HGET', KEYS[1], 'attempt_at') or '') or tonumber(ARGV[2])
   transition(KEYS[1], ARGV[1], 'unknown', ARGV[2], ARGV[3],
              'attempt ' .. attempt .. ': outcome unknown (its worker stopped before recording '
-             .. 'an answer): Twilio will be asked',
+             .. 'an answer): the provider will be asked',
              {'resolve_after', string.format('%d', started + tonumber(ARGV[4]))})
   return {'resolve', redis.call('HGETALL', KEYS[1])}
 end

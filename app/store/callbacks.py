@@ -1,4 +1,4 @@
-"""What the Twilio webhooks keep: which ones were applied (so a replay is a no-op), and
+"""What the provider's webhooks keep: which ones were applied (so a replay is a no-op), and
 callbacks for messages we do not know."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ _CLAIM = lua("claim_webhook.lua")
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """What identifies one webhook: Twilio's MessageSid and the status it reports (an
-    inbound message: "received"), and I-Twilio-Idempotency-Token when it was sent. The
-    SID and status are signed; the token header is not, so it only adds to them."""
+    """What identifies one webhook: the message id and the status it reports (an inbound
+    message: "received"), and the provider's idempotency token when it sent one. The id
+    and status are signed; the token header is not, so it only adds to them."""
 
     kind: Literal["status", "inbound"]
     sid: str
@@ -69,7 +69,7 @@ class CallbackLog:
         return bool(applied)
 
     async def forget(self, webhook: Webhook) -> None:
-        """Let Twilio's retry of `webhook` through again (its handling failed half-way)."""
+        """Let the provider's retry of `webhook` through again (its handling failed half-way)."""
         claim_keys = webhook.claim_keys()
         if claim_keys:
             await self._redis.delete(*claim_keys)

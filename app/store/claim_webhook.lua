@@ -1,5 +1,5 @@
--- Claims a Twilio webhook and applies its suppression change, atomically: a replay (or
--- Twilio's retry of one already applied) changes nothing, and a claimed webhook's change
+-- Claims a provider's webhook and applies its suppression change, atomically: a replay (or
+-- the provider's retry of one already applied) changes nothing, and a claimed webhook's change
 -- is never lost between the two. The checks come before any write, and the claim keys
 -- are fresh strings: nothing here fails half-way but for a suppression list of the wrong
 -- type, which fails the claim with it (the change is made before the claim is taken).

@@ -35,8 +35,8 @@ from app.store.records import (
     iso_ms,
     new_delivery_id,
     now_ms,
+    provider_status_rank,
     single_line,
-    twilio_status_rank,
 )
 from app.store.scripts import lua
 from app.store.suppressions import Suppression, parse_suppression
@@ -47,7 +47,7 @@ BeginVerdict = Literal["send", "resolve", "missing", "done", "opted_out"]
 ThrottleAction = Literal["anchor", "release", "keep"]
 # How long WAITAOF waits for the local fsync (appendfsync everysec: about a second).
 _WAITAOF_TIMEOUT_MS = 2000
-# What a Twilio status report did to a delivery.
+# What a provider's status report did to a delivery.
 StatusVerdict = Literal["applied", "stale", "missing"]
 
 # Each script in its own .lua file beside this module (its header says what it takes and
@@ -69,10 +69,10 @@ _ADMIT = lua("admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS
 _PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
 _BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
 _FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
-_TWILIO_STATUS = _changes_status("twilio_status.lua")
+_PROVIDER_STATUS = _changes_status("provider_status.lua")
 _CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
 _IMPORT_EXTERNAL = lua("import_external.lua")
-_ADOPT_SID = _changes_status("adopt_sid.lua")
+_ADOPT_PROVIDER_ID = _changes_status("adopt_provider_id.lua")
 _RELEASE = lua("release.lua")
 
 
@@ -185,10 +185,10 @@ class DeliveryLog:
         self._preview = redis.register_script(_PREVIEW)
         self._finish_send = redis.register_script(_FINISH_SEND)
         self._begin_send = redis.register_script(_BEGIN_SEND)
-        self._twilio_status = redis.register_script(_TWILIO_STATUS)
+        self._provider_status = redis.register_script(_PROVIDER_STATUS)
         self._cancel_scheduled = redis.register_script(_CANCEL_SCHEDULED)
         self._import_external = redis.register_script(_IMPORT_EXTERNAL)
-        self._adopt_sid = redis.register_script(_ADOPT_SID)
+        self._adopt_provider_id = redis.register_script(_ADOPT_PROVIDER_ID)
         self._release = redis.register_script(_RELEASE)
         self._waitaof: bool | None = None  # known after the first send (see `_durable`)
 
@@ -249,9 +249,9 @@ class DeliveryLog:
     ) -> tuple[BeginVerdict, DeliveryRecord | None]:
         """Claim a queued delivery for sending: ``("send", record)`` once the attempt is
         recorded (durably: see `_durable`), ``("resolve", record)`` when an earlier attempt's
-        outcome is unknown and Twilio must be asked first (`resolve_after_s` after that
-        attempt started, its list can be trusted; `resolved`: the attempt Twilio was asked
-        about and did not have: send again), ``"opted_out"`` (recorded skipped, its mark
+        outcome is unknown and the provider must be asked first (`resolve_after_s` after
+        that attempt started, its list can be trusted; `resolved`: the attempt the provider
+        was asked about and did not have: send again), ``"opted_out"`` (recorded skipped, its mark
         and window let go), or ``"missing"`` / ``"done"`` (already sent or final)."""
         payload = _json_input(
             (keys.delivery(delivery_id), keys.SUPPRESSIONS),
@@ -325,14 +325,14 @@ class DeliveryLog:
         answers; if the delivery has made another since, only the SID is indexed.
         """
         recipient = record.recipient or ""
-        # Only a live SID can come back in a callback: test mode's are never indexed.
-        twilio_sid = outcome.twilio_sid if outcome and record.mode == "live" else None
+        # Only a live id can come back in a callback: test mode's are never indexed.
+        provider_id = outcome.provider_id if outcome and record.mode == "live" else None
         await self._run_script(
             self._finish_send,
             (
                 keys.delivery(record.id),
                 keys.SEND_STREAM,
-                keys.twilio_sid(twilio_sid) if twilio_sid else "",
+                keys.provider_id(provider_id) if provider_id else "",
                 keys.DELAYED_SENDS if retry_at_ms is not None else "",
                 record.throttle_key or "",
                 keys.SUPPRESSIONS if suppression and recipient else "",
@@ -359,23 +359,23 @@ class DeliveryLog:
             ),
         )
 
-    async def adopt_sid(self, delivery_id: str, sid: str) -> bool:
-        """A status callback for `sid` names this delivery: if its attempt's outcome is not
-        known yet (`sending`/`unknown`, no SID), record it sent with that SID. True when
-        the delivery has that SID now."""
+    async def adopt_provider_id(self, delivery_id: str, provider_id: str) -> bool:
+        """A status callback for message `provider_id` names this delivery: if its attempt's
+        outcome is not known yet (`sending`/`unknown`, no id), record it sent with that id.
+        True when the delivery has that id now."""
         record = await self.get(delivery_id)
         if record is None:
             return False
-        adopted: int = await self._adopt_sid(
+        adopted: int = await self._adopt_provider_id(
             keys=[
                 keys.delivery(delivery_id),
-                keys.twilio_sid(sid),
+                keys.provider_id(provider_id),
                 record.dedupe_key or "",
                 record.throttle_key or "",
             ],
             args=[
                 delivery_id,
-                sid,
+                provider_id,
                 now_ms(),
                 keys.STATUS_INDEX_PREFIX,
                 self._retention_s,
@@ -414,24 +414,25 @@ class DeliveryLog:
                 raise reply
         return replies
 
-    async def delivery_id_for_sid(self, sid: str) -> str | None:
-        found: str | None = await self._redis.get(keys.twilio_sid(sid))  # type: ignore[assignment]
+    async def delivery_id_for(self, provider_id: str) -> str | None:
+        """The delivery whose message has this id at the provider (None: not ours)."""
+        found: str | None = await self._redis.get(keys.provider_id(provider_id))  # type: ignore[assignment]
         return found
 
-    async def apply_twilio_status(
-        self, delivery_id: str, twilio_status: str, error_code: int | None, detail: str
+    async def apply_provider_status(
+        self, delivery_id: str, provider_status: str, error_code: int | None, detail: str
     ) -> StatusVerdict:
-        """Record a status Twilio reported (callback, poll or cancel): ``"stale"`` when it
-        would move the delivery backwards, ``"missing"`` when the record is gone."""
-        status = delivery_status_for(twilio_status)
-        result: str = await self._twilio_status(
+        """Record a status the provider reported (callback, poll or cancel): ``"stale"``
+        when it would move the delivery backwards, ``"missing"`` when the record is gone."""
+        status = delivery_status_for(provider_status)
+        result: str = await self._provider_status(
             keys=[keys.delivery(delivery_id)],
             args=[
                 delivery_id,
                 now_ms(),
                 keys.STATUS_INDEX_PREFIX,
-                twilio_status,
-                twilio_status_rank(twilio_status),
+                provider_status,
+                provider_status_rank(provider_status),
                 status or "",
                 error_code if error_code is not None else "",
                 single_line(detail),
@@ -452,11 +453,11 @@ class DeliveryLog:
         return bool(done), str(status)
 
     async def import_external(self, message: ExternalMessage, destination: str) -> bool:
-        """Record a message sent outside this service; False if its SID is already known."""
+        """Record a message sent outside this service; False if its id is already known."""
         delivery_id = new_delivery_id(message.sent_ms)
         imported: int = await self._import_external(
             keys=[
-                keys.twilio_sid(message.sid),
+                keys.provider_id(message.provider_id),
                 keys.delivery(delivery_id),
                 keys.DELIVERY_INDEX,
                 keys.DESTINATION_INDEX_PREFIX + destination,

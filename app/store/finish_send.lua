@@ -1,7 +1,7 @@
 -- The worker's last step for a delivery, atomically (after json_input.lua, history.lua and
--- transition.lua): record the outcome, index the Twilio SID, park a retry, set the
--- lifetimes, settle the throttle window, suppress a number Twilio says opted out, and
--- acknowledge the queue entry — last, so that a step failing half-way leaves the entry
+-- transition.lua): record the outcome, index the provider's message id, park a retry, set
+-- the lifetimes, settle the throttle window, suppress a number the provider says opted out,
+-- and acknowledge the queue entry — last, so that a step failing half-way leaves the entry
 -- pending: it is reclaimed, and begin_send.lua finds the recorded outcome ("done").
 -- An answer for an attempt that is no longer the delivery's last (it was resolved and
 -- tried again meanwhile) only indexes its SID.

@@ -41,19 +41,19 @@ SUPPRESSIONS = PREFIX + "suppressions"  # hash: E.164 number → JSON (since, so
 UNMATCHED_CALLBACKS = PREFIX + "callbacks:unmatched"  # stream of callbacks for unknown SIDs
 
 
-def webhook_seen(kind: str, sid: str, status: str) -> str:
-    """Marks a Twilio webhook (status callback or inbound message) as applied."""
-    return f"{PREFIX}webhook:{kind}:{sid}:{status}"
+def webhook_seen(kind: str, message_id: str, status: str) -> str:
+    """Marks a provider's webhook (status callback or inbound message) as applied."""
+    return f"{PREFIX}webhook:{kind}:{message_id}:{status}"
 
 
 def webhook_token(token: str) -> str:
-    """Marks a webhook Twilio sent with this I-Twilio-Idempotency-Token as applied."""
+    """Marks a webhook the provider sent with this idempotency token as applied."""
     return f"{PREFIX}webhook:token:{token}"
 
 
-def twilio_sid(sid: str) -> str:
-    """Which delivery a Twilio message SID belongs to."""
-    return f"{PREFIX}sid:{sid}"
+def provider_id(message_id: str) -> str:
+    """Which delivery a message's id at the provider (Twilio's SID) belongs to."""
+    return f"{PREFIX}sid:{message_id}"
 
 
 # Bumped by every reload of the destinations file; each `serve` polls it (config_generation.py).

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from app.store import keys, storage_errors
 from app.store.records import DeliveryStatus
 
-# Deliveries not yet handed to Twilio (or held): counted per status from the status indexes.
+# Deliveries not yet handed to the provider (or held): counted per status from the status indexes.
 WAITING_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "sending", "retrying", "scheduled")
 
 

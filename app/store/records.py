@@ -1,5 +1,5 @@
 """The delivery record: its one typed class and its one serializer, the delivery statuses,
-the decisions admission answers, and what each Twilio message status means for a delivery.
+the decisions admission answers, and what each provider status means for a delivery.
 
 Nothing outside the store reads or writes a record's Redis fields by name: services build
 a `NewDelivery` or a `SendOutcome` and read a `DeliveryRecord`.
@@ -22,14 +22,14 @@ Mode = Literal["live", "test"]
 DeliveryStatus = Literal[
     "queued",
     "sending",  # an attempt is out: recorded before the request leaves (the intent ledger)
-    "unknown",  # an attempt's outcome is not known: Twilio is asked before anything else
+    "unknown",  # an attempt's outcome is not known: the provider is asked before anything else
     "retrying",
     "sent",
     "mocked",
     "failed",
     "skipped",
-    "scheduled",  # held until its send time (by us, or by Twilio when it has a SID)
-    # reported by Twilio after sending
+    "scheduled",  # held until its send time (by us, or by the provider when it has an id)
+    # reported by the provider after sending
     "delivered",
     "undelivered",
     "read",
@@ -73,11 +73,20 @@ Decision = Literal[
     "deferred",  # scheduled by quiet hours
 ]
 
-# Twilio's message statuses, each with its rank (a report ranked at or below the one
-# recorded is stale: statuses only move forward) and the delivery status it moves a
-# delivery to (None: only `twilio_status` changes; a delivery Twilio has "queued" is, for
-# us, still "sent"). Test mode's "mocked" and unknown statuses rank 0.
-TWILIO_STATUSES: dict[str, tuple[int, DeliveryStatus | None]] = {
+# Stored field names from when Twilio was the only provider: users' Redis holds them, so
+# they stay (the Lua scripts write the same names). The API shows them under these names
+# too (`twilio_sid`, `twilio_status`, `twilio_request`): a contract.
+PROVIDER_ID_FIELD = "twilio_sid"
+PROVIDER_STATUS_FIELD = "twilio_status"
+PROVIDER_RANK_FIELD = "twilio_status_rank"
+LEGACY_REQUEST_FIELD = "twilio_request"
+
+# The provider statuses (`app/sms/reports.py`'s lifecycle), each with its rank (a report
+# ranked at or below the one recorded is stale: statuses only move forward) and the
+# delivery status it moves a delivery to (None: only the provider status changes; a
+# delivery the provider has "queued" is, for us, still "sent"). Test mode's "mocked" and
+# statuses a provider could not map rank 0.
+PROVIDER_STATUSES: dict[str, tuple[int, DeliveryStatus | None]] = {
     "accepted": (1, None),
     "scheduled": (1, None),
     "queued": (1, None),
@@ -91,14 +100,14 @@ TWILIO_STATUSES: dict[str, tuple[int, DeliveryStatus | None]] = {
 }
 
 
-def twilio_status_rank(twilio_status: str) -> int:
-    """How far along Twilio's lifecycle `twilio_status` is (0: unknown)."""
-    return TWILIO_STATUSES.get(twilio_status, (0, None))[0]
+def provider_status_rank(status: str) -> int:
+    """How far along a message's lifecycle the provider status `status` is (0: unknown)."""
+    return PROVIDER_STATUSES.get(status, (0, None))[0]
 
 
-def delivery_status_for(twilio_status: str) -> DeliveryStatus | None:
-    """The delivery status a Twilio status moves a delivery to; None leaves it as is."""
-    return TWILIO_STATUSES.get(twilio_status, (0, None))[1]
+def delivery_status_for(status: str) -> DeliveryStatus | None:
+    """The delivery status a provider status moves a delivery to; None leaves it as is."""
+    return PROVIDER_STATUSES.get(status, (0, None))[1]
 
 
 @functools.lru_cache(maxsize=2)
@@ -216,7 +225,7 @@ class NewDelivery:
     media_urls: tuple[str, ...] = ()
     status_callback: str | None = None
     validity_period: int | None = None
-    send_at: str | None = None  # ISO 8601: Twilio holds the message until then
+    send_at: str | None = None  # ISO 8601: the provider holds the message until then
     deferred: bool = False  # held (`due_ms`) by quiet hours: admission answers "deferred"
     expires_ms: int | None = None  # epoch ms: the worker never sends it after this
     channel: Literal["sms", "whatsapp"] = "sms"
@@ -290,17 +299,18 @@ class NewDelivery:
 class ExternalMessage:
     """A message someone else sent on the account, as reconciliation imports it."""
 
-    sid: str
+    provider_id: str
     recipient: str
     body: str
     encoding: str
     segments: int
     from_number: str
     messaging_service_sid: str
-    twilio_status: str
+    provider_status: str
     error_code: int | None
     error_message: str
     sent_ms: int
+    imported_from: str  # the provider's name, for the record's history
 
     def fields(self, delivery_id: str, destination: str, now_ms: int) -> list[str]:
         """The record's fields as a flat [name, value, …] list of strings."""
@@ -315,12 +325,14 @@ class ExternalMessage:
             "segments": str(self.segments),
             "from": self.from_number,
             "messaging_service_sid": self.messaging_service_sid,
-            "twilio_sid": self.sid,
-            "twilio_status": self.twilio_status,
-            "twilio_status_rank": str(twilio_status_rank(self.twilio_status) or ""),
+            PROVIDER_ID_FIELD: self.provider_id,
+            PROVIDER_STATUS_FIELD: self.provider_status,
+            PROVIDER_RANK_FIELD: str(provider_status_rank(self.provider_status) or ""),
             "error_code": str(self.error_code) if self.error_code is not None else "",
             "error_message": self.error_message,
-            "history": history_entry(offset, "external", detail="imported from Twilio"),
+            "history": history_entry(
+                offset, "external", detail=f"imported from {self.imported_from}"
+            ),
         }
         return [item for name, value in values.items() if value for item in (name, value)]
 
@@ -329,12 +341,12 @@ class ExternalMessage:
 class SendOutcome:
     """What a send attempt adds to a record (each None: left as it is)."""
 
-    twilio_sid: str | None = None
-    twilio_status: str | None = None
+    provider_id: str | None = None
+    provider_status: str | None = None
     # Set together: an error's message replaces a previous attempt's code and message.
     error_code: int | None = None
     error_message: str | None = None
-    # An unknown outcome: when Twilio's list can be trusted to show the attempt (epoch ms).
+    # An unknown outcome: when the provider's list can be trusted to show the attempt (ms).
     resolve_after_ms: int | None = None
 
     def fields(self) -> list[str]:
@@ -342,12 +354,12 @@ class SendOutcome:
         flat: list[str] = []
         if self.resolve_after_ms is not None:
             flat += ["resolve_after", str(self.resolve_after_ms)]
-        if self.twilio_sid is not None:
-            flat += ["twilio_sid", self.twilio_sid]
-        if self.twilio_status is not None:
-            flat += ["twilio_status", self.twilio_status]
-            rank = twilio_status_rank(self.twilio_status)
-            flat += ["twilio_status_rank", str(rank)] if rank else []
+        if self.provider_id is not None:
+            flat += [PROVIDER_ID_FIELD, self.provider_id]
+        if self.provider_status is not None:
+            flat += [PROVIDER_STATUS_FIELD, self.provider_status]
+            rank = provider_status_rank(self.provider_status)
+            flat += [PROVIDER_RANK_FIELD, str(rank)] if rank else []
         if self.error_message is not None:
             code = str(self.error_code) if self.error_code is not None else ""
             flat += ["error_code", code, "error_message", self.error_message]
@@ -382,8 +394,8 @@ class DeliveryRecord:
     segments: int | None
     attempts: int
     throttle_scope: str | None
-    twilio_sid: str | None
-    twilio_status: str | None
+    provider_id: str | None  # the message's id at the provider (Twilio's SID)
+    provider_status: str | None
     error_code: int | None
     error_message: str | None
     history: str = field(repr=False)  # see history_entry; parse_history reads it
@@ -392,7 +404,7 @@ class DeliveryRecord:
     validity_period: int | None = None
     send_at: str | None = None
     # The intent ledger: when the last attempt's request started, and (outcome unknown)
-    # from when Twilio's list can be trusted to show it (epoch ms).
+    # from when the provider's list can be trusted to show it (epoch ms).
     attempt_at_ms: int | None = None
     resolve_after_ms: int | None = None
     throttle_window_ms: int | None = None
@@ -402,7 +414,7 @@ class DeliveryRecord:
     content_sid: str | None = None
     content_variables: str | None = None
     # Records written before the lean format: the stored request and times.
-    legacy_twilio_request: str | None = field(default=None, repr=False)
+    legacy_request: str | None = field(default=None, repr=False)
     legacy_times: tuple[str | None, str | None] = (None, None)
 
     @classmethod
@@ -428,8 +440,8 @@ class DeliveryRecord:
             segments=_int(f.get("segments")),
             attempts=int(f.get("attempts") or 0),
             throttle_scope=f.get("throttle") or (legacy_scope if legacy_key else None),
-            twilio_sid=f.get("twilio_sid") or None,
-            twilio_status=f.get("twilio_status") or None,
+            provider_id=f.get(PROVIDER_ID_FIELD) or None,
+            provider_status=f.get(PROVIDER_STATUS_FIELD) or None,
             error_code=_int(f.get("error_code")),
             error_message=f.get("error_message") or None,
             history=f.get("history") or "",
@@ -445,7 +457,7 @@ class DeliveryRecord:
             channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
             content_sid=f.get("content_sid") or None,
             content_variables=f.get("content_variables") or None,
-            legacy_twilio_request=f.get("twilio_request") or None,
+            legacy_request=f.get(LEGACY_REQUEST_FIELD) or None,
             legacy_times=(f.get("created_at"), f.get("updated_at")),
         )
 
@@ -477,14 +489,14 @@ class DeliveryRecord:
             return None
         return keys.dedupe(self.destination, self.event_identity)
 
-    def to_public(self, twilio_request: dict[str, object] | None = None) -> dict[str, Any]:
+    def to_public(self, mocked_request: dict[str, object] | None = None) -> dict[str, Any]:
         """The JSON the admin API returns (whole recipient; the API is behind a token).
 
-        `twilio_request`: the request a mocked send stood for, rebuilt by the caller from
+        `mocked_request`: the request a mocked send stood for, rebuilt by the caller from
         this record (test mode stores none); records from before kept theirs.
         """
-        if self.legacy_twilio_request:
-            twilio_request = orjson.loads(self.legacy_twilio_request)
+        if self.legacy_request:
+            mocked_request = orjson.loads(self.legacy_request)
         return {
             "id": self.id,
             "destination": self.destination,
@@ -500,11 +512,11 @@ class DeliveryRecord:
             "encoding": self.encoding,
             "segments": self.segments,
             "attempts": self.attempts,
-            "twilio_sid": self.twilio_sid,
-            "twilio_status": self.twilio_status,
+            "twilio_sid": self.provider_id,
+            "twilio_status": self.provider_status,
             "error_code": self.error_code,
             "error_message": self.error_message,
-            "twilio_request": twilio_request,
+            "twilio_request": mocked_request,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "expires_at": iso_ms(self.expires_ms) if self.expires_ms is not None else None,

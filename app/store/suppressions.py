@@ -11,19 +11,23 @@ from redis.asyncio import Redis
 from app.store import keys, storage_errors
 from app.store.records import now_iso
 
+# The source of a suppression the provider asked for (its error says the recipient opted
+# out): the stored and shown name dates from when Twilio was the only provider.
+PROVIDER_OPT_OUT = "twilio_21610"
+
 
 @dataclass(frozen=True, slots=True)
 class Suppression:
     number: str
     since: str
-    source: str  # inbound | twilio_21610 | api | cli | console
+    source: str  # inbound | twilio_21610 (PROVIDER_OPT_OUT) | api | cli | console
     keyword: str | None = None
 
     def how(self) -> str:
         """How the number was suppressed, in words."""
         if self.source == "inbound":
             return f"by texting {self.keyword}" if self.keyword else "by an inbound message"
-        if self.source == "twilio_21610":
+        if self.source == PROVIDER_OPT_OUT:
             return "according to Twilio (error 21610: unsubscribed recipient)"
         if self.source == "api":
             return "through the API"

@@ -15,11 +15,11 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from app.sms.message import OutboundMessage
 from app.twilio.errors import TwilioApiError, TwilioTransportError
 from app.twilio.models import (
     CHANNEL_PREFIXES,
     MessagePage,
-    OutboundMessage,
     TwilioMessage,
     TwilioRequest,
 )

@@ -12,26 +12,11 @@ message. A code missing here is judged by its HTTP status (`action_for`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from types import MappingProxyType
 
+from app.sms.failures import ErrorAction
+
 __all__ = ["CATALOG", "ErrorAction", "TwilioErrorCode", "action_for", "describe"]
-
-
-class ErrorAction(StrEnum):
-    """What a Twilio error code asks of the sender."""
-
-    RETRY = "retry"  # a passing condition: retry with backoff
-    RETRY_SLOWER = "retry_slower"  # too fast for the sender or account: retry, and slow down
-    SUPPRESS_RECIPIENT = "suppress_recipient"  # the number cannot take texts: stop sending to it
-    OPT_OUT = "opt_out"  # the recipient opted out: record it, never text them again
-    PAUSE_DESTINATION = "pause_destination"  # the sender or account is unfit: nothing will pass
-    FAIL = "fail"  # this message cannot go as it is; others may
-
-    @property
-    def retries(self) -> bool:
-        """True when sending the same message again later may succeed."""
-        return self in (ErrorAction.RETRY, ErrorAction.RETRY_SLOWER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,26 +1,20 @@
-"""What we send to Twilio and what it answers, as typed models."""
+"""What we send to Twilio and what it answers, as typed models (in Twilio's words)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-# Twilio's accepted range for ValidityPeriod, in seconds (the API's default is the maximum).
-VALIDITY_PERIOD_RANGE = range(1, 36_001)
+from app.sms.message import Channel
 
 _MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 _CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
 
-Channel = Literal["sms", "whatsapp"]  # sms: SMS, or MMS when it carries media
 # How each channel writes an address in Twilio's To/From.
 CHANNEL_PREFIXES: dict[Channel, str] = {"sms": "", "whatsapp": "whatsapp:"}
-# WhatsApp caps a message body (and a Content template's text) at 1,024 characters.
-MAX_BODY_CHARS: dict[Channel, int] = {"sms": 1600, "whatsapp": 1024}
-MAX_MEDIA = 10  # Twilio's limit of MediaUrl per message
 
 
 def address_number(address: str) -> str:
@@ -51,41 +45,6 @@ def _check_content_sid(value: str) -> str:
 
 ContentSid = Annotated[str, AfterValidator(_check_content_sid)]
 """A pydantic field type: a Content template SID (``HX`` + 32 hex digits)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """One SMS/MMS to create. Exactly one of `from_number` / `messaging_service_sid` is set.
-
-    `body` may be empty only when `media_urls` or `content_sid` is not (a media-only MMS,
-    a Content template). `channel` "whatsapp" addresses both ends as ``whatsapp:+…``.
-    `status_callback` overrides the client-wide callback URL for this message
-    (`callback_ref` extends it). `send_at` (tz-aware) schedules the message; Twilio only
-    schedules through a Messaging Service, which the caller checks.
-    """
-
-    to: str
-    body: str
-    from_number: str | None = None
-    messaging_service_sid: str | None = None
-    media_urls: tuple[str, ...] = ()
-    status_callback: str | None = None
-    validity_period: int | None = None
-    send_at: datetime | None = None
-    # Appended to the client-wide status callback URL's path (our delivery id): a callback
-    # then names its delivery even before the message's SID is recorded.
-    callback_ref: str | None = None
-    channel: Channel = "sms"
-    content_sid: str | None = None  # a Content template instead of a body (WhatsApp)
-    content_variables: str | None = None  # its variables, a JSON object of strings
-
-    def __post_init__(self) -> None:
-        # A list would make the frozen message unhashable and mutable behind our back.
-        object.__setattr__(self, "media_urls", tuple(self.media_urls))
-        if self.send_at is not None and self.send_at.utcoffset() is None:
-            raise ValueError("send_at must be timezone-aware (UTC)")
-        if self.validity_period is not None and self.validity_period not in VALIDITY_PERIOD_RANGE:
-            raise ValueError("validity_period must be between 1 and 36000 seconds")
 
 
 @dataclass(frozen=True, slots=True)

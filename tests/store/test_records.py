@@ -12,14 +12,14 @@ from app.store import keys
 from app.store.connection import connect
 from app.store.deliveries import DeliveryLog
 from app.store.records import (
-    TWILIO_STATUSES,
+    PROVIDER_STATUSES,
     UNINDEXED_STATUSES,
     NewDelivery,
     SendOutcome,
     delivery_status_for,
     id_created_ms,
     new_delivery_id,
-    twilio_status_rank,
+    provider_status_rank,
 )
 from tests.conftest import REDIS_URL
 
@@ -69,7 +69,7 @@ async def test_a_record_reads_back_as_admitted(log: DeliveryLog) -> None:
     assert record.media_urls == ("https://example.com/a.png",)
     assert (record.status_callback, record.validity_period) == ("https://example.com/cb", 600)
     assert record.send_at == "2030-01-01T00:00:00+00:00"
-    assert record.attempts == 0 and record.twilio_sid is None and record.error_code is None
+    assert record.attempts == 0 and record.provider_id is None and record.error_code is None
     public = record.to_public()
     assert public["from"] is None and public["event"] == {"uuid": "event-1", "name": "signed up"}
     assert [h["status"] for h in public["history"]] == ["queued"]
@@ -86,14 +86,14 @@ async def test_twilio_reports_move_a_record_forward_only(log: DeliveryLog) -> No
         "0-1",
         "sent",
         final=True,
-        outcome=SendOutcome(twilio_sid="SM1", twilio_status="queued"),
+        outcome=SendOutcome(provider_id="SM1", provider_status="queued"),
     )
-    assert await log.apply_twilio_status(delivery_id, "delivered", None, "cb") == "applied"
-    assert await log.apply_twilio_status(delivery_id, "sent", None, "late") == "stale"
-    assert await log.apply_twilio_status("dl_missing", "sent", None, "x") == "missing"
+    assert await log.apply_provider_status(delivery_id, "delivered", None, "cb") == "applied"
+    assert await log.apply_provider_status(delivery_id, "sent", None, "late") == "stale"
+    assert await log.apply_provider_status("dl_missing", "sent", None, "x") == "missing"
     record = await log.get(delivery_id)
     assert record is not None
-    assert (record.status, record.twilio_status, record.twilio_sid) == (
+    assert (record.status, record.provider_status, record.provider_id) == (
         "delivered",
         "delivered",
         "SM1",
@@ -104,9 +104,13 @@ def test_one_mapping_from_twilio_statuses() -> None:
     assert delivery_status_for("queued") is None  # still "sent" for us
     assert delivery_status_for("sent") == "sent"
     assert delivery_status_for("unknown-status") is None
-    assert twilio_status_rank("read") > twilio_status_rank("delivered") > twilio_status_rank("sent")
-    assert twilio_status_rank("mocked") == 0
-    finals = {s for s, (rank, _) in TWILIO_STATUSES.items() if rank == 4}
+    assert (
+        provider_status_rank("read")
+        > provider_status_rank("delivered")
+        > provider_status_rank("sent")
+    )
+    assert provider_status_rank("mocked") == 0
+    finals = {s for s, (rank, _) in PROVIDER_STATUSES.items() if rank == 4}
     assert finals == {"delivered", "undelivered", "failed", "canceled"}
 
 

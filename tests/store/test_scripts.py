@@ -196,13 +196,13 @@ async def test_a_status_change_failing_half_way_leaves_the_record_as_it_was(
     await log.finish_send(record, "0-1", "sent", final=True, outcome=SendOutcome("SM1", "queued"))
     redis_client.set(keys.STATUS_INDEX_PREFIX + "undelivered", "x")
     with pytest.raises(StorageError):
-        await log.apply_twilio_status(a.delivery_id, "undelivered", None, "callback")
+        await log.apply_provider_status(a.delivery_id, "undelivered", None, "callback")
     kept = redis_client.hgetall(keys.delivery(a.delivery_id))
     assert (kept["status"], kept["twilio_status"]) == ("sent", "queued")
     assert redis_client.zscore(keys.STATUS_INDEX_PREFIX + "sent", a.delivery_id) is not None
     # So the report applies once Redis takes it (it is not "stale").
     redis_client.delete(keys.STATUS_INDEX_PREFIX + "undelivered")
-    assert await log.apply_twilio_status(a.delivery_id, "undelivered", None, "again") == "applied"
+    assert await log.apply_provider_status(a.delivery_id, "undelivered", None, "again") == "applied"
     assert redis_client.zscore(keys.STATUS_INDEX_PREFIX + "sent", a.delivery_id) is None
 
 
@@ -236,17 +236,18 @@ async def test_cancel_failing_half_way_keeps_the_delivery_held_and_unsent(
 
 def external(sid: str = "SM" + "e" * 32) -> ExternalMessage:
     return ExternalMessage(
-        sid=sid,
+        provider_id=sid,
         recipient=PHONE,
         body="from elsewhere",
         encoding="GSM-7",
         segments=1,
         from_number="+15005550006",
         messaging_service_sid="",
-        twilio_status="delivered",
+        provider_status="delivered",
         error_code=None,
         error_message="",
         sent_ms=int(time.time() * 1000),
+        imported_from="Twilio",
     )
 
 
@@ -262,7 +263,7 @@ async def test_import_external_once_and_undone_when_it_fails(
     assert await log.import_external(external(), "$external") is True
     assert await log.import_external(external(), "$external") is False
     [record] = (await log.query(destination="$external")).items
-    assert (record.status, record.twilio_status, record.body) == (
+    assert (record.status, record.provider_status, record.body) == (
         "external",
         "delivered",
         "from elsewhere",

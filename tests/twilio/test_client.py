@@ -13,6 +13,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from app.sms.message import OutboundMessage
+from app.transport import AiohttpTransport, _proxy_for
 from app.twilio.client import TwilioClient, TwilioCredentials
 from app.twilio.errors import (
     MESSAGE_NOT_CANCELABLE_ERROR_CODE,
@@ -20,8 +22,6 @@ from app.twilio.errors import (
     TwilioApiError,
     TwilioTransportError,
 )
-from app.twilio.models import OutboundMessage
-from app.twilio.transport import AiohttpTransport, _proxy_for
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, twilio_http
 from tests.fake_twilio import FakeTwilio, ScriptedResponse
 

@@ -15,9 +15,9 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
+from app.sms.message import OutboundMessage
 from app.twilio.client import TwilioClient, TwilioCredentials
 from app.twilio.errors import TwilioTransportError
-from app.twilio.models import OutboundMessage
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, twilio_http
 
 MESSAGE = OutboundMessage(to="+14155552671", body="Hi", from_number="+15005550006")

@@ -1,5 +1,6 @@
 -- A status callback names a delivery (its URL carries the id) whose attempt's outcome is
--- not known yet (`sending` or `unknown`, no SID): that SID is the attempt's message. Record
+-- not known yet (`sending` or `unknown`, no provider id — stored as 'twilio_sid'): that id
+-- is the attempt's message. Record
 -- it as sent (after history.lua and transition.lua), so the resolver never sends it again:
 -- retention and the dedupe time count from now, the window from now (the text went out).
 -- KEYS: record, SID key, dedupe ('' = none), throttle ('' = none).

@@ -1,7 +1,7 @@
--- A Twilio status report (callback or poll) moves a delivery forward only (after
+-- A provider's status report (callback or poll) moves a delivery forward only (after
 -- history.lua and transition.lua): a late or repeated report never overwrites a later
 -- state.
--- KEYS: record.  ARGV: id, now ms, status index prefix, Twilio status, its rank, our status
+-- KEYS: record.  ARGV: id, now ms, status index prefix, provider status, its rank, our status
 -- for it ('' = unchanged), error code, detail.
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 'missing' end
