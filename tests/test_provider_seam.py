@@ -283,3 +283,18 @@ def test_a_datetime_for_the_seam_is_tz_aware() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         OutboundMessage(to=TO, body="x", send_at=datetime(2030, 1, 1))
     assert OutboundMessage(to=TO, body="x", send_at=datetime(2030, 1, 1, tzinfo=UTC)).send_at
+
+
+def test_a_twilio_refusal_carries_its_catalog_words() -> None:
+    from app.twilio.errors import TwilioApiError
+
+    known = TwilioApiError(401, 20003, "Authenticate")
+    assert (known.action, known.meaning) == (
+        ErrorAction.PAUSE_DESTINATION,
+        "the Twilio credentials were refused",
+    )
+    assert (
+        isinstance(known, ProviderRejected) and str(known) == "Twilio 401 error 20003: Authenticate"
+    )
+    unknown = TwilioApiError(503, None, "down", retry_after=2.0)
+    assert (unknown.action, unknown.meaning, unknown.retryable) == (ErrorAction.RETRY, None, True)

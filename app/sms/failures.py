@@ -41,7 +41,8 @@ class ProviderRejected(ProviderError):
     """The provider answered with an error: nothing was created.
 
     `code` is the provider's own error code (kept for the delivery log and its users),
-    `action` what its catalog says to do about it, `retry_after` the seconds it asked us to
+    `action` what its catalog says to do about it, `meaning` what the code means in words
+    (None: the catalog does not know it), `retry_after` the seconds it asked us to
     wait (None: it did not say). `conflict`: the request is sound but the message's state
     forbids it now (cancel a message already sent, delete one not finished).
     """
@@ -58,8 +59,10 @@ class ProviderRejected(ProviderError):
         action: ErrorAction,
         more_info: str | None = None,
         retry_after: float | None = None,
+        meaning: str | None = None,
     ) -> None:
         super().__init__(message, text=text)
+        self.meaning = meaning
         self.http_status = http_status
         self.code = code
         self.more_info = more_info

@@ -49,6 +49,7 @@ class StatusUpdate:
     action: ErrorAction | None = None  # what its catalog says about `error_code`
     recipient: str = ""  # the number the message went to ("" when not told)
     sender: str = ""
+    messaging_service_sid: str = ""  # the sender pool it went through, if any
     fields: Mapping[str, str] = field(default_factory=dict)  # as posted, for inspection
 
 

@@ -7,7 +7,7 @@ of the service catches.
 from __future__ import annotations
 
 from app.sms.failures import ProviderError, ProviderRejected, ProviderUnreachable
-from app.twilio.error_catalog import action_for
+from app.twilio.error_catalog import CATALOG, action_for
 
 # DELETE of a message Twilio has not finished processing ("Cannot delete this resource before
 # it is complete"): the request is fine, only early, so the API layer answers 409 Conflict.
@@ -33,6 +33,7 @@ class TwilioApiError(TwilioError, ProviderRejected):
         more_info: str | None = None,
         retry_after: float | None = None,
     ) -> None:
+        known = CATALOG.get(code) if code is not None else None
         ProviderRejected.__init__(
             self,
             f"Twilio {http_status}" + (f" error {code}" if code else "") + f": {message}",
@@ -43,6 +44,7 @@ class TwilioApiError(TwilioError, ProviderRejected):
             action=action_for(code, http_status),
             more_info=more_info,
             retry_after=retry_after,
+            meaning=known.meaning if known else None,
         )
         self.conflict = code in _STATE_CONFLICTS
 

@@ -81,6 +81,7 @@ def parse_status_callback(form: Mapping[str, str]) -> StatusUpdate:
         action=action_for(code) if code is not None else None,
         recipient=address_number(form.get("To", "")),
         sender=address_number(form.get("From", "")),
+        messaging_service_sid=form.get("MessagingServiceSid", ""),
         fields=form,
     )
 
