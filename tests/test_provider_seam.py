@@ -20,7 +20,7 @@ from app.services.worker import SendWorker
 from app.sms.failures import ErrorAction, ProviderRejected, Unsupported
 from app.sms.message import OutboundMessage
 from app.sms.mocked import MockedProvider
-from app.sms.provider import Provider, SendResult
+from app.sms.provider import Provider, ScheduleWindow, SendResult
 from app.sms.reports import (
     InboundMessage,
     MessagePage,
@@ -162,6 +162,9 @@ class PigeonPost:
     delivers = True
     send_timeout_s = 1.0
     list_delay_s = 0.0
+    schedule_window: ScheduleWindow | None = (
+        None  # it holds nothing: every later send is ours to hold
+    )
 
     def __init__(self) -> None:
         self.sent: list[OutboundMessage] = []

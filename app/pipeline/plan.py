@@ -38,6 +38,7 @@ from app.pipeline.render import (
 )
 from app.pipeline.schedule import Schedule, plan_schedule
 from app.sms.message import MAX_BODY_CHARS, OutboundMessage
+from app.sms.provider import ScheduleWindow
 
 MAX_URL_LENGTH = 2048
 _HTTP_URL = re.compile(r"https?://[^\s]+")
@@ -77,7 +78,7 @@ class Evaluation:
             body=self.body,
             from_number=config.from_number,
             messaging_service_sid=config.messaging_service_sid,
-            send_at=self.send_at if self.schedule == "twilio" else None,
+            send_at=self.send_at if self.schedule == "provider" else None,
             media_urls=self.media_urls,
             channel=config.channel,
             content_sid=config.content_sid,
@@ -92,10 +93,12 @@ def evaluate(
     default_region: str,
     now: datetime,
     horizon: timedelta,
+    schedule_window: ScheduleWindow | None = None,
 ) -> Evaluation:
     """Run one event through one destination's filters, recipient and body templates.
 
-    `now` and `horizon` (how far ahead a message may be held) place a delayed message.
+    `now` and `horizon` (how far ahead a message may be held) place a delayed message;
+    `schedule_window`: the send times the provider holds a message for itself.
     """
     config = destination.config
     if config.events is not None and event.name not in config.events:
@@ -151,11 +154,10 @@ def evaluate(
         quiet = _quiet_hours(destination, context, recipient, send_at or now, expires_at)
         if isinstance(quiet, _Deferral):
             send_at = quiet.release
-            schedule: Schedule = "local"  # held by us: Twilio's own scheduling is not ours
+            schedule: Schedule = "local"  # held by us: the provider's scheduling is not ours
         else:
-            schedule = plan_schedule(
-                send_at, now, config.messaging_service_sid is not None, horizon
-            )
+            has_service = config.messaging_service_sid is not None
+            schedule = plan_schedule(send_at, now, has_service, horizon, schedule_window)
     except (RenderError, ValueError) as exc:
         return Evaluation(
             destination,

@@ -117,6 +117,7 @@ class IngestService:
             self._tally.add(len(events))
         planned: list[tuple[int, NewDelivery]] = []
         destinations = self._destinations  # one file for the whole batch, even mid-reload
+        window = self._provider.schedule_window
         now = datetime.now(UTC)
         metrics = self._metrics
         turn_started = time.monotonic()
@@ -133,7 +134,7 @@ class IngestService:
             context = event.template_context()
             for destination in candidates:
                 evaluation = evaluate(
-                    destination, event, context, self._default_region, now, self._horizon
+                    destination, event, context, self._default_region, now, self._horizon, window
                 )
                 if evaluation.matched:
                     planned.append((index, self._new_delivery(event, evaluation)))
@@ -176,7 +177,7 @@ class IngestService:
             ),
             send_at=(
                 evaluation.send_at.isoformat()
-                if evaluation.schedule == "twilio" and evaluation.send_at
+                if evaluation.schedule == "provider" and evaluation.send_at
                 else None
             ),
             deferred=evaluation.deferred,
@@ -208,6 +209,7 @@ class IngestService:
             self._default_region,
             datetime.now(UTC),
             self._horizon,
+            self._provider.schedule_window,
         )
         stats = evaluation.stats
         trace: dict[str, Any] = {
@@ -224,7 +226,10 @@ class IngestService:
             "segments": stats.segments if stats else None,
             "decision": "not_matched" if not evaluation.matched else evaluation.skip_reason,
             "detail": evaluation.detail,
-            "schedule": evaluation.schedule,
+            # Who holds it: "now", "local", or the provider by its name ("twilio").
+            "schedule": self._provider.name.lower()
+            if evaluation.schedule == "provider"
+            else evaluation.schedule,
             "send_at": evaluation.send_at.isoformat() if evaluation.send_at else None,
             "throttle": None,
             "duplicate_of": None,

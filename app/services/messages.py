@@ -117,6 +117,7 @@ class MessageService:
                 datetime.now(UTC),
                 request.messaging_service_sid is not None,
                 self._horizon,
+                self._provider.schedule_window,
             )
         except ValueError as exc:
             raise InvalidInput([{"field": "send_at", "problem": str(exc)}]) from None
@@ -148,7 +149,7 @@ class MessageService:
                     validity_period=request.validity_period,
                     send_at=(
                         request.send_at.isoformat()
-                        if schedule == "twilio" and request.send_at
+                        if schedule == "provider" and request.send_at
                         else None
                     ),
                 )

@@ -31,6 +31,7 @@ class MockedProvider:
         self._live = stands_for
         self._id_prefix = id_prefix
         self.name = f"{stands_for.name} (test mode)"
+        self.schedule_window = stands_for.schedule_window
 
     def preview(self, message: OutboundMessage) -> dict[str, object]:
         return self._live.preview(message)

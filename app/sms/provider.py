@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from app.sms.message import OutboundMessage
@@ -16,6 +17,15 @@ class SendResult:
 
     id: str
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleWindow:
+    """How far ahead of its send time a provider holds a message itself (only one sent
+    through a sender pool): more than `earliest`, at most `latest`."""
+
+    earliest: timedelta
+    latest: timedelta
 
 
 class Provider(Protocol):
@@ -35,6 +45,8 @@ class Provider(Protocol):
     # list can be trusted to show the message (the resolver waits both out).
     send_timeout_s: float
     list_delay_s: float
+    # Send times it holds a message for itself (None: none; we hold every one).
+    schedule_window: ScheduleWindow | None
 
     def preview(self, message: OutboundMessage) -> dict[str, object]:
         """The request `send` would make, secrets redacted (the tester's trace, and what a

@@ -5,12 +5,13 @@ what the rest of the service needs of them is mapped as data (`inbound.py`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 import httpx
 
 from app.settings import Settings
 from app.sms.message import OutboundMessage
-from app.sms.provider import SendResult
+from app.sms.provider import ScheduleWindow, SendResult
 from app.sms.reports import InboundMessage, MessagePage, MessageQuery, ProviderMessage, StatusUpdate
 from app.twilio.client import TwilioClient, TwilioCredentials
 from app.twilio.inbound import (
@@ -32,6 +33,11 @@ class TwilioProvider:
 
     name = "Twilio"
     delivers = True
+    # Twilio holds a scheduled message itself only within this window, and only when it is
+    # sent through a Messaging Service (ScheduleType=fixed + SendAt).
+    schedule_window: ScheduleWindow | None = ScheduleWindow(
+        timedelta(minutes=15), timedelta(days=35)
+    )
 
     def __init__(
         self, client: TwilioClient, send_timeout_s: float = 10.0, list_delay_s: float = 60.0
