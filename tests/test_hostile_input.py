@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 
 from app.api.error_handlers import install_error_handlers
+from app.bodies import MessageCreate
 from app.errors import MAX_LISTED_PROBLEMS, InvalidInput
-from app.services.messages import MessageCreate
 from tests.conftest import RunningService
 from tests.fake_twilio import FakeTwilio
 

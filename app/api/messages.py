@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from app.api.deps import ServicesDep, require_admin_token
 from app.api.params import TWILIO_PAGE_URI, MessageReference, MessageSid, OptionalNumber
 from app.api.schemas import CancelResult, MessageAdmission, MessagePage, errors
-from app.services.messages import MessageCreate
+from app.bodies import MessageCreate
 from app.sms.reports import MessageQuery
 from app.twilio.models import TwilioMessage
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 async def messages_send(args: argparse.Namespace, services: Services) -> None:
     """Queue one message through the delivery pipeline, validated as the API validates it."""
-    from app.services.messages import MessageCreate
+    from app.bodies import MessageCreate
 
     fields = {
         "to": args.to,

@@ -12,80 +12,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
-
-from app.bodies import StrictBody
+from app.bodies import MessageCreate
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.metrics import Metrics
-from app.pipeline.recipients import E164Number
-from app.pipeline.render import MAX_BODY_LENGTH, measure_body, utf16_length
+from app.pipeline.render import measure_body
 from app.pipeline.schedule import plan_schedule
 from app.services.ingest import log_decision
 from app.sms.failures import ProviderRejected
-from app.sms.message import MAX_MEDIA
 from app.sms.provider import Provider
 from app.sms.reports import MessagePage, MessageQuery, ProviderMessage
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import NewDelivery
-from app.twilio.models import MessagingServiceSid  # the request body's format check
 
 API_DESTINATION = "$api"
 
-_URL = re.compile(r"https?://\S+")  # fullmatch: `$` would allow a trailing newline
 _MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
-
-
-class MessageCreate(StrictBody):
-    """`POST /v1/messages` and `smsdest messages send`: checked before anything is queued."""
-
-    to: E164Number
-    body: str | None = None
-    media_url: list[str] = Field(default_factory=list, max_length=MAX_MEDIA)
-    from_number: E164Number | None = Field(default=None, alias="from")
-    messaging_service_sid: MessagingServiceSid | None = None
-    status_callback: str | None = None
-    validity_period: int | None = Field(default=None, ge=1, le=36_000)
-    send_at: datetime | None = None
-
-    @field_validator("body")
-    @classmethod
-    def _body_length(cls, value: str | None) -> str | None:
-        if value is not None and utf16_length(value) > MAX_BODY_LENGTH:
-            raise ValueError(
-                f"is {utf16_length(value)} characters (UTF-16 units); Twilio's limit is 1600"
-            )
-        return value
-
-    @field_validator("media_url")
-    @classmethod
-    def _media(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not _URL.fullmatch(url):
-                raise ValueError(f"{url!r} is not an http(s) URL")
-        return value
-
-    @field_validator("status_callback")
-    @classmethod
-    def _callback(cls, value: str | None) -> str | None:
-        if value is not None and not _URL.fullmatch(value):
-            raise ValueError("must be an http(s) URL")
-        return value
-
-    @field_validator("send_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        # ISO 8601 without an offset is read as UTC, the documented unit.
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-    @model_validator(mode="after")
-    def _content_and_sender(self) -> MessageCreate:
-        if not self.body and not self.media_url:
-            raise ValueError("a message needs a 'body' or at least one 'media_url'")
-        if (self.from_number is None) == (self.messaging_service_sid is None):
-            raise ValueError("set exactly one of 'from' or 'messaging_service_sid'")
-        return self
 
 
 class MessageService:

@@ -13,7 +13,7 @@ from app.services.replay import REPLAYABLE, ReplaySelection, ReplayService
 from app.store.deliveries import Admission
 from app.store.records import DeliveryStatus
 
-# What can be resent: Twilio never delivered it (replay's own statuses).
+# What can be resent: the provider never delivered it (replay's own statuses).
 RESENDABLE: frozenset[DeliveryStatus] = frozenset(REPLAYABLE)
 
 

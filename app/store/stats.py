@@ -18,7 +18,7 @@ from app.store import keys, storage_errors
 from app.store.records import DeliveryStatus, id_bound
 
 STATUSES: tuple[DeliveryStatus, ...] = get_args(DeliveryStatus)
-# Texts that left: Twilio took them (what it later said of them included), or test mode
+# Texts that left: the provider took them (what it later said of them included), or test mode
 # recorded them. Their segments are what the account is billed for.
 TEXTED: frozenset[str] = frozenset({"sent", "delivered", "undelivered", "read", "mocked"})
 # At most this many of a destination's deliveries are read to count its outcomes.
