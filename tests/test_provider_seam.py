@@ -301,3 +301,20 @@ def test_a_twilio_refusal_carries_its_catalog_words() -> None:
     )
     unknown = TwilioApiError(503, None, "down", retry_after=2.0)
     assert (unknown.action, unknown.meaning, unknown.retryable) == (ErrorAction.RETRY, None, True)
+
+
+@pytest.mark.parametrize(
+    ("twilio", "neutral"),
+    [
+        ("outbound-api", "api"),
+        ("outbound-reply", "outbound"),
+        ("outbound-call", "outbound"),
+        ("outbound-something-new", "outbound"),  # still someone's text: reconciliation imports it
+        ("inbound", "inbound"),
+        (None, None),
+    ],
+)
+def test_twilio_directions_in_the_seams_words(twilio: str | None, neutral: str | None) -> None:
+    from app.twilio.inbound import neutral_direction
+
+    assert neutral_direction(twilio) == neutral
