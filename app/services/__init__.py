@@ -72,6 +72,7 @@ class BackgroundJobs:
             settings.twilio_timeout,
             settings.twilio_list_delay,
             settings.shutdown_grace,
+            pumping=store.pumping,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
         self._reconciler = (
@@ -194,9 +195,13 @@ def build_services(
         metrics,
         RecentEvents(settings.recent_events) if settings.recent_events else None,
     )
-    webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
+    webhooks = TwilioWebhooks(
+        store.callbacks, store.deliveries, ingest, settings.default_region, store.pumping
+    )
     reloader = DestinationReloader(settings, ingest, store.config_generation)
     replay = ReplayService(store.deliveries, store.replays, ingest)
+    system_events = SystemEvents(ingest)
+    ingest.on_guard_tripped(system_events.guard_tripped)
     return Services(
         settings,
         twilio,
@@ -207,5 +212,5 @@ def build_services(
         webhooks,
         reloader=reloader,
         replay_service=replay,
-        system_event_service=SystemEvents(ingest),
+        system_event_service=system_events,
     )
