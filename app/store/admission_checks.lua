@@ -45,7 +45,7 @@ end
 --   longest = the longest rule's ms}.
 -- A refusal:
 --   {'blocked_velocity', 'number' | 'block', Twilio's pumping code, ms until it frees}
---   {'blocked_velocity', 'limit', counter index (0-based), ms until it frees, count}
+--   {'blocked_velocity', 'limit', counter index (0-based), count} (it frees at `until`)
 --   {'capped', rule index (0-based), epoch ms it frees at, count}
 -- velocity_check also says whether the recipient is a first-time one (counted if sent).
 local function velocity_check(v)
@@ -58,7 +58,7 @@ local function velocity_check(v)
   for i, counter in ipairs(v.counters) do
     local count = tonumber(redis.call('GET', counter[1]) or '0')
     if count >= counter[2] then
-      return {'blocked_velocity', 'limit', i - 1, redis.call('PTTL', counter[1]), count}, true
+      return {'blocked_velocity', 'limit', i - 1, count}, true
     end
   end
   return nil, true

@@ -96,15 +96,14 @@ def read_refusal(facts: list[Any], new: NewDelivery, now_ms: int) -> GuardRefusa
         return GuardRefusal(
             "blocked_velocity", f"Twilio answered {code} (SMS pumping protection): {why}"
         )
-    limit = new.velocity[int(kind)]
+    limit = new.velocity[int(facts[2])]
     where = block if limit.range == "block" else (new.country or "001")
-    frees_ms = now_ms + max(int(facts[3]), 0)
-    hour = now_ms - now_ms % HOUR_MS
+    hour = now_ms - now_ms % HOUR_MS  # the counters are the hour's: they free at its end
     return GuardRefusal(
         "blocked_velocity",
-        f"velocity: {int(facts[4])} first-time recipients this hour in "
+        f"velocity: {int(facts[3])} first-time recipients this hour in "
         f"{limit.describe(where, new.destination_id)}, the limit is {limit.limit}; new "
-        f"numbers there wait until {iso_ms(frees_ms)}",
+        f"numbers there wait until {iso_ms(hour + HOUR_MS)}",
         alarm=f"velocity:{limit.range}:{where}:{iso_ms(hour)[:13]}",
     )
 
