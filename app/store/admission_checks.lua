@@ -50,13 +50,20 @@ end
 -- velocity_check also says whether the recipient is a first-time one (counted if sent).
 local function velocity_check(v)
   if v == nil then return nil, false end
-  local code = redis.call('GET', v.number)
-  if code then return {'blocked_velocity', 'number', code, redis.call('PTTL', v.number)}, false end
+  local backoff = redis.call('MGET', v.number, v.block)
+  if backoff[1] then
+    return {'blocked_velocity', 'number', backoff[1], redis.call('PTTL', v.number)}, false
+  end
   if redis.call('HEXISTS', v.known, v.member) == 1 then return nil, false end
-  code = redis.call('GET', v.block)
-  if code then return {'blocked_velocity', 'block', code, redis.call('PTTL', v.block)}, true end
+  if backoff[2] then
+    return {'blocked_velocity', 'block', backoff[2], redis.call('PTTL', v.block)}, true
+  end
+  if #v.counters == 0 then return nil, true end
+  local names = {}
+  for i, counter in ipairs(v.counters) do names[i] = counter[1] end
+  local counts = redis.call('MGET', unpack(names))
   for i, counter in ipairs(v.counters) do
-    local count = tonumber(redis.call('GET', counter[1]) or '0')
+    local count = tonumber(counts[i] or '0')
     if count >= counter[2] then
       return {'blocked_velocity', 'limit', i - 1, count}, true
     end
@@ -94,8 +101,10 @@ local function guard_count(g, first, id, now)
     redis.call('HSET', v.known, v.member, 1)
     redis.call('PEXPIRE', v.known, v.keep_ms)
     for _, counter in ipairs(v.counters) do
-      redis.call('INCR', counter[1])
-      redis.call('PEXPIREAT', counter[1], v['until'])
+      -- A counter is the hour's: it goes at the hour's end (set once, when it is new).
+      if redis.call('INCR', counter[1]) == 1 then
+        redis.call('PEXPIREAT', counter[1], v['until'])
+      end
     end
   end
   if c ~= nil then
