@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -143,6 +144,22 @@ destinations:
         trace = admin.post("/v1/destinations/a/test", json={"event": event}).json()
     assert (trace["decision"], trace["detail"]) == ("blocked_velocity", fourth[1]["detail"])
     assert len(drained(fake_twilio, 11, settle=0.5)) == 11  # the 11 queued above
+
+
+@pytest.mark.usefixtures("mid_hour")
+def test_concurrent_requests_never_pass_the_limit_together(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    service = start_service('destinations: [{id: w, body: hi, from: "+15005550006"}]')
+
+    def one(i: int) -> str:
+        [answer] = decisions_of(service, [raw_event(f"{BLOCK}{i:03d}", f"c{i}")])
+        return str(answer["decision"])
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        decisions = Counter(pool.map(one, range(200)))
+    assert decisions == {"queued": 10, "blocked_velocity": 190}
+    assert len(drained(fake_twilio, 10, settle=0.5)) == 10
 
 
 def test_test_mode_is_not_counted(start_service: Start, fake_twilio: FakeTwilio) -> None:
