@@ -68,7 +68,7 @@ end
 local function undo(KEYS, ARGV, guard)
   local id = ARGV[1]
   -- (A velocity count it made stays: one first-time recipient too many is the safe side.)
-  if guard.c ~= nil then redis.pcall('ZREM', guard.c.key, id) end
+  if guard.c ~= nil then redis.pcall('ZREM', cap_key(guard), id) end
   for _, key in ipairs({KEYS[1], KEYS[2]}) do
     if key ~= '' and redis.pcall('GET', key) == id then redis.pcall('DEL', key) end
   end

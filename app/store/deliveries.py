@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError
 
 from app.durations import format_duration
 from app.store import StorageUnavailable, keys, storage_errors
-from app.store.guard import GuardRefusal, guard_input, read_refusal
+from app.store.guard import GUARD_PRELUDE, GuardRefusal, guard_input, read_refusal
 from app.store.pipelining import CommandBatcher
 from app.store.records import (
     UNINDEXED_STATUSES,
@@ -66,8 +66,10 @@ def _changes_status(*files: str) -> str:
     return lua("history.lua", "transition.lua", *files, prelude=_STATUS_INDEXES)
 
 
-_ADMIT = lua("admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES)
-_PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
+_ADMIT = lua(
+    "admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES + GUARD_PRELUDE
+)
+_PREVIEW = lua("admission_checks.lua", "admission_preview.lua", prelude=GUARD_PRELUDE)
 _BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
 _FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
 _TWILIO_STATUS = _changes_status("twilio_status.lua")

@@ -4,14 +4,16 @@ and the back-off Twilio's SMS pumping answers set on a number and its block."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from redis.asyncio import Redis
 
 from app.durations import format_duration
-from app.guard import HOUR_MS, PUMPING_BACKOFF_S, block_of, shown_block
+from app.guard import HOUR_MS, PUMPING_BACKOFF_S, Caps, VelocityLimit, block_of, shown_block
 from app.store import keys, storage_errors
 from app.store.records import NewDelivery, iso_ms
 
@@ -20,45 +22,42 @@ log = logging.getLogger(__name__)
 GuardVerdict = Literal["blocked_velocity", "capped"]
 
 
+# The guard's keys are built in Lua from their parts (the input stays small: admission is
+# the hot path); this is their common prefix, as keys.py names them.
+GUARD_PRELUDE = f"\nlocal KEY_PREFIX = '{keys.PREFIX}'\n"
+
+
 def guard_input(new: NewDelivery, now_ms: int, keep_ms: int) -> dict[str, Any]:
     """What admission's `guard_check` gets for `new` ({} when nothing applies): its
-    velocity counters (live sends to a number: test mode texts nobody) and its caps.
-    `keep_ms`: how long a number stays known (texted before) after its last text."""
+    velocity limits (live sends only: test mode texts nobody) and its caps, as
+    admission_checks.lua reads them. `keep_ms`: how long a number stays known (texted
+    before) after its last text."""
     if new.skip_reason or not new.recipient:
         return {}
-    recipient = new.recipient
-    given: dict[str, Any] = {}
+    given: dict[str, Any] = {"r": new.recipient}
     if new.velocity and new.mode == "live":
-        block, hour = block_of(recipient), now_ms - now_ms % HOUR_MS
-        where = {"block": block, "country": new.country or "001"}
-        given["v"] = {
-            "number": keys.pumping_backoff("number", recipient),
-            "block": keys.pumping_backoff("block", block),
-            "known": keys.velocity_known(block),
-            "member": recipient[len(block) :],
-            "keep_ms": keep_ms,
-            "until": hour + HOUR_MS,
-            "counters": [
-                [
-                    keys.velocity_count(
-                        hour,
-                        limit.range,
-                        where[limit.range],
-                        new.destination_id if limit.scope == "destination" else None,
-                    ),
-                    limit.limit,
-                ]
-                for limit in new.velocity
-            ],
-        }
+        hour = now_ms - now_ms % HOUR_MS
+        limits = _velocity_spec(new.velocity)
+        given["v"] = (new.country or "001", hour, keep_ms, new.destination_id, limits)
     if new.caps is not None and new.capped:
-        rules = [[rule.texts, rule.per * 1000] for rule in new.caps.rules]
-        given["c"] = {
-            "key": keys.cap(new.mode, new.caps.category, recipient),
-            "rules": rules,
-            "longest": max(per for _, per in rules),
-        }
+        given["c"] = _caps_spec(new.mode, new.caps)
     return given
+
+
+@functools.lru_cache(maxsize=1024)
+def _velocity_spec(limits: tuple[VelocityLimit, ...]) -> orjson.Fragment:
+    """A destination's limits as admission reads them, serialized once."""
+    return orjson.Fragment(
+        orjson.dumps([[x.range, int(x.scope == "destination"), x.limit] for x in limits])
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _caps_spec(mode: str, caps: Caps) -> orjson.Fragment:
+    """A category's caps as admission reads them, serialized once."""
+    rules = [[rule.texts, rule.per * 1000] for rule in caps.rules]
+    longest = max(per for _, per in rules)
+    return orjson.Fragment(orjson.dumps([f"{mode}:{caps.category}", rules, longest]))
 
 
 @dataclass(frozen=True, slots=True)
