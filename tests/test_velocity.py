@@ -208,6 +208,19 @@ def test_a_pumping_answer_to_a_create_backs_off_the_number_and_its_block(
     assert len(drained(fake_twilio, 4, settle=0.3)) == 4  # known, flagged (refused), 2 more
 
 
+def test_a_flagged_number_is_not_replayed(start_service: Start, fake_twilio: FakeTwilio) -> None:
+    service = start_service('destinations: [{id: w, body: hi, from: "+15005550006"}]')
+    fake_twilio.enqueue(FakeTwilio.fail_with(400, 30453, "Message couldn't be delivered"))
+    flagged = decisions_of(service, [raw_event(f"{BLOCK}200", "flagged")])[0]
+    service.wait_for_status(flagged["delivery_id"], "failed")
+    with service.admin() as admin:
+        answer = admin.post("/v1/deliveries/replay", json={"dry_run": False}).json()
+    [item] = answer["items"]
+    assert (item["action"], item["reason"]) == ("skipped", "blocked_velocity")
+    assert item["detail"].startswith("Twilio answered 30453 (SMS pumping protection)")
+    assert len(drained(fake_twilio, 1, settle=0.3)) == 1
+
+
 def test_a_pumping_status_callback_backs_off_the_number(
     start_service: Start, fake_twilio: FakeTwilio
 ) -> None:
