@@ -87,6 +87,9 @@ _TWILIO_WORDS_ALLOWED: dict[str, set[str]] = {
         '"twilio_21610"',
         '"according to Twilio (error 21610: unsubscribed recipient)"',
     },
+    # A pumping back-off's detail and log line name Twilio's answer (the guard's tests read
+    # them); the store keeps the code only, so the provider's name is not known there.
+    "app/store/guard.py": {"Twilio answered "},
 }
 # Lua reads and writes the stored fields by name.
 _LUA_NAMES = {"twilio_sid", "twilio_status", "twilio_status_rank"}
@@ -108,9 +111,19 @@ def test_the_neutral_layers_name_twilio_only_where_a_contract_says_so() -> None:
             offenders += [
                 f"{relative}:{line}: {word}"
                 for line, word in words
-                if "twilio" in word.lower() and word not in allowed
+                if "twilio" in _without(word, allowed).lower()
             ]
     assert offenders == [], "Twilio's words outside app/twilio/:\n" + "\n".join(offenders)
+
+
+def _without(word: str, allowed: set[str]) -> str:
+    """`word` less what is allowed of it: the whole token, or a phrase (words with a space)
+    within it — an f-string is one token before Python 3.12, several after."""
+    if word in allowed:
+        return ""
+    for phrase in (name for name in allowed if " " in name):
+        word = word.replace(phrase, "")
+    return word
 
 
 def _lua_words(path: Path) -> list[tuple[int, str]]:

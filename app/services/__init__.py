@@ -61,6 +61,7 @@ class BackgroundJobs:
             settings.reclaim_idle,
             metrics,
             settings.shutdown_grace,
+            pumping=store.pumping,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
         self._reconciler = (
@@ -187,10 +188,17 @@ def build_services(
         tally,
     )
     webhooks = WebhookService(
-        provider, store.callbacks, store.deliveries, ingest, settings.default_region
+        provider,
+        store.callbacks,
+        store.deliveries,
+        ingest,
+        settings.default_region,
+        store.pumping,
     )
     reloader = DestinationReloader(settings, ingest, store.config_generation)
     replay = ReplayService(store.deliveries, store.replays, ingest)
+    system_events = SystemEvents(ingest)
+    ingest.on_guard_tripped(system_events.guard_tripped)
     return Services(
         settings,
         provider,
@@ -201,6 +209,6 @@ def build_services(
         webhooks,
         reloader=reloader,
         replay_service=replay,
-        system_event_service=SystemEvents(ingest),
+        system_event_service=system_events,
         event_tally=tally,
     )

@@ -22,6 +22,7 @@ from app.sms.reports import InboundMessage, StatusUpdate
 from app.store import StorageError
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.deliveries import DeliveryLog
+from app.store.guard import PumpingBackoffs
 from app.store.suppressions import PROVIDER_OPT_OUT
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,10 @@ class WebhookService:
         deliveries: DeliveryLog,
         ingest: IngestService,
         default_region: str,
+        pumping: PumpingBackoffs | None = None,
     ) -> None:
         self._provider = provider
+        self._pumping = pumping
         self._callbacks = callbacks
         self._deliveries = deliveries
         self._ingest = ingest
@@ -100,6 +103,9 @@ class WebhookService:
         if applied != "applied":
             return WebhookResult(applied, [])
         record = await self._deliveries.get(delivery_id)
+        pumping = update.action is ErrorAction.BACK_OFF_NUMBER
+        if record and record.recipient and self._pumping and pumping and error_code is not None:
+            await self._pumping.back_off(record.recipient, error_code)  # its length: the code's
         # A destination fed by $sms_status must not feed itself: its own sends' callbacks
         # would trigger it again, forever.
         if record is None or record.event_name.startswith("$sms_"):

@@ -31,6 +31,7 @@ from app.sms.mocked import MockedProvider
 from app.sms.provider import Provider
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
+from app.store.guard import PumpingBackoffs
 from app.store.queue import QueuedSend, SendQueue
 from app.store.records import (
     DeliveryRecord,
@@ -71,7 +72,9 @@ class SendWorker:
         reclaim_idle_s: int,
         metrics: Metrics,
         shutdown_grace_s: float = 20.0,
+        pumping: PumpingBackoffs | None = None,
     ) -> None:
+        self._pumping = pumping
         self._deliveries = deliveries
         self._metrics = metrics
         self._queue = queue
@@ -423,7 +426,12 @@ class SendWorker:
             )
         else:
             # The provider knows this number opted out: never try it again.
-            opted_out = _action(outcome.error) is ErrorAction.OPT_OUT
+            action = _action(outcome.error)
+            opted_out = action is ErrorAction.OPT_OUT
+            if action is ErrorAction.BACK_OFF_NUMBER and self._pumping and record.recipient:
+                code = outcome.error.code if isinstance(outcome.error, ProviderRejected) else None
+                if code is not None:  # the back-off's length is the code's (app/guard.py)
+                    await self._pumping.back_off(record.recipient, code)
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,

@@ -19,6 +19,9 @@ class ErrorAction(StrEnum):
     OPT_OUT = "opt_out"  # the recipient opted out: record it, never text them again
     PAUSE_DESTINATION = "pause_destination"  # the sender or account is unfit: nothing will pass
     FAIL = "fail"  # this message cannot go as it is; others may
+    # The provider's pumping protection flagged the number: fail it; back the number and
+    # its block off
+    BACK_OFF_NUMBER = "back_off_number"
 
     @property
     def retries(self) -> bool:
