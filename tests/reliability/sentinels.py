@@ -12,6 +12,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -19,6 +20,7 @@ from bench.procs import Proc, Processes, free_port, redis_server_argv
 
 MASTER_NAME = "smsdest"
 DOWN_AFTER_MS = 1000
+REPLICATOR = "replicator"
 
 
 @dataclass
@@ -37,7 +39,15 @@ class Sentinels:
         each other; returned once a failover could happen."""
         setup = cls(procs, folder)
         setup.master = setup._server("master")
-        setup.replica = setup._server("replica", replica_of=setup.master.port)
+        # The replica logs in as a user of its own, which `drop_link` can turn away.
+        _client(setup.master.port).acl_setuser(
+            REPLICATOR, enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"]
+        )
+        setup.replica = setup._server(
+            "replica",
+            replica_of=setup.master.port,
+            extra=("--masteruser", REPLICATOR, "--masterauth", "pw"),
+        )
         setup._wait_linked(setup.replica.port)
         for n in range(3):
             setup.sentinels.append(setup._sentinel(n))
@@ -54,8 +64,8 @@ class Sentinels:
         """The master's port, as the first Sentinel answering says."""
         for sentinel in self.sentinels:
             with contextlib.suppress(redis.RedisError):
-                _, port = _client(sentinel.port).sentinel_get_master_addr_by_name(MASTER_NAME)
-                return int(port)
+                found: Any = _client(sentinel.port).sentinel_get_master_addr_by_name(MASTER_NAME)
+                return int(found[1])
         raise RuntimeError("no Sentinel answers")
 
     def wait_known(self, timeout: float = 30.0) -> None:
@@ -64,8 +74,8 @@ class Sentinels:
         def known() -> bool:
             for sentinel in self.sentinels:
                 client = _client(sentinel.port)
-                state = client.sentinel_master(MASTER_NAME)
-                replicas = client.sentinel_slaves(MASTER_NAME)
+                state: Any = client.sentinel_master(MASTER_NAME)
+                replicas: Any = client.sentinel_slaves(MASTER_NAME)
                 if state["num-other-sentinels"] < 2 or "s_down" in state["flags"]:
                     return False
                 if not any(not r["is_sdown"] for r in replicas):
@@ -80,6 +90,17 @@ class Sentinels:
         os_killed.popen.kill()
         os_killed.popen.wait(10)
         return os_killed
+
+    def drop_link(self) -> None:
+        """Cut the replica's link to the master, and turn its reconnections away: what
+        the master writes from now on never reaches it. (SIGSTOP would not do: the
+        kernel goes on receiving for a stopped process, which reads it all once
+        continued; a relay in between would be undone by Sentinel, which points a
+        replica following another address back at the master.)"""
+        master = _client(self.master.port)
+        master.acl_setuser(REPLICATOR, enabled=False)
+        master.client_kill_filter(user=REPLICATOR)
+        _until(lambda: master.info("replication")["connected_slaves"] == 0)
 
     def wait_promoted(self, timeout: float = 30.0) -> float:
         """Until the Sentinels name the replica master (and it says so); the seconds taken."""
@@ -105,7 +126,13 @@ class Sentinels:
     def _wait_linked(port: int) -> None:
         _until(lambda: _client(port).info("replication")["master_link_status"] == "up")
 
-    def _server(self, name: str, replica_of: int | None = None, port: int | None = None) -> Proc:
+    def _server(
+        self,
+        name: str,
+        replica_of: int | None = None,
+        port: int | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> Proc:
         port = port or free_port()
         # A directory of its own: a replica's full sync writes an RDB file there (in the
         # working directory by default: the repository's), which a server started there
@@ -115,7 +142,7 @@ class Sentinels:
         argv = [*redis_server_argv(port), "--dir", str(folder), "--repl-diskless-sync", "yes"]
         argv += ["--repl-diskless-sync-delay", "0"]
         if replica_of is not None:
-            argv += ["--replicaof", "127.0.0.1", str(replica_of)]
+            argv += ["--replicaof", "127.0.0.1", str(replica_of), *extra]
         proc = self.procs.start(f"redis-{name}", argv, {}, port)
         _until(lambda: _ping(port), 10)
         return proc
