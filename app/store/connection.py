@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import time
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
@@ -128,10 +131,32 @@ def connect(url: str, max_connections: int = 128) -> Redis:
     return Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
 
 
+class _Sentinels(Sentinel):
+    """redis-py's Sentinel client, whose "no master" error is one line: which Sentinels
+    were asked, and what they answered, by kind (not every client's whole repr)."""
+
+    async def discover_master(self, service_name: str) -> Any:
+        try:
+            return await super().discover_master(service_name)
+        except MasterNotFoundError as exc:
+            hosts = ", ".join(
+                f"{s.connection_pool.connection_kwargs['host']}:"
+                f"{s.connection_pool.connection_kwargs['port']}"
+                for s in self.sentinels
+            )
+            errors = sorted(set(re.findall(r" - (?:\w+:)?(\w+Error)\b", str(exc))))
+            why = f" ({', '.join(errors)})" if errors else ""
+            raise MasterNotFoundError(
+                f"no Sentinel of {hosts} names a master {service_name!r}{why}: check the "
+                "master name, the Sentinels and their sentinel_password in SMS_REDIS_URL"
+            ) from None
+
+
 def _master_through_sentinels(target: SentinelTarget, options: dict[str, Any]) -> Redis:
-    # A Sentinel that hangs is skipped after 2 s for the next one (they are asked in turn
-    # each time a connection is opened).
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+    # A Sentinel that hangs is skipped after 2 s for the next one; they are asked in turn
+    # each time a connection is opened, so no retries of each one (redis-py's default
+    # retries a refused login three times, with backoff: 12 s to say there is no master).
+    sentinels = _Sentinels(  # type: ignore[no-untyped-call]
         list(target.sentinels),
         sentinel_kwargs={
             "username": target.sentinel_username,
@@ -139,6 +164,7 @@ def _master_through_sentinels(target: SentinelTarget, options: dict[str, Any]) -
             "decode_responses": True,
             "socket_connect_timeout": 2,
             "socket_timeout": 2,
+            "retry": Retry(NoBackoff(), 0),
             **_TCP_KEEPALIVE,
         },
     )

@@ -32,12 +32,16 @@ class Sentinels:
     master: Proc = field(init=False)
     replica: Proc = field(init=False)
     sentinels: list[Proc] = field(default_factory=list)
+    sentinel_password: str | None = None
 
     @classmethod
-    def start(cls, procs: Processes, folder: Path) -> Sentinels:
+    def start(
+        cls, procs: Processes, folder: Path, sentinel_password: str | None = None
+    ) -> Sentinels:
         """Master, then its replica (in sync), then three Sentinels that know both and
-        each other; returned once a failover could happen."""
-        setup = cls(procs, folder)
+        each other (each asking `sentinel_password` of its clients, when given); returned
+        once a failover could happen."""
+        setup = cls(procs, folder, sentinel_password=sentinel_password)
         setup.master = setup._server("master")
         # The replica logs in as a user of its own, which `drop_link` can turn away.
         _client(setup.master.port).acl_setuser(
@@ -58,13 +62,15 @@ class Sentinels:
     def url(self) -> str:
         """The service's SMS_REDIS_URL: every Sentinel, the master's name, db 0."""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
+        login = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{hosts}/{MASTER_NAME}/0{login}"
 
     def master_port(self) -> int:
         """The master's port, as the first Sentinel answering says."""
         for sentinel in self.sentinels:
             with contextlib.suppress(redis.RedisError):
-                found: Any = _client(sentinel.port).sentinel_get_master_addr_by_name(MASTER_NAME)
+                client = _client(sentinel.port, self.sentinel_password)
+                found: Any = client.sentinel_get_master_addr_by_name(MASTER_NAME)
                 return int(found[1])
         raise RuntimeError("no Sentinel answers")
 
@@ -73,7 +79,7 @@ class Sentinels:
 
         def known() -> bool:
             for sentinel in self.sentinels:
-                client = _client(sentinel.port)
+                client = _client(sentinel.port, self.sentinel_password)
                 state: Any = client.sentinel_master(MASTER_NAME)
                 replicas: Any = client.sentinel_slaves(MASTER_NAME)
                 if state["num-other-sentinels"] < 2 or "s_down" in state["flags"]:
@@ -159,19 +165,24 @@ class Sentinels:
             f"sentinel failover-timeout {MASTER_NAME} 10000\n"
             f"sentinel parallel-syncs {MASTER_NAME} 1\n"
         )
+        if self.sentinel_password:  # asked of clients, and given to the other Sentinels
+            password = self.sentinel_password
+            conf.write_text(
+                conf.read_text() + f"requirepass {password}\nsentinel sentinel-pass {password}\n"
+            )
         argv = [redis_server_argv(port)[0], str(conf), "--sentinel"]
         proc = self.procs.start(f"sentinel-{n}", argv, {}, port)
-        _until(lambda: _ping(port), 10)
+        _until(lambda: _ping(port, self.sentinel_password), 10)
         return proc
 
 
-def _client(port: int) -> redis.Redis:
-    return redis.Redis(port=port, decode_responses=True, socket_timeout=2)
+def _client(port: int, password: str | None = None) -> redis.Redis:
+    return redis.Redis(port=port, password=password, decode_responses=True, socket_timeout=2)
 
 
-def _ping(port: int) -> bool:
+def _ping(port: int, password: str | None = None) -> bool:
     try:
-        return bool(_client(port).ping())
+        return bool(_client(port, password).ping())
     except redis.RedisError:
         return False
 
