@@ -58,6 +58,15 @@ class Store:
         return [problem.text for problem in found]
 
 
+async def refuse_unfit_redis(settings: Settings) -> None:
+    """Raise `RedisUnfit` when SMS_REDIS_URL is the wrong Redis (see `refuse_unfit`)."""
+    redis = connect(str(settings.redis_url), max_connections=1)
+    try:
+        await refuse_unfit(redis, settings.redis_min_replicas)
+    finally:
+        await close(redis)
+
+
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """The configured Redis (SMS_REDIS_URL), or an embedded one under SMS_DATA_DIR; closed
