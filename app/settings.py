@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # --- storage ------------------------------------------------------------------------
     # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`. A
     # redis:// URL, or redis+sentinel://… for a master found through Sentinels
-    # (app/redis_url.py; README, "Redis: durability and failover").
+    # (app/redis_url.py; README, "Redis: replicas, Sentinel and failover").
     redis_url: str | None = None
     # Writes that answer a promise (ingest's 202, a send's intent, an opt-out) wait until
     # this many replicas have them (WAIT), at most redis_wait_timeout ms; else 503.
