@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from app.errors import ERROR_BY_STATUS, InvalidInput, ServiceError
 from app.sms.failures import ProviderRejected, ProviderUnreachable
-from app.store import StorageError, StorageUnavailable
+from app.store import NotReplicated, StorageError, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,11 @@ async def storage_failed(_: Request, exc: StorageError) -> JSONResponse:
         log.error("Redis unavailable: %s", exc)
     else:
         log.error("Redis refused a command", exc_info=exc)
+    detail = "storage is unavailable, retry later"
+    if isinstance(exc, NotReplicated):
+        detail = f"storage is unavailable, retry later: {exc}"  # why, in words; no secret
     return JSONResponse(
-        {"error": "unavailable", "detail": "storage is unavailable, retry later"},
+        {"error": "unavailable", "detail": detail},
         status_code=503,
         headers={"Retry-After": "5"},
     )

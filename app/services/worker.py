@@ -178,6 +178,10 @@ class SendWorker:
     async def _handle_safely(self, queued: QueuedSend) -> None:
         try:
             await self.handle(queued)
+        except StorageError as exc:
+            # Redis away, read-only, or the attempt not on enough replicas: nothing was
+            # sent; the entry stays pending and is taken over later (resolved first).
+            log.warning("send worker: delivery %s left for later: %s", queued.delivery_id, exc)
         except Exception:
             # The entry stays pending and is reclaimed later: logged, never lost.
             log.exception("send worker: delivery %s failed unexpectedly", queued.delivery_id)

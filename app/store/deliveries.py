@@ -39,6 +39,7 @@ from app.store.records import (
     provider_status_rank,
     single_line,
 )
+from app.store.replication import NO_REPLICAS, Replication
 from app.store.scripts import lua
 from app.store.suppressions import Suppression, parse_suppression
 
@@ -181,8 +182,10 @@ class DeliveryLog:
         dedupe_ttl_s: int,
         retention_s: int,
         skipped_retention_s: int | None = None,
+        replication: Replication = NO_REPLICAS,
     ) -> None:
         self._redis = redis
+        self._replication = replication
         self._dedupe_ttl_ms = dedupe_ttl_s * 1000
         self._retention_s = retention_s
         # A skipped delivery is kept at most as long as any (its index entries go then).
@@ -217,9 +220,11 @@ class DeliveryLog:
         chunks = [
             orjson.dumps(items[i : i + _ADMIT_CHUNK]) for i in range(0, len(items), _ADMIT_CHUNK)
         ]
-        replies = await self._evalsha(self._admit, chunks)
+        # SMS_REDIS_MIN_REPLICAS: WAIT in the same round trip, no 202 before replicas have it.
+        replies = await self._evalsha(self._admit, chunks, also=self._replication.commands())
+        self._replication.check(replies)
         answered_ms = now_ms()
-        outcomes = (outcome for chunk in replies for outcome in chunk)
+        outcomes = (outcome for chunk in replies[: len(chunks)] for outcome in chunk)
         return [
             _admission(delivery_id, new, reply, answered_ms, now)
             for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True)
@@ -282,14 +287,18 @@ class DeliveryLog:
             ),
         )
         # The attempt must be on disk before the request leaves: WAITAOF in the same round
-        # trip, where the server has it.
+        # trip, where the server has it; and on SMS_REDIS_MIN_REPLICAS replicas (WAIT), or a
+        # failover could bring back a master that never saw it, and send it again.
         waitaof = await self._durable()
-        replies = await self._evalsha(self._begin_send, [payload], also=waitaof)
+        also = [*waitaof, *self._replication.commands()]
+        replies = await self._evalsha(self._begin_send, [payload], also=also)
         verdict, flat = replies[0]
         if waitaof and verdict == "send" and not replies[1][0]:
             raise StorageUnavailable(
                 "Redis did not write the attempt to its append-only file in time"
             )
+        if verdict == "send":
+            self._replication.check(replies)
         if verdict not in ("send", "resolve", "opted_out"):
             return cast(BeginVerdict, verdict), None
         fields = dict(zip(flat[::2], flat[1::2], strict=True))

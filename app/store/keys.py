@@ -9,6 +9,8 @@ SEND_GROUP = "smsdest-workers"
 DELAYED_SENDS = PREFIX + "sends:delayed"  # zset: delivery id → due time (ms)
 # Written (with a short expiry) by every readiness check: can this Redis take a write now?
 READY_PROBE = PREFIX + "ready-probe"
+# Written before each WAIT (SMS_REDIS_MIN_REPLICAS): WAIT then covers every earlier write.
+REPLICATED_MARK = PREFIX + "replicated-mark"
 
 DELIVERY_INDEX = PREFIX + "deliveries"  # zset of every delivery id, ordered by id
 # Secondary indexes share the main index's shape: <prefix><value>.
