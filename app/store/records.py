@@ -222,6 +222,7 @@ class NewDelivery:
     channel: Literal["sms", "whatsapp"] = "sms"
     content_sid: str | None = None  # a Content template instead of a body
     content_variables: str | None = None  # JSON
+    quiet: str | None = None  # its quiet hours, checked again before each attempt
 
     @property
     def throttle_key(self) -> str | None:
@@ -283,6 +284,8 @@ class NewDelivery:
             flat += ["content_sid", self.content_sid]
         if self.content_variables:
             flat += ["content_variables", self.content_variables]
+        if self.quiet and not self.skip_reason:
+            flat += ["quiet", self.quiet]
         return flat
 
 
@@ -401,6 +404,10 @@ class DeliveryRecord:
     channel: Literal["sms", "whatsapp"] = "sms"
     content_sid: str | None = None
     content_variables: str | None = None
+    quiet: str | None = None  # quiet hours checked again before each attempt
+    # Sender pacing: "<attempt>:<epoch ms>", the slot reserved for that attempt while the
+    # delivery waited outside the stream for it.
+    paced: str | None = None
     # Records written before the lean format: the stored request and times.
     legacy_twilio_request: str | None = field(default=None, repr=False)
     legacy_times: tuple[str | None, str | None] = (None, None)
@@ -445,6 +452,8 @@ class DeliveryRecord:
             channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
             content_sid=f.get("content_sid") or None,
             content_variables=f.get("content_variables") or None,
+            quiet=f.get("quiet") or None,
+            paced=f.get("paced") or None,
             legacy_twilio_request=f.get("twilio_request") or None,
             legacy_times=(f.get("created_at"), f.get("updated_at")),
         )

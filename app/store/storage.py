@@ -13,6 +13,7 @@ from app.store.callbacks import CallbackLog
 from app.store.config_generation import ConfigGeneration
 from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
+from app.store.pacing import SenderPacing
 from app.store.queue import SendQueue
 from app.store.queue_stats import QueueStats
 from app.store.reconcile_state import ReconcileState
@@ -41,6 +42,7 @@ class Store:
         self.replays = ReplayLog(redis, retention_s)
         self.stats = DeliveryStats(redis)
         self.queue_stats = QueueStats(redis)
+        self.pacing = SenderPacing(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""

@@ -16,7 +16,8 @@ from app.store.records import now_iso
 class Suppression:
     number: str
     since: str
-    source: str  # inbound | twilio_21610 | api | cli | console
+    # inbound | twilio_<code> (21610: opted out; others: cannot take texts) | api | cli | console
+    source: str
     keyword: str | None = None
 
     def how(self) -> str:
@@ -25,6 +26,8 @@ class Suppression:
             return f"by texting {self.keyword}" if self.keyword else "by an inbound message"
         if self.source == "twilio_21610":
             return "according to Twilio (error 21610: unsubscribed recipient)"
+        if self.cannot_take_texts:
+            return f"according to Twilio (error {self.source.removeprefix('twilio_')})"
         if self.source == "api":
             return "through the API"
         if self.source == "cli":
@@ -32,6 +35,17 @@ class Suppression:
         if self.source == "console":
             return "in the console"
         return f"({self.source})"
+
+    @property
+    def cannot_take_texts(self) -> bool:
+        """Suppressed because Twilio said the number cannot take texts (invalid, landline,
+        unreachable…), not because its owner opted out."""
+        return self.source.startswith("twilio_") and self.source != "twilio_21610"
+
+    def why(self) -> str:
+        """Why the number is on the list, in words: ``opted out by texting STOP``,
+        ``cannot take texts according to Twilio (error 30006)``."""
+        return ("cannot take texts " if self.cannot_take_texts else "opted out ") + self.how()
 
     def to_json(self) -> dict[str, Any]:
         return {
