@@ -292,10 +292,10 @@ def test_sighup_reloads(served: Served) -> None:
 def test_replay_from_the_command_line(served: Served, api: bool) -> None:
     since = datetime.now(UTC).isoformat()
     before = len(served.twilio.message_requests)
-    served.twilio.enqueue(FakeTwilio.fail_with(400, 21211, "Invalid 'To' Phone Number"))
+    served.twilio.enqueue(FakeTwilio.fail_with(400, 21608, "The number is unverified"))
     failed = served.post_event(phone("replay", api))
     served.wait_status(failed, "failed")
-    select = ["deliveries", "replay", "--since", since, "--error-code", "21211"]
+    select = ["deliveries", "replay", "--since", since, "--error-code", "21608"]
     dry = served.run(*select, "--json", api=api)
     assert dry.returncode == 0, dry.stderr
     report = json.loads(dry.stdout)
