@@ -20,7 +20,8 @@ local function keep(until_ms)
 end
 if ARGV[1] == 'slow' then
   local cut = 0
-  if now - (tonumber(state[3] or '') or 0) >= tonumber(ARGV[7]) then
+  local last = tonumber(state[3] or '')
+  if not last or now - last >= tonumber(ARGV[7]) then
     factor = math.max(tonumber(ARGV[6]), factor * tonumber(ARGV[5]))
     redis.call('HSET', KEYS[1], 'factor', string.format('%.6f', factor), 'cut', ARGV[4])
     keep(tat)
