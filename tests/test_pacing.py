@@ -5,18 +5,22 @@ Twilio's slow-down codes; parking a wait longer than a worker may hold a message
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
+from app.destinations import ConfigError, load_destinations
+from app.pipeline.render import TemplateRenderer
 from app.senders import DEFAULT_RATES, sender_type, undeclared_rate
 from app.store import keys
 from app.store.pacing import SenderPacing
-from tests.conftest import REDIS_URL, RunningService, posthog_webhook
+from tests.conftest import REDIS_URL, REPO, RunningService, posthog_webhook
 from tests.fake_twilio import FakeTwilio, RecordedRequest
 
 Start = Callable[..., RunningService]
@@ -157,7 +161,7 @@ def warm_up(*services: RunningService) -> None:
 
 def gaps(requests: list[RecordedRequest]) -> list[float]:
     times = sorted(r.received_at for r in requests)
-    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+    return [round(b - a, 3) for a, b in itertools.pairwise(times)]
 
 
 def test_two_workers_share_a_one_segment_per_second_sender(
@@ -206,7 +210,7 @@ def test_a_30001_answer_halves_the_pace(
     requests = fake_twilio.wait_for_requests(4, timeout=15)
     record = service.wait_for_status(first, "sent")
     details = [h.get("detail", "") for h in record["history"]]
-    assert any(f"slowed to 0.5 segments/s" in d and "30001" in d for d in details), details
+    assert any("slowed to 0.5 segments/s" in d and "30001" in d for d in details), details
     assert retrying["status"] in ("retrying", "sent")
     # The refused attempt, then its retry a second later (reserved at 1/s), then the
     # others two seconds apart: half the pace.
@@ -242,3 +246,71 @@ def test_a_wait_longer_than_a_worker_may_hold_parks_the_message(
     assert parked and "its turn at" in parked[0]["detail"], last["history"]
     time.sleep(1)
     assert len(fake_twilio.message_requests) == 3
+
+
+# --- `senders:` in the destinations file --------------------------------------------------
+
+SENDERS_FILE = """\
+senders:
+  "+15005550006": {rate: 10}
+  "+18005550100": {type: toll_free}
+  MG00000000000000000000000000000000: {type: short_code}
+  "+15005550007": 2.5
+destinations:
+  - id: welcome
+    body: hello
+    from: "+15005550006"
+"""
+
+
+def test_senders_are_read_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "destinations.yaml"
+    path.write_text(SENDERS_FILE)
+    loaded = load_destinations(path, TemplateRenderer(REPO / "templates"))
+    assert loaded.sender_rates == {
+        "+15005550006": 10.0,
+        "+18005550100": 3.0,
+        "MG00000000000000000000000000000000": 100.0,
+        "+15005550007": 2.5,
+    }
+
+
+def test_bad_senders_are_reported_with_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "destinations.yaml"
+    path.write_text(
+        """\
+senders:
+  "+1 500 555 0006": {rate: 1}
+  "+15005550006": {rate: 0}
+  "+15005550007": {rat: 3}
+  "+15005550008": {}
+  nobody: {rate: 1}
+destinations:
+  - id: welcome
+    body: hello
+    from: "+15005550006"
+"""
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_destinations(path, TemplateRenderer(REPO / "templates"))
+    problems = [p.describe(path).removeprefix(str(path)) for p in caught.value.problems]
+    assert problems == [
+        ":2: senders.+1 500 555 0006: '+1 500 555 0006': write it as destinations' 'from' "
+        "are stored, +15005550006",
+        ":3: senders.+15005550006.rate: Input should be greater than 0",
+        ":4: senders.+15005550007.rat: unknown field (did you mean 'rate'?)",
+        ":5: senders.+15005550008: give 'rate' (segments per second) or 'type'",
+        ":6: senders.nobody: 'nobody' is not a sender: write the 'from' number in E.164 "
+        "(+14155552671), a short code's digits or a Messaging Service SID (MG + 32 hex)",
+    ], problems
+
+
+def test_a_reload_publishes_the_senders_for_every_worker(
+    start_service: Start, redis_client: redis.Redis
+) -> None:
+    service = start_service(paced_destinations(1))
+    assert redis_client.hgetall(keys.SENDER_RATES) == {SENDER: "1.0"}
+    service.settings.destinations_file.write_text(paced_destinations(7))
+    with service.admin() as admin:
+        assert admin.post("/v1/destinations/reload").status_code == 200
+    assert redis_client.hgetall(keys.SENDER_RATES) == {SENDER: "7.0"}
