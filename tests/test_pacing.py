@@ -16,10 +16,12 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from app.destinations import ConfigError, load_destinations
+from app.metrics import Metrics
 from app.pipeline.render import TemplateRenderer
 from app.senders import DEFAULT_RATES, sender_type, undeclared_rate
+from app.services.pacing import SenderPacer
 from app.store import keys
-from app.store.pacing import SenderPacing
+from app.store.pacing import Reservation, SenderPacing
 from tests.conftest import REDIS_URL, REPO, RunningService, posthog_webhook
 from tests.fake_twilio import FakeTwilio, RecordedRequest
 
@@ -113,6 +115,47 @@ def test_aimd_halves_once_per_cooldown_down_to_a_floor_and_successes_add_back(
         (1.25, True),
         (3.25, False),  # + 4 × 5% of 10
     ]
+
+
+def test_a_fast_sender_is_reserved_a_lease_at_its_rate_now(
+    pacing: Callable[[], SenderPacing],
+) -> None:
+    async def go() -> list[tuple[int, int]]:
+        store = pacing()
+        await store.publish({SENDER: 100.0, "+15005550007": 1.0})
+        fast = await store.reserve(SENDER, 1.0, 1, 0, lease_ms=100)
+        after = await store.reserve(SENDER, 1.0, 1, 0, lease_ms=100)
+        slow = await store.reserve("+15005550007", 1.0, 1, 0, lease_ms=100)
+        return [(r.slot_ms, r.segments) for r in (fast, after, slow)]
+
+    # 100 segments/s: a tenth of a second is 10 segments, 100 ms of the schedule; a
+    # 1-segment/s sender reserves only what the message needs.
+    assert _run(go()) == [(0, 10), (100, 10), (0, 1)]
+
+
+def test_the_pacer_hands_out_a_lease_without_asking_redis_again(
+    pacing: Callable[[], SenderPacing],
+) -> None:
+    async def go() -> tuple[list[int], int]:
+        store = pacing()
+        await store.publish({SENDER: 1000.0})
+        calls = 0
+        reserve = store.reserve
+
+        async def counted(*args: Any, **kwargs: Any) -> Reservation:
+            nonlocal calls
+            calls += 1
+            return await reserve(*args, **kwargs)
+
+        store.reserve = counted  # type: ignore[method-assign]
+        pacer = SenderPacer(store, Metrics())
+        slots = [(await pacer.reserve(SENDER, 2, None)).slot_ms for _ in range(50)]
+        return [b - a for a, b in itertools.pairwise(slots)], calls
+
+    steps, calls = _run(go())
+    # 2 segments at 1,000/s: 2 ms apart; a lease of 100 segments serves 50 messages.
+    assert all(step in (1, 2, 3) for step in steps) and sum(steps) in range(97, 100)
+    assert calls == 1
 
 
 def test_undeclared_senders_are_paced_by_their_shape() -> None:

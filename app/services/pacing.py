@@ -51,7 +51,6 @@ class SenderPacer:
         self._default_rate = default_rate  # SMS_SENDER_DEFAULT_RATE
         self._leases: dict[str, _Lease] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._rates: dict[str, float] = {}  # the last rate Redis gave for each sender
         self._successes: dict[str, int] = {}  # not yet reported to Redis
 
     def default_rate(self, sender: str) -> float:
@@ -69,27 +68,25 @@ class SenderPacer:
             taken = self._from_lease(sender, segments, deadline_ms)
             if taken is not None:
                 return taken
-            known = self._rates.get(sender, 0.0)
-            # Lease only where a tenth of a second holds a few messages: a slow sender's
-            # unused lease would be capacity no other worker could use.
-            batch = (
-                max(segments, int(known * LEASE_S)) if known * LEASE_S >= 2 * segments else segments
-            )
             reservation = await self._store.reserve(
                 sender,
                 self.default_rate(sender),
-                batch,
+                segments,
                 now_ms(),
                 deadline_ms=deadline_ms,
                 successes=self._successes.pop(sender, 0),
                 step=STEP,
+                # Lease only where a tenth of a second holds a few messages (decided in
+                # Redis, at the rate now): a slow sender's unused lease would be capacity
+                # no other worker could use.
+                lease_ms=int(LEASE_S * 1000),
             )
             self._learned(sender, reservation.rate)
-            if not reservation.refused and batch > segments:
+            if not reservation.refused and reservation.segments > segments:
                 interval = 1000 / reservation.rate
                 self._leases[sender] = _Lease(
                     reservation.slot_ms + segments * interval,
-                    reservation.slot_ms + batch * interval,
+                    reservation.slot_ms + reservation.segments * interval,
                     interval,
                     reservation.rate,
                 )
@@ -133,5 +130,4 @@ class SenderPacer:
         return rate, cut
 
     def _learned(self, sender: str, rate: float) -> None:
-        self._rates[sender] = rate
         self._metrics.sender_rate(sender, rate)

@@ -405,7 +405,12 @@ class SendWorker:
         err = outcome.error
         if not isinstance(err, TwilioApiError) or err.action is not ErrorAction.RETRY_SLOWER:
             return outcome
-        rate, cut = await self._pacer.slow_down(sender)
+        try:
+            rate, cut = await self._pacer.slow_down(sender)
+        except StorageError as exc:
+            # Twilio's answer matters more than the cut: it is recorded all the same.
+            log.warning("cannot slow sender %s down: %s", _masked_sender(record), exc)
+            return outcome
         if isinstance(outcome, RetryLater):
             what = "slowed to" if cut else "already slowed to"
             return RetryLater(

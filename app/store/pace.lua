@@ -4,10 +4,12 @@
 --       sender → segments per second, written from `senders:`).
 -- ARGV: 1 'reserve' | 'slow', 2 sender, 3 rate when not declared, 4 now ms, then
 --   reserve: 5 segments, 6 deadline ms ('' = none), 7 successes since the last call,
---            8 factor added per success
+--            8 factor added per success, 9 lease ms: reserve this long of the rate at once
+--            when it holds at least twice `segments` (a fast sender), else `segments`
 --   slow:    5 factor multiplier, 6 factor floor, 7 ms between two cuts at least
 -- Returns reserve: {slot ms (-1: refused, its slot would be past the deadline; nothing
---   reserved), rate in milli-segments per second, the slot it would have had};
+--   reserved), rate in milli-segments per second, the slot it would have had, segments
+--   reserved};
 --   slow: {rate in milli-segments per second, 1 when this call cut it (0: cut lately)}.
 local declared = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '') or tonumber(ARGV[3])
 local state = redis.call('HMGET', KEYS[1], 'tat', 'factor', 'cut')
@@ -32,10 +34,13 @@ end
 factor = math.min(1, factor + tonumber(ARGV[7]) * tonumber(ARGV[8]))
 local rate = declared * factor
 if ARGV[6] ~= '' and tat > tonumber(ARGV[6]) then
-  return {-1, math.floor(rate * 1000), math.floor(tat)}
+  return {-1, math.floor(rate * 1000), math.floor(tat), 0}
 end
-local after = tat + tonumber(ARGV[5]) * 1000 / rate
+local segments = tonumber(ARGV[5])
+local lease = math.floor(rate * tonumber(ARGV[9]) / 1000)
+if lease >= 2 * segments then segments = lease end
+local after = tat + segments * 1000 / rate
 redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', after),
            'factor', string.format('%.6f', factor))
 keep(after)
-return {math.floor(tat), math.floor(rate * 1000), math.floor(tat)}
+return {math.floor(tat), math.floor(rate * 1000), math.floor(tat), segments}

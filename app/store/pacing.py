@@ -23,6 +23,7 @@ class Reservation:
     slot_ms: int
     rate: float  # the sender's rate now, segments per second
     refused: bool = False
+    segments: int = 0  # reserved (a lease: more than asked)
 
 
 @storage_errors
@@ -51,11 +52,13 @@ class SenderPacing:
         deadline_ms: int | None = None,
         successes: int = 0,
         step: float = 0.0,
+        lease_ms: int = 0,
     ) -> Reservation:
         """Reserve `segments` on `sender`'s schedule (at `default_rate` segments per second
         unless declared), after adding `successes` × `step` back to its factor; refused
-        (nothing reserved) when the slot would be past `deadline_ms`."""
-        slot, milli, would = await self._pace(
+        (nothing reserved) when the slot would be past `deadline_ms`. `lease_ms`: reserve
+        that long of the sender's rate at once when it holds at least twice `segments`."""
+        slot, milli, would, reserved = await self._pace(
             keys=[keys.sender_pace(sender), keys.SENDER_RATES],
             args=[
                 "reserve",
@@ -66,11 +69,12 @@ class SenderPacing:
                 deadline_ms if deadline_ms is not None else "",
                 successes,
                 repr(step),
+                lease_ms,
             ],
         )
         if slot < 0:
             return Reservation(int(would), milli / 1000, refused=True)
-        return Reservation(int(slot), milli / 1000)
+        return Reservation(int(slot), milli / 1000, segments=int(reserved))
 
     async def slow(
         self,
