@@ -14,6 +14,7 @@ from app.destinations import DestinationSet
 from app.errors import Unavailable
 from app.metrics import Metrics
 from app.pipeline.dispatch import RetryPolicy
+from app.services.event_tally import EventTally
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
 from app.services.pacing import SenderPacer
@@ -124,6 +125,7 @@ class Services:
     system_event_service: SystemEvents | None = None
     # Sender pacing of this process (the worker's reservations, the webhooks' cuts).
     pacer: SenderPacer | None = None
+    event_tally: EventTally | None = None  # flushed by `serve` (counted_events)
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
     # Set on SIGTERM: /readyz turns red and new ingest is refused while in-flight work ends.
@@ -196,6 +198,7 @@ def build_services(
     )
     if store is None:
         return Services(settings, twilio, messages, metrics)
+    tally = EventTally(store.event_counts)
     ingest = IngestService(
         destinations or DestinationSet([]),
         store.deliveries,
@@ -205,6 +208,7 @@ def build_services(
         timedelta(seconds=settings.delivery_retention),
         metrics,
         RecentEvents(settings.recent_events) if settings.recent_events else None,
+        tally,
     )
     pacer = SenderPacer(store.pacing, metrics, settings.sender_default_rate)
     webhooks = TwilioWebhooks(
@@ -224,4 +228,5 @@ def build_services(
         replay_service=replay,
         system_event_service=SystemEvents(ingest),
         pacer=pacer,
+        event_tally=tally,
     )
