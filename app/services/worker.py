@@ -51,6 +51,13 @@ _READ_BLOCK_MS = 200
 _PROMOTE_EVERY_S = 0.1  # how late a due retry or held message may be moved to the queue
 _PRUNE_EVERY_S = 600.0
 _RECORD_RETRY_MAX_S = 2.0  # how often a held answer tries Redis again, at most
+# A pacing wait this short is slept through, even by a worker told to stop; a longer one
+# watches for the stop (and then parks the message).
+_SHORT_WAIT_S = 1.0
+# A slot this close counts as now. The schedule is not moved by it, so the pace holds on
+# average; only a fast sender's lease (slots a fraction of a millisecond apart) goes out in
+# bursts of at most 20 ms of its rate, instead of a hundred sends each sleeping a moment.
+_EARLY_S = 0.02
 # A stream entry written this soon after its delivery was created was queued by admission
 # itself (not promoted later from a hold or a retry): its send measures event-to-send.
 _QUEUED_AT_ADMISSION_MS = 1000
@@ -373,8 +380,11 @@ class SendWorker:
                 return None
             slot = reservation.slot_ms
         wait = (slot - time.time_ns() // 1_000_000) / 1000
-        if wait <= 0:
+        if wait <= _EARLY_S:
             return False
+        if wait <= min(_SHORT_WAIT_S, self._pace_hold_s):
+            await asyncio.sleep(wait)  # cheap: no task, one timer
+            return True
         if wait <= self._pace_hold_s:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=wait)
