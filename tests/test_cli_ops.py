@@ -114,6 +114,8 @@ def served(twilio: FakeTwilio, tmp_path_factory: pytest.TempPathFactory) -> Iter
         TWILIO_ACCOUNT_SID=ACCOUNT_SID,
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         SMS_CONFIG_POLL_INTERVAL="0.1",
+        # Paced, but never held back: one test's text must not arrive during the next.
+        SMS_SENDER_DEFAULT_RATE="10000",
     )
     serve_env = {**env, "SMS_INGEST_TOKEN": INGEST_TOKEN, "SMS_ADMIN_TOKEN": ADMIN_TOKEN}
     process = subprocess.Popen(
