@@ -81,6 +81,7 @@ class BackgroundJobs:
             settings.shutdown_grace,
             pacer=pacer or SenderPacer(store.pacing, metrics, settings.sender_default_rate),
             pace_hold_s=settings.pacing_hold_s,
+            pumping=store.pumping,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
         self._reconciler = (
@@ -212,10 +213,17 @@ def build_services(
     )
     pacer = SenderPacer(store.pacing, metrics, settings.sender_default_rate)
     webhooks = TwilioWebhooks(
-        store.callbacks, store.deliveries, ingest, settings.default_region, pacer
+        store.callbacks,
+        store.deliveries,
+        ingest,
+        settings.default_region,
+        pumping=store.pumping,
+        pacer=pacer,
     )
     reloader = DestinationReloader(settings, ingest, store.config_generation, store.pacing)
     replay = ReplayService(store.deliveries, store.replays, ingest)
+    system_events = SystemEvents(ingest)
+    ingest.on_guard_tripped(system_events.guard_tripped)
     return Services(
         settings,
         twilio,
@@ -226,7 +234,7 @@ def build_services(
         webhooks,
         reloader=reloader,
         replay_service=replay,
-        system_event_service=SystemEvents(ingest),
+        system_event_service=system_events,
         pacer=pacer,
         event_tally=tally,
     )

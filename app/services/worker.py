@@ -29,6 +29,7 @@ from app.services.pacing import SenderPacer
 from app.services.resolver import find_created
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
+from app.store.guard import PumpingBackoffs
 from app.store.queue import QueuedSend, SendQueue
 from app.store.records import (
     DeliveryRecord,
@@ -85,7 +86,9 @@ class SendWorker:
         shutdown_grace_s: float = 20.0,
         pacer: SenderPacer | None = None,
         pace_hold_s: float = 0.0,
+        pumping: PumpingBackoffs | None = None,
     ) -> None:
+        self._pumping = pumping
         self._deliveries = deliveries
         # Live sends wait for their sender's turn (None: unpaced); at most `pace_hold_s`
         # holding the stream entry, longer in the delayed set (Settings.pacing_hold_s).
@@ -188,6 +191,10 @@ class SendWorker:
     async def _handle_safely(self, queued: QueuedSend) -> None:
         try:
             await self.handle(queued)
+        except StorageError as exc:
+            # Redis away, read-only, or the attempt not on enough replicas: nothing was
+            # sent; the entry stays pending and is taken over later (resolved first).
+            log.warning("send worker: delivery %s left for later: %s", queued.delivery_id, exc)
         except Exception:
             # The entry stays pending and is reclaimed later: logged, never lost.
             log.exception("send worker: delivery %s failed unexpectedly", queued.delivery_id)
@@ -555,6 +562,9 @@ class SendWorker:
                 extra=_attempt_fields(record, attempt, "unknown", error=outcome.error),
             )
         else:
+            code = getattr(outcome.error, "code", None)
+            if code is not None and self._pumping is not None and record.recipient:
+                await self._pumping.back_off(record.recipient, code)  # if a pumping answer
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,
