@@ -27,6 +27,8 @@ _API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
 # healthy Redis; seconds leave room for a pause).
 SEND_BOOKKEEPING_S = 2
 DEFAULT_RECLAIM_IDLE_S = 60
+# Kept between a pacing wait's end and the reclaim horizon, for the event loop's delays.
+PACING_MARGIN_S = 5
 
 
 class SettingsError(Exception):
@@ -114,6 +116,10 @@ class Settings(BaseSettings):
     send_max_attempts: int = Field(default=5, ge=1, le=50)
     retry_base_delay: float = Field(default=1.0, ge=0)
     retry_max_delay: float = Field(default=300.0, ge=0)
+    # The pace (segments per second) of senders missing from `senders:`; unset: by their
+    # shape — a toll-free number 3, a short code 100, any other number or a Messaging
+    # Service 1 (app/senders.py).
+    sender_default_rate: float | None = Field(default=None, gt=0, le=10_000)
     # Twilio answers 429 (20429, safe to retry: we back off) past its account concurrency.
     worker_concurrency: int = Field(default=100, ge=1, le=1000)
     # Unset: derived from twilio_timeout (see `_check_reclaim_outlives_sends`).
@@ -237,6 +243,15 @@ class Settings(BaseSettings):
                 "leave SMS_RECLAIM_IDLE unset to derive it"
             )
         return self
+
+    @property
+    def pacing_hold_s(self) -> float:
+        """How long a worker may wait for its sender's turn while it holds the message's
+        stream entry: what SMS_RECLAIM_IDLE leaves after a send's own deadline and record
+        keeping, less a margin (another worker must never take over a message still
+        waiting). A longer wait parks the message in the delayed set until its turn."""
+        busy = math.ceil(self.twilio_timeout) + SEND_BOOKKEEPING_S + PACING_MARGIN_S
+        return float(max(0, self.reclaim_idle - busy))
 
     @property
     def has_twilio_credentials(self) -> bool:

@@ -66,10 +66,12 @@ def worker(_: argparse.Namespace) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if settings.redis_url is None:
         raise SettingsError("smsdest worker needs SMS_REDIS_URL (the embedded Redis is serve's)")
-    load_configured_destinations(settings)  # same config checks as serve
+    destinations = load_configured_destinations(settings)  # same config checks as serve
 
     async def run() -> None:
         async with open_services(settings, redis=True) as services:
+            if services.reloader is not None:
+                await services.reloader.publish_senders(destinations)
             jobs = services.background_jobs()
             metrics = _metrics_server(services) if settings.metrics_port else None
 

@@ -17,6 +17,7 @@ from app.pipeline.dispatch import RetryPolicy
 from app.services.event_tally import EventTally
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
+from app.services.pacing import SenderPacer
 from app.services.recent import RecentEvents
 from app.services.reconcile import Reconciler
 from app.services.reload import DestinationReloader
@@ -48,7 +49,12 @@ class BackgroundJobs:
     """What a worker runs: the send worker, and reconciliation with the provider when live."""
 
     def __init__(
-        self, settings: Settings, store: Store, provider: Provider, metrics: Metrics
+        self,
+        settings: Settings,
+        store: Store,
+        provider: Provider,
+        metrics: Metrics,
+        pacer: SenderPacer | None = None,
     ) -> None:
         self._worker = SendWorker(
             store.send_queue(consumer_name()),
@@ -61,6 +67,8 @@ class BackgroundJobs:
             settings.reclaim_idle,
             metrics,
             settings.shutdown_grace,
+            pacer=pacer or SenderPacer(store.pacing, metrics, settings.sender_default_rate),
+            pace_hold_s=settings.pacing_hold_s,
             pumping=store.pumping,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
@@ -104,6 +112,8 @@ class Services:
     reloader: DestinationReloader | None = None  # its `last_error`: the last refused reload
     replay_service: ReplayService | None = None
     system_event_service: SystemEvents | None = None
+    # Sender pacing of this process (the worker's reservations, the webhooks' cuts).
+    pacer: SenderPacer | None = None
     event_tally: EventTally | None = None  # flushed by `serve` (counted_events)
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
@@ -143,7 +153,9 @@ class Services:
 
     def background_jobs(self) -> BackgroundJobs:
         """The send worker (and reconciliation), for `serve` and `smsdest worker`."""
-        return BackgroundJobs(self.settings, _needed(self.store), self.provider, self.metrics)
+        return BackgroundJobs(
+            self.settings, _needed(self.store), self.provider, self.metrics, self.pacer
+        )
 
 
 _T = TypeVar("_T")
@@ -187,15 +199,17 @@ def build_services(
         RecentEvents(settings.recent_events) if settings.recent_events else None,
         tally,
     )
+    pacer = SenderPacer(store.pacing, metrics, settings.sender_default_rate)
     webhooks = WebhookService(
         provider,
         store.callbacks,
         store.deliveries,
         ingest,
         settings.default_region,
-        store.pumping,
+        pumping=store.pumping,
+        pacer=pacer,
     )
-    reloader = DestinationReloader(settings, ingest, store.config_generation)
+    reloader = DestinationReloader(settings, ingest, store.config_generation, store.pacing)
     replay = ReplayService(store.deliveries, store.replays, ingest)
     system_events = SystemEvents(ingest)
     ingest.on_guard_tripped(system_events.guard_tripped)
@@ -210,5 +224,6 @@ def build_services(
         reloader=reloader,
         replay_service=replay,
         system_event_service=system_events,
+        pacer=pacer,
         event_tally=tally,
     )

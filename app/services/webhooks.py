@@ -16,6 +16,7 @@ from typing import Any
 from app.pipeline.events import Event, Person
 from app.pipeline.recipients import InvalidRecipient, mask_phone, normalize_phone
 from app.services.ingest import EventOutcome, IngestService
+from app.services.pacing import SenderPacer
 from app.sms.failures import ErrorAction
 from app.sms.provider import Provider
 from app.sms.reports import InboundMessage, StatusUpdate
@@ -23,9 +24,12 @@ from app.store import StorageError
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.deliveries import DeliveryLog
 from app.store.guard import PumpingBackoffs
-from app.store.suppressions import PROVIDER_OPT_OUT
+from app.store.suppressions import provider_source
 
 log = logging.getLogger(__name__)
+
+# Actions whose callback puts the recipient on the suppression list.
+_SUPPRESSING = frozenset({ErrorAction.OPT_OUT, ErrorAction.SUPPRESS_RECIPIENT})
 
 SMS_STATUS_EVENT = "$sms_status"
 SMS_INBOUND_EVENT = "$sms_inbound"
@@ -53,9 +57,11 @@ class WebhookService:
         ingest: IngestService,
         default_region: str,
         pumping: PumpingBackoffs | None = None,
+        pacer: SenderPacer | None = None,
     ) -> None:
         self._provider = provider
         self._pumping = pumping
+        self._pacer = pacer  # a slow-down code in a callback cuts its sender's pace
         self._callbacks = callbacks
         self._deliveries = deliveries
         self._ingest = ingest
@@ -77,11 +83,19 @@ class WebhookService:
         if delivery_id is None and named and sid and await deliveries.adopt_provider_id(named, sid):
             delivery_id = named
         change = None
-        if delivery_id and update.action is ErrorAction.OPT_OUT and update.recipient:
-            change = SuppressionChange(self._number(update.recipient), "add", PROVIDER_OPT_OUT)
+        action, code = update.action, update.error_code
+        if delivery_id and action in _SUPPRESSING and code is not None and update.recipient:
+            # Opted out (21610), or cannot take texts at all (invalid, landline…).
+            change = SuppressionChange(self._number(update.recipient), "add", provider_source(code))
         webhook = Webhook("status", sid, status, idempotency_token)
         if not await self._callbacks.apply_once(webhook, change):
             return WebhookResult("replayed", [])
+        if delivery_id and action is ErrorAction.RETRY_SLOWER and self._pacer is not None:
+            # 30001 (queue overflow), 30022 (10DLC rate)…: its sender went too fast.
+            sender = update.messaging_service_sid or self._number(update.sender)
+            if sender:
+                with contextlib.suppress(StorageError):  # a lost cut is not worth a retry
+                    await self._pacer.slow_down(sender)
         try:
             return await self._apply_status(update, delivery_id)
         except Exception:

@@ -30,6 +30,7 @@ from app.store.records import (
     ExternalMessage,
     NewDelivery,
     SendOutcome,
+    SkipReason,
     delivery_status_for,
     id_bound,
     id_created_ms,
@@ -78,6 +79,7 @@ _CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
 _IMPORT_EXTERNAL = lua("import_external.lua")
 _ADOPT_PROVIDER_ID = _changes_status("adopt_provider_id.lua")
 _RELEASE = lua("release.lua")
+_HOLD_SEND = _changes_status("json_input.lua", "hold_send.lua")
 
 
 CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled", "blocked_velocity", "capped"]
@@ -122,7 +124,7 @@ class Check:
             )
         if self.verdict == "opted_out" and self.suppression is not None:
             return (
-                f"the recipient opted out {self.suppression.how()} "
+                f"the recipient {self.suppression.why()} "
                 f"(suppressed since {self.suppression.since})"
             )
         if self.verdict == "throttled" and self.frees_at_ms is None:
@@ -200,6 +202,7 @@ class DeliveryLog:
         self._import_external = redis.register_script(_IMPORT_EXTERNAL)
         self._adopt_provider_id = redis.register_script(_ADOPT_PROVIDER_ID)
         self._release = redis.register_script(_RELEASE)
+        self._hold_send = redis.register_script(_HOLD_SEND)
         self._waitaof: bool | None = None  # known after the first send (see `_durable`)
 
     async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
@@ -383,6 +386,49 @@ class DeliveryLog:
                 record.throttle_window_ms or 0,
                 self._dedupe_ttl_ms,
                 *(outcome.fields() if outcome else ()),
+            ),
+        )
+
+    async def hold_send(
+        self,
+        record: DeliveryRecord,
+        entry_id: str,
+        status: Literal["queued", "scheduled", "skipped"],
+        *,
+        detail: str,
+        due_ms: int | None = None,
+        reason: SkipReason | None = None,
+        paced_ms: int | None = None,
+    ) -> None:
+        """Take back a claimed attempt that is not made (quiet hours, sender pacing): its
+        count undone, the delivery parked until `due_ms` (``queued`` or ``scheduled``) or
+        final unsent (``skipped`` for `reason`: its mark counts down, its window is freed),
+        and its queue entry acknowledged, atomically. `paced_ms`: the slot reserved on its
+        sender's schedule for the same attempt, kept in the record."""
+        final = due_ms is None
+        await self._run_script(
+            self._hold_send,
+            (
+                keys.delivery(record.id),
+                keys.SEND_STREAM,
+                "" if final else keys.DELAYED_SENDS,
+                (record.throttle_key or "") if final else "",
+                (record.dedupe_key or "") if final else "",
+            ),
+            (
+                record.id,
+                status,
+                now_ms(),
+                keys.STATUS_INDEX_PREFIX,
+                single_line(detail),
+                keys.SEND_GROUP,
+                entry_id,
+                record.attempts,
+                due_ms if due_ms is not None else "",
+                reason or "",
+                f"{record.attempts}:{paced_ms}" if paced_ms is not None else "",
+                self._skipped_retention_s,
+                self._dedupe_ttl_ms,
             ),
         )
 

@@ -102,3 +102,13 @@ RECONCILE_STALE_CURSOR_PREFIX = PREFIX + "reconcile:stale:"  # + delivery status
 RECONCILE_EXTERNAL_SINCE = PREFIX + "reconcile:external:since"  # ISO time, sweep start
 RECONCILE_EXTERNAL_PAGE = PREFIX + "reconcile:external:page"  # next_page_uri mid-sweep
 RECONCILE_EXTERNAL_NEWEST = PREFIX + "reconcile:external:newest"  # newest seen mid-sweep
+
+# Sender pacing (app/store/pacing.py): the declared rates of `senders:` (hash: sender →
+# segments per second, replaced whole by each load of the destinations file), and each
+# sender's schedule and AIMD factor (a hash per sender, gone after an idle hour).
+SENDER_RATES = PREFIX + "senders"
+
+
+def sender_pace(sender: str) -> str:
+    """One sender's pacing state."""
+    return f"{PREFIX}pace:{sender}"

@@ -12,16 +12,27 @@ from app.store import keys, storage_errors
 from app.store.records import now_iso
 from app.store.replication import NO_REPLICAS, Replication
 
-# The source of a suppression the provider asked for (its error says the recipient opted
-# out): the stored and shown name dates from when Twilio was the only provider.
-PROVIDER_OPT_OUT = "twilio_21610"
+# The source of a suppression the provider asked for (its error code says the recipient
+# opted out, or cannot take texts): "twilio_<code>", a stored and shown name from when
+# Twilio was the only provider.
+_PROVIDER_SOURCE = "twilio_"
+
+
+def provider_source(code: int) -> str:
+    """The suppression source for a number the provider's error `code` suppressed."""
+    return f"{_PROVIDER_SOURCE}{code}"
+
+
+PROVIDER_OPT_OUT = provider_source(21610)  # the recipient opted out (error 21610)
 
 
 @dataclass(frozen=True, slots=True)
 class Suppression:
     number: str
     since: str
-    source: str  # inbound | twilio_21610 (PROVIDER_OPT_OUT) | api | cli | console
+    # inbound | twilio_<code> (`provider_source`; PROVIDER_OPT_OUT: opted out; others:
+    # cannot take texts) | api | cli | console
+    source: str
     keyword: str | None = None
 
     def how(self) -> str:
@@ -30,6 +41,8 @@ class Suppression:
             return f"by texting {self.keyword}" if self.keyword else "by an inbound message"
         if self.source == PROVIDER_OPT_OUT:
             return "according to Twilio (error 21610: unsubscribed recipient)"
+        if self.cannot_take_texts:
+            return f"according to Twilio (error {self.source.removeprefix(_PROVIDER_SOURCE)})"
         if self.source == "api":
             return "through the API"
         if self.source == "cli":
@@ -37,6 +50,17 @@ class Suppression:
         if self.source == "console":
             return "in the console"
         return f"({self.source})"
+
+    @property
+    def cannot_take_texts(self) -> bool:
+        """Suppressed because Twilio said the number cannot take texts (invalid, landline,
+        unreachable…), not because its owner opted out."""
+        return self.source.startswith(_PROVIDER_SOURCE) and self.source != PROVIDER_OPT_OUT
+
+    def why(self) -> str:
+        """Why the number is on the list, in words: ``opted out by texting STOP``,
+        ``cannot take texts according to Twilio (error 30006)``."""
+        return ("cannot take texts " if self.cannot_take_texts else "opted out ") + self.how()
 
     def to_json(self) -> dict[str, Any]:
         return {

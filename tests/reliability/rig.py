@@ -147,7 +147,10 @@ class Rig:
         every process); stop everything on the way out, whatever happened. `redis_url`:
         a Redis the caller started (in `processes`) instead of the rig's own."""
         destinations = folder / "destinations.yaml"
-        destinations.write_text(yaml.safe_dump({"destinations": [destination(throttle_s)]}))
+        # The sender is declared fast: these runs are about faults, not pacing.
+        destinations.write_text(
+            yaml.safe_dump({"senders": {SENDER: 10_000}, "destinations": [destination(throttle_s)]})
+        )
         aof_dir = folder / "redis" if aof else None
         if aof_dir:
             aof_dir.mkdir()
