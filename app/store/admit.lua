@@ -1,13 +1,16 @@
 -- Admits a chunk of deliveries, each atomically (after admission_checks.lua, history.lua
 -- and the generated `unindexed` table). Returns
--- {status, reason, …facts} for each (facts as `check` gives them; a duplicate:
--- {'duplicate', original id}).
+-- {status, reason, …facts, entry} for each (facts as `check` gives them; entry: a skipped
+-- delivery's skipped log entry, which names it; a duplicate: {'duplicate', original's mark}).
 -- Input: one JSON array of deliveries, each [keys, args, record].
--- keys: dedupe, throttle ('' = none), record, stream, index, destination index,
---       recipient index ('' = none), suppression list, delayed sends
--- args: id, dedupe ttl ms, throttle window ms, retention s, now ms, status, reason,
---       status index prefix, recipient ('' = none), due ms ('' = now), retention s of a
---       skipped delivery
+-- keys: 1 dedupe, 2 throttle ('' = none), 3 record, 4 stream, 5 index, 6 destination index,
+--       7 recipient index ('' = none), 8 suppression list, 9 delayed sends, 10 skipped log,
+--       11-13 skipped dedupe buckets (this generation's first)
+-- args: 1 id, 2 dedupe ttl ms, 3 throttle window ms, 4 retention s, 5 now ms, 6 status,
+--       7 reason, 8 status index prefix, 9 recipient ('' = none), 10 due ms ('' = now),
+--       11 retention s of a skipped delivery, 12 the mark's field in a bucket, 13 when this
+--       generation's bucket expires (epoch ms), 14 the skipped log's oldest kept entry
+--       (ms), 15 how many of the record's items a skipped entry keeps
 -- record: the record's fields as a flat [name, value, …] list, every value a string
 --
 -- Redis does not roll a script back when a command in it fails. A delivery whose writes
@@ -15,31 +18,26 @@
 -- above all no dedupe mark, which would make the sender's retry a "duplicate" of a
 -- message never queued — and the script stops with an error: the deliveries before it
 -- in the chunk stand (a retry finds them duplicates), none after it is admitted.
-local function admit(KEYS, ARGV, fields)
-  local status, reason = ARGV[6], ARGV[7]
-  -- A delivery the pipeline already skipped is only deduped.
-  local sendable = status == 'queued'
-  local checked = check(true, ARGV[1], KEYS[1], ARGV[2], KEYS[8],
-                        sendable and ARGV[9] or '', sendable and KEYS[2] or '', ARGV[3])
-  if checked[1] == 'duplicate' then return checked end
-  if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
-  if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
-  local history = history_entry(ARGV[1], ARGV[5], status, reason, '')
-  if reason ~= '' then
-    redis.call('HSET', KEYS[3], 'status', status, 'reason', reason, 'history', history,
-               unpack(fields))
-  else
-    redis.call('HSET', KEYS[3], 'status', status, 'history', history, unpack(fields))
-  end
-  -- Nothing pending expires: a delivery's record, dedupe mark and window live until it is
-  -- final (finish_send.lua starts their time then); a skipped one is final at once.
-  if status == 'skipped' then
-    redis.call('EXPIRE', KEYS[3], ARGV[11])
-  else
-    for _, key in ipairs({KEYS[1], KEYS[2]}) do
-      if key ~= '' then redis.call('PERSIST', key) end
-    end
-  end
+local entry  -- the skipped log entry the delivery being admitted added, for `undo`
+
+-- Record writing, once the checks have decided. A skipped delivery is final at once: an
+-- entry of the skipped log (many to a listpack node, trimmed by age as entries are
+-- added) and a field in a dedupe bucket, not a record with a mark and index entries.
+local function record_skipped(KEYS, ARGV, fields, reason)
+  entry = redis.call('XADD', KEYS[10], 'MINID', '~', ARGV[14], '*', 'reason', reason,
+                     unpack(fields, 1, tonumber(ARGV[15])))
+  redis.call('HSET', KEYS[11], ARGV[12], entry)
+  redis.call('PEXPIREAT', KEYS[11], ARGV[13])
+  return entry
+end
+
+-- A delivery to send (now or later): its record, its dedupe mark and window kept while it
+-- is pending (finish_send.lua starts their time), its index entries, then its queue entry.
+local function record_admitted(KEYS, ARGV, fields, status)
+  local history = history_entry(ARGV[1], ARGV[5], status, '', '')
+  redis.call('SET', KEYS[1], ARGV[1])
+  if KEYS[2] ~= '' then redis.call('PERSIST', KEYS[2]) end
+  redis.call('HSET', KEYS[3], 'status', status, 'history', history, unpack(fields))
   redis.call('ZADD', KEYS[5], 0, ARGV[1])
   redis.call('ZADD', KEYS[6], 0, ARGV[1])
   if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
@@ -47,7 +45,24 @@ local function admit(KEYS, ARGV, fields)
   -- Last: once the delivery is queued (or held), nothing of it can fail any more.
   if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
   if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
-  return {status, reason, checked[2], checked[3]}
+end
+
+local function admit(KEYS, ARGV, fields)
+  local status, reason = ARGV[6], ARGV[7]
+  -- A delivery the pipeline already skipped is only deduped.
+  local sendable = status == 'queued'
+  local checked = check(true, ARGV[1], KEYS[1], {KEYS[11], KEYS[12], KEYS[13]}, ARGV[12],
+                        KEYS[8], sendable and ARGV[9] or '', sendable and KEYS[2] or '',
+                        ARGV[3])
+  if checked[1] == 'duplicate' then return checked end
+  if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
+  if status == 'skipped' then
+    local skipped = record_skipped(KEYS, ARGV, fields, reason)
+    return {status, reason, checked[2] or '', checked[3] or 0, skipped}
+  end
+  if ARGV[10] ~= '' then status = 'scheduled' end
+  record_admitted(KEYS, ARGV, fields, status)
+  return {status, reason}
 end
 
 -- Removes whatever a failed `admit` wrote (each step may fail too: pcall).
@@ -58,13 +73,20 @@ local function undo(KEYS, ARGV)
   end
   redis.pcall('DEL', KEYS[3])
   for _, index in ipairs({KEYS[5], KEYS[6], KEYS[7], KEYS[9],
-                          ARGV[8] .. 'queued', ARGV[8] .. 'scheduled', ARGV[8] .. 'skipped'}) do
+                          ARGV[8] .. 'queued', ARGV[8] .. 'scheduled'}) do
     if index ~= '' then redis.pcall('ZREM', index, id) end
+  end
+  if entry then
+    redis.pcall('XDEL', KEYS[10], entry)
+    if redis.pcall('HGET', KEYS[11], ARGV[12]) == entry then
+      redis.pcall('HDEL', KEYS[11], ARGV[12])
+    end
   end
 end
 
 local results = {}
 for i, delivery in ipairs(cjson.decode(ARGV[1])) do
+  entry = nil
   local ok, result = pcall(admit, delivery[1], delivery[2], delivery[3])
   if not ok then
     undo(delivery[1], delivery[2])

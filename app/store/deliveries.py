@@ -29,6 +29,7 @@ from app.store.records import (
     ExternalMessage,
     NewDelivery,
     SendOutcome,
+    delivery_id_of_mark,
     delivery_status_for,
     id_bound,
     id_created_ms,
@@ -36,6 +37,10 @@ from app.store.records import (
     new_delivery_id,
     now_ms,
     single_line,
+    skipped_dedupe_buckets,
+    skipped_dedupe_field,
+    skipped_entry_id,
+    skipped_id,
     twilio_status_rank,
 )
 from app.store.scripts import lua
@@ -95,7 +100,7 @@ class Check:
         """Read `check`'s reply ({verdict, …facts}) as the script gave it."""
         verdict = cast(CheckVerdict, reply[0])
         if verdict == "duplicate":
-            return cls(verdict, original_id=reply[1] or None)
+            return cls(verdict, original_id=delivery_id_of_mark(reply[1]) or None)
         if verdict == "opted_out":
             return cls(verdict, suppression=parse_suppression(recipient or "", reply[1]))
         if verdict == "throttled":
@@ -220,15 +225,18 @@ class DeliveryLog:
     async def preview(self, new: NewDelivery) -> AdmissionPreview:
         """Admission's checks for `new`, read-only: the same script code, nothing claimed."""
         sendable = not new.skip_reason
+        now_ms = time.time_ns() // 1_000_000
+        mark_field = skipped_dedupe_field(new.destination_id, new.event_identity)
+        buckets, _ = skipped_dedupe_buckets(mark_field, now_ms, self._dedupe_ttl_ms)
         reply = await self._preview(
             keys=[
                 keys.dedupe(new.destination_id, new.event_identity),
                 keys.SUPPRESSIONS,
                 (new.throttle_key or "") if sendable else "",
+                *buckets,
             ],
-            args=[(new.recipient or "") if sendable else ""],
+            args=[(new.recipient or "") if sendable else "", mark_field],
         )
-        now_ms = time.time_ns() // 1_000_000
         with_dedupe = Check.from_reply(reply[0], new.recipient, now_ms)
         return AdmissionPreview(
             check=Check.from_reply(reply[1], new.recipient, now_ms),
@@ -237,8 +245,8 @@ class DeliveryLog:
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One record, or None when unknown or past retention."""
-        fields: dict[str, str] = await self._redis.hgetall(keys.delivery(delivery_id))  # type: ignore[assignment]
-        return DeliveryRecord.from_fields(delivery_id, fields) if fields else None
+        found = await self._fetch([delivery_id])
+        return found[0] if found else None
 
     async def get_many(self, delivery_ids: Iterable[str]) -> list[DeliveryRecord]:
         """Records in the order asked, in one round trip; unknown or expired ones left out."""
@@ -491,9 +499,9 @@ class DeliveryLog:
         cursor: str | None = None,
         limit: int = 50,
     ) -> DeliveryPage:
-        """Newest first. Reads the most selective index, filters the rest while paging.
-        `since_ms`/`until_ms` (epoch ms, inclusive) bound the index range itself: ids are
-        time-ordered."""
+        """Newest first. Reads the most selective index and the skipped log side by side
+        (merged by id), filters the rest while paging. `since_ms`/`until_ms` (epoch ms,
+        inclusive) bound the ranges themselves: ids are time-ordered."""
         if recipient:
             index = keys.RECIPIENT_INDEX_PREFIX + recipient
         elif destination:
@@ -502,6 +510,8 @@ class DeliveryLog:
             index = keys.STATUS_INDEX_PREFIX + status
         else:
             index = keys.DELIVERY_INDEX
+        # Skipped deliveries are in no index: their log is read and filtered like the rest.
+        read_skipped = status in (None, "skipped")
         wanted: list[tuple[str | None, Callable[[DeliveryRecord], str | None]]] = [
             (destination, lambda r: r.destination),
             (status, lambda r: r.status),
@@ -509,26 +519,49 @@ class DeliveryLog:
             (str(error_code) if error_code is not None else None, lambda r: str(r.error_code)),
         ]
         items: list[DeliveryRecord] = []
-        upper = f"({cursor}" if cursor else "+"
-        if until_ms is not None and (not cursor or id_bound(until_ms + 1) < cursor):
-            upper = f"({id_bound(until_ms + 1)}"
-        lower = f"[{id_bound(since_ms)}" if since_ms is not None else "-"
+        upper = cursor  # exclusive
+        if until_ms is not None and (not upper or id_bound(until_ms + 1) < upper):
+            upper = id_bound(until_ms + 1)
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
         for _ in range(20):
-            ids: list[str] = await self._redis.zrevrangebylex(  # type: ignore[assignment]
-                index, upper, lower, start=0, num=limit
+            indexed, skipped = await self._page(index, read_skipped, upper, since_ms, limit)
+            # A source that filled its page may hold more above the other's next ids: only
+            # what is above its last id is complete in this round.
+            full = [ids[-1] for ids in (indexed, [r.id for r in skipped]) if len(ids) == limit]
+            floor = max(full) if full else ""
+            records = await self._fetch([i for i in indexed if i >= floor])
+            merged = sorted(
+                [*records, *(r for r in skipped if r.id >= floor)], key=lambda r: r.id, reverse=True
             )
-            if not ids:
-                return DeliveryPage(items, None)
-            for record in await self._fetch(ids):
+            for record in merged:
                 if all(get(record) == value for value, get in wanted if value):
                     items.append(record)
                     if len(items) == limit:
                         return DeliveryPage(items, record.id)
-            upper = f"({ids[-1]}"
-            if len(ids) < limit:
+            if not floor:
                 return DeliveryPage(items, None)
-        return DeliveryPage(items, upper[1:])
+            upper = floor
+        return DeliveryPage(items, upper)
+
+    async def _page(
+        self, index: str, read_skipped: bool, upper: str | None, since_ms: int | None, limit: int
+    ) -> tuple[list[str], list[DeliveryRecord]]:
+        """Up to `limit` ids of `index` and skipped deliveries each, newest first, below
+        `upper` (an id) and from `since_ms` on, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrevrangebylex(
+                index,
+                f"({upper}" if upper else "+",
+                f"[{id_bound(since_ms)}" if since_ms is not None else "-",
+                start=0,
+                num=limit,
+            )
+            if read_skipped:
+                start = str(since_ms) if since_ms is not None else "-"
+                pipe.xrevrange(keys.SKIPPED_LOG, _entries_below(upper), start, count=limit)
+            replies = await pipe.execute()
+        entries: list[tuple[str, dict[str, str]]] = replies[1] if read_skipped else []
+        return replies[0], [DeliveryRecord.from_skipped(skipped_id(e), f) for e, f in entries]
 
     async def prune_indexes(self) -> int:
         """Drop index entries older than the retention (their records have expired)."""
@@ -540,18 +573,43 @@ class DeliveryLog:
         return removed
 
     async def _fetch(self, ids: Iterable[str]) -> list[DeliveryRecord]:
+        """Records in the order asked, in one round trip: a record's hash, else (an id
+        naming one) its skipped log entry; gone ones (past retention) left out."""
         id_list = list(ids)
+        entries = [skipped_entry_id(i) for i in id_list]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for delivery_id in id_list:
+            for delivery_id, entry in zip(id_list, entries, strict=True):
                 pipe.hgetall(keys.delivery(delivery_id))
-            rows = await pipe.execute()
-        # Records past retention are gone while index entries linger until pruned: skip them.
-        return [
-            DeliveryRecord.from_fields(i, row) for i, row in zip(id_list, rows, strict=True) if row
-        ]
+                if entry:
+                    pipe.xrange(keys.SKIPPED_LOG, entry, entry)
+            replies = iter(await pipe.execute())
+        found: list[DeliveryRecord] = []
+        for delivery_id, entry in zip(id_list, entries, strict=True):
+            row: dict[str, str] = next(replies)
+            logged: list[tuple[str, dict[str, str]]] = next(replies) if entry else []
+            # Records past retention are gone while index entries linger until pruned.
+            if row:
+                found.append(DeliveryRecord.from_fields(delivery_id, row))
+            elif logged:
+                found.append(DeliveryRecord.from_skipped(delivery_id, logged[0][1]))
+        return found
 
 
 _ADMIT_CHUNK = 100  # deliveries per admission script call
+
+
+def _entries_below(upper: str | None) -> str:
+    """XREVRANGE's end for the skipped log entries whose ids sort below the id `upper`."""
+    if not upper:
+        return "+"
+    entry = skipped_entry_id(upper)
+    if entry:
+        return "(" + entry
+    ms = id_created_ms(upper)
+    if ms is None:
+        return "+"
+    # A record's id at that ms: a tail above 8 (ids from before) sorts after its every entry.
+    return str(ms) if upper[15:] > "8" else f"({ms}-0"
 
 
 def waitaof_available(info: dict[str, Any]) -> bool:
@@ -584,13 +642,14 @@ def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int
         return Admission(destination, "scheduled", delivery_id, held)
     if status == "duplicate":
         check = Check.from_reply(reply, new.recipient, now_ms)
-        return Admission(destination, "duplicate", reply[1], check.detail(0))
-    reason = cast(Decision, reply[1])
+        return Admission(destination, "duplicate", check.original_id or "", check.detail(0))
+    # Skipped: its id names its skipped log entry.
+    reason, skipped = cast(Decision, reply[1]), skipped_id(reply[4])
     if reason in ("opted_out", "throttled"):
         # {reason, …facts} is the checks' own reply.
         check = Check.from_reply(reply[1:], new.recipient, now_ms)
-        return Admission(destination, reason, delivery_id, check.detail(new.throttle_window_ms))
-    return Admission(destination, reason, delivery_id, new.detail)
+        return Admission(destination, reason, skipped, check.detail(new.throttle_window_ms))
+    return Admission(destination, reason, skipped, new.detail)
 
 
 def _admission_input(
@@ -601,6 +660,9 @@ def _admission_input(
     retention_s: tuple[int, int],
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """One delivery's [keys, args, record] for the admission script."""
+    mark_field = skipped_dedupe_field(new.destination_id, new.event_identity)
+    buckets, bucket_expires_ms = skipped_dedupe_buckets(mark_field, now, dedupe_ttl_ms)
+    fields = new.fields()
     script_keys = (
         keys.dedupe(new.destination_id, new.event_identity),
         new.throttle_key or "",
@@ -611,6 +673,8 @@ def _admission_input(
         keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
         keys.SUPPRESSIONS,
         keys.DELAYED_SENDS,
+        keys.SKIPPED_LOG,
+        *buckets,
     )
     args = (
         delivery_id,
@@ -624,5 +688,10 @@ def _admission_input(
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
         str(retention_s[1]),
+        mark_field,
+        str(bucket_expires_ms),
+        str(now - retention_s[1] * 1000),
+        # A delivery admission skips keeps every field but the window it would have claimed.
+        str(len(fields) - 4 if new.claims_window else len(fields)),
     )
-    return script_keys, args, new.fields()
+    return script_keys, args, fields

@@ -15,6 +15,14 @@ DELIVERY_INDEX = PREFIX + "deliveries"  # zset of every delivery id, ordered by 
 DESTINATION_INDEX_PREFIX = PREFIX + "deliveries:destination:"
 STATUS_INDEX_PREFIX = PREFIX + "deliveries:status:"
 RECIPIENT_INDEX_PREFIX = PREFIX + "deliveries:recipient:"
+# Skipped deliveries (throttled, duplicate-free but never sent: final at once) are not a
+# record each: they are entries of one stream, packed many to a listpack node, trimmed by
+# age as they are added (records.py: a skipped delivery's id names its entry).
+SKIPPED_LOG = PREFIX + "skipped"
+# A skipped delivery's dedupe mark is a field (`<destination>:<event identity>` → its entry)
+# of one of DEDUPE_SHARDS small hashes per generation of half the dedupe TTL, each hash
+# expiring whole: marks packed ~80 to a listpack, not a key each.
+DEDUPE_SHARDS = 128
 
 
 def delivery(delivery_id: str) -> str:
@@ -25,6 +33,11 @@ def delivery(delivery_id: str) -> str:
 def dedupe(destination_id: str, event_identity: str) -> str:
     """Remembers that an event was already handled for a destination."""
     return f"{PREFIX}dedupe:{destination_id}:{event_identity}"
+
+
+def skipped_dedupe(generation: int, shard: int) -> str:
+    """One bucket of skipped deliveries' dedupe marks (see SKIPPED_LOG)."""
+    return f"{PREFIX}dedupe-skipped:{generation}:{shard}"
 
 
 def throttle(mode: str, scope: str, destination_id: str, recipient: str) -> str:

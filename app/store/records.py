@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import random
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -130,7 +131,54 @@ def new_delivery_id(created_ms: int | None = None) -> str:
     os.urandom: a syscall per id showed in profiles, and the id is not a secret.
     """
     ms = created_ms if created_ms is not None else time.time_ns() // 1_000_000
-    return f"dl_{ms:012x}{random.getrandbits(64):016x}"
+    # 63 bits: a record's tail starts with 0-7; 8 marks a skipped delivery's (skipped_id).
+    return f"dl_{ms:012x}{random.getrandbits(63):016x}"
+
+
+def skipped_id(entry_id: str) -> str:
+    """The id of the skipped delivery at `entry_id` (``<ms>-<seq>``) of the skipped log:
+    its time, then 8 and the entry's sequence number, in the same 28 hex digits as every
+    id (time-ordered like them)."""
+    ms, _, seq = entry_id.partition("-")
+    return f"dl_{int(ms):012x}8{int(seq or 0):015x}"
+
+
+def skipped_entry_id(delivery_id: str) -> str | None:
+    """The skipped log entry a delivery id names, or None when it names a record (ids
+    from before the skipped log may start their tail with 8 too: their record is read
+    first)."""
+    if len(delivery_id) != 31 or not delivery_id.startswith("dl_") or delivery_id[15] != "8":
+        return None
+    try:
+        return f"{int(delivery_id[3:15], 16)}-{int(delivery_id[16:], 16)}"
+    except ValueError:
+        return None
+
+
+def delivery_id_of_mark(mark: str) -> str:
+    """The delivery a dedupe mark names: a record's id, or (a skipped delivery's mark) its
+    skipped log entry."""
+    return skipped_id(mark) if mark and not mark.startswith("dl_") else mark
+
+
+def skipped_dedupe_field(destination_id: str, event_identity: str) -> str:
+    """A skipped delivery's dedupe mark's field in its bucket (keys.skipped_dedupe)."""
+    return f"{destination_id}:{event_identity}"
+
+
+def skipped_dedupe_buckets(field: str, now_ms: int, dedupe_ttl_ms: int) -> tuple[list[str], int]:
+    """The buckets that may hold `field`'s mark, the one written now first, and when that one
+    expires (epoch ms).
+
+    A generation is half the dedupe TTL; a bucket expires whole two generations after its
+    own ends, so a mark is remembered for the TTL at least and 1.5 times it at most, and
+    three buckets are read per check.
+    """
+    generation_ms = max(dedupe_ttl_ms // 2, 1)
+    generation = now_ms // generation_ms
+    shard = zlib.crc32(field.encode()) % keys.DEDUPE_SHARDS
+    buckets = [keys.skipped_dedupe(generation - back, shard) for back in range(3)]
+    return buckets, (generation + 3) * generation_ms
 
 
 def id_bound(epoch_ms: int) -> str:
@@ -226,7 +274,7 @@ class NewDelivery:
     @property
     def throttle_key(self) -> str | None:
         """The key of the window this delivery claims, None when it claims none."""
-        if self.throttle_scope is None or not self.recipient or self.skip_reason:
+        if not self.claims_window or self.throttle_scope is None or self.recipient is None:
             return None
         return keys.throttle(self.mode, self.throttle_scope, self.destination_id, self.recipient)
 
@@ -258,9 +306,6 @@ class NewDelivery:
             flat += ["segments", str(self.segments)]
         if self.detail:
             flat += ["detail", self.detail]
-        if self.throttle_scope and self.recipient and not self.skip_reason:
-            flat += ["throttle", self.throttle_scope]  # the window it claims…
-            flat += ["window", str(self.throttle_window_ms)]  # …re-anchored at the text
         if self.event_identity != self.event_uuid:
             flat += ["dedupe", self.event_identity]  # else the uuid names its dedupe mark
         if self.messaging_service_sid:
@@ -283,7 +328,15 @@ class NewDelivery:
             flat += ["content_sid", self.content_sid]
         if self.content_variables:
             flat += ["content_variables", self.content_variables]
+        if self.claims_window:  # last: a delivery admission skips leaves them out
+            flat += ["throttle", self.throttle_scope or ""]  # the window it claims…
+            flat += ["window", str(self.throttle_window_ms)]  # …re-anchored at the text
         return flat
+
+    @property
+    def claims_window(self) -> bool:
+        """Whether it claims a throttle window if admitted (its last two fields say which)."""
+        return bool(self.throttle_scope and self.recipient and not self.skip_reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +501,13 @@ class DeliveryRecord:
             legacy_twilio_request=f.get("twilio_request") or None,
             legacy_times=(f.get("created_at"), f.get("updated_at")),
         )
+
+    @classmethod
+    def from_skipped(cls, delivery_id: str, f: dict[str, str]) -> DeliveryRecord:
+        """Read a skipped delivery from its skipped log entry: the record's fields and its
+        reason; its one history step is derived (skipped when created)."""
+        history = history_entry(0, "skipped", f.get("reason", ""))
+        return cls.from_fields(delivery_id, {**f, "status": "skipped", "history": history})
 
     @property
     def throttle_key(self) -> str | None:

@@ -20,6 +20,9 @@ from app.store.records import DeliveryStatus, id_bound
 STATUSES: tuple[DeliveryStatus, ...] = get_args(DeliveryStatus)
 # At most this many of a destination's deliveries are read to count its outcomes.
 OUTCOME_SAMPLE = 2000
+# At most this many of the newest skipped deliveries are read to count them (they are
+# entries of one log, counted by reading it: no counter is written on the hot path).
+SKIPPED_SCAN = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,32 +49,51 @@ class DeliveryStats:
         return [await self._outcomes(keys.DELIVERY_INDEX, window) for window in windows_s]
 
     async def destination_totals(self, destination_ids: list[str], window_s: int) -> list[int]:
-        """Deliveries created in the last `window_s` seconds for each destination."""
-        bound = id_bound(time.time_ns() // 1_000_000 - window_s * 1000)
+        """Deliveries created in the last `window_s` seconds for each destination (skipped
+        ones counted over the newest `SKIPPED_SCAN`)."""
+        since_ms = time.time_ns() // 1_000_000 - window_s * 1000
         async with self._redis.pipeline(transaction=False) as pipe:
             for destination in destination_ids:
-                pipe.zlexcount(keys.DESTINATION_INDEX_PREFIX + destination, f"[{bound}", "+")
-            replies: list[int] = await pipe.execute()
-        return [int(n) for n in replies]
+                pipe.zlexcount(
+                    keys.DESTINATION_INDEX_PREFIX + destination, f"[{id_bound(since_ms)}", "+"
+                )
+            pipe.xrevrange(keys.SKIPPED_LOG, "+", str(since_ms), count=SKIPPED_SCAN)
+            replies: list[Any] = await pipe.execute()
+        skipped = Counter(fields.get("destination") for _, fields in replies[-1])
+        return [int(n) + skipped[d] for n, d in zip(replies, destination_ids, strict=False)]
 
     async def destination_outcomes(self, destination_id: str, window_s: int) -> Outcomes:
         """One destination's deliveries created in the window, by status (and skipped ones
         by reason), counted over its newest `OUTCOME_SAMPLE` records."""
-        return await self._outcomes(keys.DESTINATION_INDEX_PREFIX + destination_id, window_s)
-
-    async def _outcomes(self, index: str, window_s: int) -> Outcomes:
-        # Counted from the records themselves: the commonest statuses (mocked, delivered,
-        # skipped…) keep no index of their own (a lean record, see UNINDEXED_STATUSES).
-        bound = id_bound(time.time_ns() // 1_000_000 - window_s * 1000)
-        ids: list[str] = await self._redis.zrevrangebylex(  # type: ignore[assignment]
-            index, "+", f"[{bound}", 0, OUTCOME_SAMPLE
+        return await self._outcomes(
+            keys.DESTINATION_INDEX_PREFIX + destination_id, window_s, destination_id
         )
+
+    async def _outcomes(
+        self, index: str, window_s: int, destination: str | None = None
+    ) -> Outcomes:
+        # Counted from the records themselves: the commonest statuses (mocked, delivered,
+        # read…) keep no index of their own (a lean record, see UNINDEXED_STATUSES), and
+        # skipped deliveries are entries of the skipped log (its newest, read whole).
+        since_ms = time.time_ns() // 1_000_000 - window_s * 1000
+        bound = id_bound(since_ms)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrevrangebylex(index, "+", f"[{bound}", 0, OUTCOME_SAMPLE)
+            pipe.xrevrange(keys.SKIPPED_LOG, "+", str(since_ms), count=SKIPPED_SCAN)
+            ids, entries = await pipe.execute()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zlexcount(index, f"[{bound}", "+")
             for delivery_id in ids:
                 pipe.hmget(keys.delivery(delivery_id), "status", "reason")
             replies: list[Any] = await pipe.execute()
-        rows = [row for row in replies[1:] if row[0]]  # expired records read as None
+        skipped = [
+            ("skipped", fields.get("reason"))
+            for _, fields in entries
+            if destination is None or fields.get("destination") == destination
+        ]
+        rows = [row for row in replies[1:] if row[0]] + skipped  # expired records: None
         by_status = Counter(status for status, _ in rows)
         reasons = Counter(reason for status, reason in rows if status == "skipped" and reason)
-        return Outcomes(int(replies[0]), dict(by_status), dict(reasons), len(ids) == OUTCOME_SAMPLE)
+        total = int(replies[0]) + len(skipped)
+        sampled = len(ids) == OUTCOME_SAMPLE or len(entries) == SKIPPED_SCAN
+        return Outcomes(total, dict(by_status), dict(reasons), sampled)
