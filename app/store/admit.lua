@@ -8,7 +8,7 @@
 --       11-13 skipped dedupe buckets (this generation's first)
 -- args: 1 id, 2 dedupe ttl ms, 3 throttle window ms, 4 retention s, 5 now ms, 6 status,
 --       7 reason, 8 status index prefix, 9 recipient ('' = none), 10 due ms ('' = now),
---       11 retention s of a skipped delivery, 12 the mark's field in a bucket, 13 when this
+--       11 retention s of a skipped delivery, 12 the mark's field in a bucket (the event identity), 13 when this
 --       generation's bucket expires (epoch ms), 14 the skipped log's oldest kept entry
 --       (ms), 15 how many of the record's items a skipped entry keeps
 -- record: the record's fields as a flat [name, value, …] list, every value a string

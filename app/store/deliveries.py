@@ -29,6 +29,7 @@ from app.store.records import (
     ExternalMessage,
     NewDelivery,
     SendOutcome,
+    dedupe_buckets,
     delivery_id_of_mark,
     delivery_status_for,
     id_bound,
@@ -37,8 +38,6 @@ from app.store.records import (
     new_delivery_id,
     now_ms,
     single_line,
-    skipped_dedupe_buckets,
-    skipped_dedupe_field,
     skipped_entry_id,
     skipped_id,
     twilio_status_rank,
@@ -73,12 +72,12 @@ def _changes_status(*files: str) -> str:
 _ADMIT = lua("admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES)
 _PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
 _BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
-_FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
+_FINISH_SEND = _changes_status("json_input.lua", "dedupe_marks.lua", "finish_send.lua")
 _TWILIO_STATUS = _changes_status("twilio_status.lua")
 _CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
 _IMPORT_EXTERNAL = lua("import_external.lua")
-_ADOPT_SID = _changes_status("adopt_sid.lua")
-_RELEASE = lua("release.lua")
+_ADOPT_SID = _changes_status("dedupe_marks.lua", "adopt_sid.lua")
+_RELEASE = lua("dedupe_marks.lua", "release.lua")
 
 
 CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
@@ -226,8 +225,9 @@ class DeliveryLog:
         """Admission's checks for `new`, read-only: the same script code, nothing claimed."""
         sendable = not new.skip_reason
         now_ms = time.time_ns() // 1_000_000
-        mark_field = skipped_dedupe_field(new.destination_id, new.event_identity)
-        buckets, _ = skipped_dedupe_buckets(mark_field, now_ms, self._dedupe_ttl_ms)
+        buckets, _ = dedupe_buckets(
+            new.destination_id, new.event_identity, now_ms, self._dedupe_ttl_ms
+        )
         reply = await self._preview(
             keys=[
                 keys.dedupe(new.destination_id, new.event_identity),
@@ -235,7 +235,7 @@ class DeliveryLog:
                 (new.throttle_key or "") if sendable else "",
                 *buckets,
             ],
-            args=[(new.recipient or "") if sendable else "", mark_field],
+            args=[(new.recipient or "") if sendable else "", new.event_identity],
         )
         with_dedupe = Check.from_reply(reply[0], new.recipient, now_ms)
         return AdmissionPreview(
@@ -293,10 +293,19 @@ class DeliveryLog:
     async def _let_go(self, record: DeliveryRecord) -> None:
         """A delivery final without a text: its dedupe mark counts down from now, its
         window is freed (each only if still its own)."""
+        bucket, expires_ms = self._mark_bucket(record)
         await self._release(
-            keys=[record.dedupe_key or "", record.throttle_key or ""],
-            args=[record.id, self._dedupe_ttl_ms],
+            keys=[record.dedupe_key or "", record.throttle_key or "", bucket],
+            args=[record.id, record.event_identity or "", expires_ms],
         )
+
+    def _mark_bucket(self, record: DeliveryRecord) -> tuple[str, int]:
+        """Where a delivery's dedupe mark goes if it becomes final now, and when that
+        bucket expires (epoch ms)."""
+        buckets, expires_ms = dedupe_buckets(
+            record.destination, record.event_identity or "", now_ms(), self._dedupe_ttl_ms
+        )
+        return buckets[0], expires_ms
 
     async def _durable(self) -> list[tuple[Any, ...]]:
         """The command that makes a write durable before its answer, once known: WAITAOF
@@ -335,6 +344,7 @@ class DeliveryLog:
         recipient = record.recipient or ""
         # Only a live SID can come back in a callback: test mode's are never indexed.
         twilio_sid = outcome.twilio_sid if outcome and record.mode == "live" else None
+        bucket, bucket_expires_ms = self._mark_bucket(record)
         await self._run_script(
             self._finish_send,
             (
@@ -345,6 +355,7 @@ class DeliveryLog:
                 record.throttle_key or "",
                 keys.SUPPRESSIONS if suppression and recipient else "",
                 record.dedupe_key or "",
+                bucket,
             ),
             (
                 record.id,
@@ -362,7 +373,8 @@ class DeliveryLog:
                 "final" if final else "pending",
                 throttle,
                 record.throttle_window_ms or 0,
-                self._dedupe_ttl_ms,
+                bucket_expires_ms,
+                record.event_identity or "",
                 *(outcome.fields() if outcome else ()),
             ),
         )
@@ -374,12 +386,14 @@ class DeliveryLog:
         record = await self.get(delivery_id)
         if record is None:
             return False
+        bucket, bucket_expires_ms = self._mark_bucket(record)
         adopted: int = await self._adopt_sid(
             keys=[
                 keys.delivery(delivery_id),
                 keys.twilio_sid(sid),
                 record.dedupe_key or "",
                 record.throttle_key or "",
+                bucket,
             ],
             args=[
                 delivery_id,
@@ -387,8 +401,9 @@ class DeliveryLog:
                 now_ms(),
                 keys.STATUS_INDEX_PREFIX,
                 self._retention_s,
-                self._dedupe_ttl_ms,
+                bucket_expires_ms,
                 record.throttle_window_ms or 0,
+                record.event_identity or "",
             ],
         )
         return bool(adopted)
@@ -660,8 +675,9 @@ def _admission_input(
     retention_s: tuple[int, int],
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """One delivery's [keys, args, record] for the admission script."""
-    mark_field = skipped_dedupe_field(new.destination_id, new.event_identity)
-    buckets, bucket_expires_ms = skipped_dedupe_buckets(mark_field, now, dedupe_ttl_ms)
+    buckets, bucket_expires_ms = dedupe_buckets(
+        new.destination_id, new.event_identity, now, dedupe_ttl_ms
+    )
     fields = new.fields()
     script_keys = (
         keys.dedupe(new.destination_id, new.event_identity),
@@ -688,7 +704,7 @@ def _admission_input(
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
         str(retention_s[1]),
-        mark_field,
+        new.event_identity,
         str(bucket_expires_ms),
         str(now - retention_s[1] * 1000),
         # A delivery admission skips keeps every field but the window it would have claimed.

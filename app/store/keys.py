@@ -19,10 +19,11 @@ RECIPIENT_INDEX_PREFIX = PREFIX + "deliveries:recipient:"
 # record each: they are entries of one stream, packed many to a listpack node, trimmed by
 # age as they are added (records.py: a skipped delivery's id names its entry).
 SKIPPED_LOG = PREFIX + "skipped"
-# A skipped delivery's dedupe mark is a field (`<destination>:<event identity>` → its entry)
-# of one of DEDUPE_SHARDS small hashes per generation of half the dedupe TTL, each hash
-# expiring whole: marks packed ~80 to a listpack, not a key each.
-DEDUPE_SHARDS = 128
+# A final delivery's dedupe mark (a skipped one's from the start) is a field (event
+# identity → the delivery) of one of DEDUPE_SHARDS small hashes per destination and
+# generation (half the dedupe TTL), each expiring whole: marks packed up to 512 to a
+# listpack, not a key each (a pending delivery's mark is a key: it never expires).
+DEDUPE_SHARDS = 64
 
 
 def delivery(delivery_id: str) -> str:
@@ -35,9 +36,9 @@ def dedupe(destination_id: str, event_identity: str) -> str:
     return f"{PREFIX}dedupe:{destination_id}:{event_identity}"
 
 
-def skipped_dedupe(generation: int, shard: int) -> str:
-    """One bucket of skipped deliveries' dedupe marks (see SKIPPED_LOG)."""
-    return f"{PREFIX}dedupe-skipped:{generation}:{shard}"
+def dedupe_bucket(destination_id: str, generation: int, shard: int) -> str:
+    """One bucket of a destination's final deliveries' dedupe marks (see DEDUPE_SHARDS)."""
+    return f"{PREFIX}dedupe-marks:{destination_id}:{generation}:{shard}"
 
 
 def throttle(mode: str, scope: str, destination_id: str, recipient: str) -> str:

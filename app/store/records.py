@@ -161,14 +161,11 @@ def delivery_id_of_mark(mark: str) -> str:
     return skipped_id(mark) if mark and not mark.startswith("dl_") else mark
 
 
-def skipped_dedupe_field(destination_id: str, event_identity: str) -> str:
-    """A skipped delivery's dedupe mark's field in its bucket (keys.skipped_dedupe)."""
-    return f"{destination_id}:{event_identity}"
-
-
-def skipped_dedupe_buckets(field: str, now_ms: int, dedupe_ttl_ms: int) -> tuple[list[str], int]:
-    """The buckets that may hold `field`'s mark, the one written now first, and when that one
-    expires (epoch ms).
+def dedupe_buckets(
+    destination_id: str, event_identity: str, now_ms: int, dedupe_ttl_ms: int
+) -> tuple[list[str], int]:
+    """The buckets that may hold a final delivery's dedupe mark (field: the event
+    identity), the one a mark written now goes to first, and when that one expires (ms).
 
     A generation is half the dedupe TTL; a bucket expires whole two generations after its
     own ends, so a mark is remembered for the TTL at least and 1.5 times it at most, and
@@ -176,8 +173,8 @@ def skipped_dedupe_buckets(field: str, now_ms: int, dedupe_ttl_ms: int) -> tuple
     """
     generation_ms = max(dedupe_ttl_ms // 2, 1)
     generation = now_ms // generation_ms
-    shard = zlib.crc32(field.encode()) % keys.DEDUPE_SHARDS
-    buckets = [keys.skipped_dedupe(generation - back, shard) for back in range(3)]
+    shard = zlib.crc32(event_identity.encode()) % keys.DEDUPE_SHARDS
+    buckets = [keys.dedupe_bucket(destination_id, generation - back, shard) for back in (0, 1, 2)]
     return buckets, (generation + 3) * generation_ms
 
 
