@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from dataclasses import dataclass
 
 from app.twilio.client import TwilioClient
@@ -60,10 +59,11 @@ class Unknown:
 Outcome = Sent | RetryLater | Failed | Unknown
 
 
-def mocked_send() -> Sent:
-    """Test mode: send nothing. The request it stands for is rebuilt from the delivery
-    record when the record is read (see `Services.mocked_request`), not stored."""
-    return Sent(sid="SM" + uuid.uuid4().hex, twilio_status="mocked")
+def mocked_send(sid: str) -> Sent:
+    """Test mode: send nothing (`sid`: the delivery's mocked SID, derived from its id and
+    so not stored). The request it stands for is rebuilt from the delivery record when the
+    record is read (see `Services.mocked_request`), not stored."""
+    return Sent(sid=sid, twilio_status="mocked")
 
 
 async def attempt_send(

@@ -34,6 +34,7 @@ from app.store.records import (
     SendOutcome,
     id_created_ms,
     iso_ms,
+    mocked_sid,
 )
 from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
@@ -210,7 +211,7 @@ class SendWorker:
             return
         message = message_of(record, expires)
         if record.mode == "test":
-            outcome: Outcome = mocked_send()
+            outcome: Outcome = mocked_send(mocked_sid(record.id))
         else:
             started = time.perf_counter()
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)

@@ -35,6 +35,7 @@ from app.store.records import (
     id_bound,
     id_created_ms,
     iso_ms,
+    mocked_sid,
     new_delivery_id,
     now_ms,
     single_line,
@@ -345,6 +346,8 @@ class DeliveryLog:
         # Only a live SID can come back in a callback: test mode's are never indexed.
         twilio_sid = outcome.twilio_sid if outcome and record.mode == "live" else None
         bucket, bucket_expires_ms = self._mark_bucket(record)
+        # A mocked send's SID (derived from the id) and status are not stored.
+        derived = status == "mocked" and outcome and outcome.twilio_sid == mocked_sid(record.id)
         await self._run_script(
             self._finish_send,
             (
@@ -375,7 +378,7 @@ class DeliveryLog:
                 record.throttle_window_ms or 0,
                 bucket_expires_ms,
                 record.event_identity or "",
-                *(outcome.fields() if outcome else ()),
+                *(outcome.fields() if outcome and not derived else ()),
             ),
         )
 

@@ -135,6 +135,11 @@ def new_delivery_id(created_ms: int | None = None) -> str:
     return f"dl_{ms:012x}{random.getrandbits(63):016x}"
 
 
+def mocked_sid(delivery_id: str) -> str:
+    """The SID a test-mode send stands for: derived from the delivery id (not stored)."""
+    return f"SM{delivery_id[3:]:0<32}"
+
+
 def skipped_id(entry_id: str) -> str:
     """The id of the skipped delivery at `entry_id` (``<ms>-<seq>``) of the skipped log:
     its time, then 8 and the entry's sequence number, in the same 28 hex digits as every
@@ -459,13 +464,16 @@ class DeliveryRecord:
     def from_fields(cls, delivery_id: str, f: dict[str, str]) -> DeliveryRecord:
         """Read a record from its Redis hash."""
         media = f.get("media_urls")
+        status = f.get("status", "")
+        # A mocked send's SID and Twilio status are derived, not stored.
+        mocked = status == "mocked" and not f.get("twilio_sid")
         legacy_key = f.get("throttle_key") or ""
         legacy_scope = "global" if ":global:" in legacy_key else "destination"
         return cls(
             id=delivery_id,
             destination=f.get("destination", ""),
             mode=cast(Mode, f.get("mode") or "live"),
-            status=cast(DeliveryStatus, f.get("status", "")),
+            status=cast(DeliveryStatus, status),
             reason=f.get("reason") or None,
             detail=f.get("detail") or None,
             event_uuid=f.get("event_uuid") or None,
@@ -478,8 +486,8 @@ class DeliveryRecord:
             segments=_int(f.get("segments")),
             attempts=int(f.get("attempts") or 0),
             throttle_scope=f.get("throttle") or (legacy_scope if legacy_key else None),
-            twilio_sid=f.get("twilio_sid") or None,
-            twilio_status=f.get("twilio_status") or None,
+            twilio_sid=mocked_sid(delivery_id) if mocked else f.get("twilio_sid") or None,
+            twilio_status="mocked" if mocked else f.get("twilio_status") or None,
             error_code=_int(f.get("error_code")),
             error_message=f.get("error_message") or None,
             history=f.get("history") or "",
