@@ -23,7 +23,7 @@ UUID = "0190e4c6-0000-7000-8000-0000000000aa"
 WRITES = {
     "dedupe mark": keys.dedupe("welcome", UUID),
     "throttle window": keys.throttle("live", "destination", "welcome", PHONE),
-    "delivery index": keys.DELIVERY_INDEX,
+    "logged destinations": keys.LOGGED_DESTINATIONS,
     "destination index": keys.DESTINATION_INDEX_PREFIX + "welcome",
     "recipient index": keys.RECIPIENT_INDEX_PREFIX + PHONE,
     "status index": keys.STATUS_INDEX_PREFIX + "queued",

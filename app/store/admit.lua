@@ -3,14 +3,15 @@
 -- {status, reason, …facts, entry} for each (facts as `check` gives them; entry: a skipped
 -- delivery's skipped log entry, which names it; a duplicate: {'duplicate', original's mark}).
 -- Input: one JSON array of deliveries, each [keys, args, record].
--- keys: 1 dedupe, 2 throttle ('' = none), 3 record, 4 stream, 5 index, 6 destination index,
+-- keys: 1 dedupe, 2 throttle ('' = none), 3 record, 4 stream, 5 the set of logged
+--       destinations, 6 destination index,
 --       7 recipient index ('' = none), 8 suppression list, 9 delayed sends, 10 skipped log,
 --       11-13 skipped dedupe buckets (this generation's first)
 -- args: 1 id, 2 dedupe ttl ms, 3 throttle window ms, 4 retention s, 5 now ms, 6 status,
 --       7 reason, 8 status index prefix, 9 recipient ('' = none), 10 due ms ('' = now),
 --       11 retention s of a skipped delivery, 12 the mark's field in a bucket (the event identity), 13 when this
 --       generation's bucket expires (epoch ms), 14 the skipped log's oldest kept entry
---       (ms), 15 how many of the record's items a skipped entry keeps
+--       (ms), 15 how many of the record's items a skipped entry keeps, 16 destination
 -- record: the record's fields as a flat [name, value, …] list, every value a string
 --
 -- Redis does not roll a script back when a command in it fails. A delivery whose writes
@@ -18,7 +19,9 @@
 -- above all no dedupe mark, which would make the sender's retry a "duplicate" of a
 -- message never queued — and the script stops with an error: the deliveries before it
 -- in the chunk stand (a retry finds them duplicates), none after it is admitted.
-local entry  -- the skipped log entry the delivery being admitted added, for `undo`
+-- What the delivery being admitted added, for `undo`: its skipped log entry, or whether it
+-- is its destination's first.
+local entry, first_logged
 
 -- Record writing, once the checks have decided. A skipped delivery is final at once: an
 -- entry of the skipped log (many to a listpack node, trimmed by age as entries are
@@ -38,7 +41,8 @@ local function record_admitted(KEYS, ARGV, fields, status)
   redis.call('SET', KEYS[1], ARGV[1])
   if KEYS[2] ~= '' then redis.call('PERSIST', KEYS[2]) end
   redis.call('HSET', KEYS[3], 'status', status, 'history', history, unpack(fields))
-  redis.call('ZADD', KEYS[5], 0, ARGV[1])
+  first_logged = redis.call('SADD', KEYS[5], ARGV[16]) == 1  -- a listing of all merges
+                                                                -- their indexes
   redis.call('ZADD', KEYS[6], 0, ARGV[1])
   if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
   if not unindexed[status] then redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1]) end
@@ -72,10 +76,11 @@ local function undo(KEYS, ARGV)
     if key ~= '' and redis.pcall('GET', key) == id then redis.pcall('DEL', key) end
   end
   redis.pcall('DEL', KEYS[3])
-  for _, index in ipairs({KEYS[5], KEYS[6], KEYS[7], KEYS[9],
+  for _, index in ipairs({KEYS[6], KEYS[7], KEYS[9],
                           ARGV[8] .. 'queued', ARGV[8] .. 'scheduled'}) do
     if index ~= '' then redis.pcall('ZREM', index, id) end
   end
+  if first_logged then redis.pcall('SREM', KEYS[5], ARGV[16]) end
   if entry then
     redis.pcall('XDEL', KEYS[10], entry)
     if redis.pcall('HGET', KEYS[11], ARGV[12]) == entry then
@@ -86,7 +91,7 @@ end
 
 local results = {}
 for i, delivery in ipairs(cjson.decode(ARGV[1])) do
-  entry = nil
+  entry, first_logged = nil, false
   local ok, result = pcall(admit, delivery[1], delivery[2], delivery[3])
   if not ok then
     undo(delivery[1], delivery[2])

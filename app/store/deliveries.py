@@ -484,7 +484,7 @@ class DeliveryLog:
             keys=[
                 keys.twilio_sid(message.sid),
                 keys.delivery(delivery_id),
-                keys.DELIVERY_INDEX,
+                keys.LOGGED_DESTINATIONS,
                 keys.DESTINATION_INDEX_PREFIX + destination,
                 keys.RECIPIENT_INDEX_PREFIX + message.recipient if message.recipient else "",
             ],
@@ -493,6 +493,7 @@ class DeliveryLog:
                 self._retention_s,
                 keys.STATUS_INDEX_PREFIX,
                 "external",
+                destination,
                 *message.fields(delivery_id, destination, now_ms()),
             ],
         )
@@ -517,17 +518,18 @@ class DeliveryLog:
         cursor: str | None = None,
         limit: int = 50,
     ) -> DeliveryPage:
-        """Newest first. Reads the most selective index and the skipped log side by side
-        (merged by id), filters the rest while paging. `since_ms`/`until_ms` (epoch ms,
+        """Newest first. Reads the most selective index (for all deliveries: every
+        destination's) and the skipped log side by side, merged by id, and filters the rest
+        while paging. `since_ms`/`until_ms` (epoch ms,
         inclusive) bound the ranges themselves: ids are time-ordered."""
         if recipient:
-            index = keys.RECIPIENT_INDEX_PREFIX + recipient
+            indexes = [keys.RECIPIENT_INDEX_PREFIX + recipient]
         elif destination:
-            index = keys.DESTINATION_INDEX_PREFIX + destination
+            indexes = [keys.DESTINATION_INDEX_PREFIX + destination]
         elif status and status not in UNINDEXED_STATUSES:
-            index = keys.STATUS_INDEX_PREFIX + status
+            indexes = [keys.STATUS_INDEX_PREFIX + status]
         else:
-            index = keys.DELIVERY_INDEX
+            indexes = await self.destination_indexes()
         # Skipped deliveries are in no index: their log is read and filtered like the rest.
         read_skipped = status in (None, "skipped")
         wanted: list[tuple[str | None, Callable[[DeliveryRecord], str | None]]] = [
@@ -542,12 +544,13 @@ class DeliveryLog:
             upper = id_bound(until_ms + 1)
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
         for _ in range(20):
-            indexed, skipped = await self._page(index, read_skipped, upper, since_ms, limit)
-            # A source that filled its page may hold more above the other's next ids: only
+            pages, skipped = await self._page(indexes, read_skipped, upper, since_ms, limit)
+            # A source that filled its page may hold more above the others' next ids: only
             # what is above its last id is complete in this round.
-            full = [ids[-1] for ids in (indexed, [r.id for r in skipped]) if len(ids) == limit]
+            sources = [*pages, [r.id for r in skipped]]
+            full = [ids[-1] for ids in sources if len(ids) == limit]
             floor = max(full) if full else ""
-            records = await self._fetch([i for i in indexed if i >= floor])
+            records = await self._fetch([i for ids in pages for i in ids if i >= floor])
             merged = sorted(
                 [*records, *(r for r in skipped if r.id >= floor)], key=lambda r: r.id, reverse=True
             )
@@ -562,27 +565,55 @@ class DeliveryLog:
         return DeliveryPage(items, upper)
 
     async def _page(
-        self, index: str, read_skipped: bool, upper: str | None, since_ms: int | None, limit: int
-    ) -> tuple[list[str], list[DeliveryRecord]]:
-        """Up to `limit` ids of `index` and skipped deliveries each, newest first, below
+        self,
+        indexes: Sequence[str],
+        read_skipped: bool,
+        upper: str | None,
+        since_ms: int | None,
+        limit: int,
+    ) -> tuple[list[list[str]], list[DeliveryRecord]]:
+        """Up to `limit` ids of each index and skipped deliveries, newest first, below
         `upper` (an id) and from `since_ms` on, in one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrevrangebylex(
-                index,
-                f"({upper}" if upper else "+",
-                f"[{id_bound(since_ms)}" if since_ms is not None else "-",
-                start=0,
-                num=limit,
-            )
+            for index in indexes:
+                pipe.zrevrangebylex(
+                    index,
+                    f"({upper}" if upper else "+",
+                    f"[{id_bound(since_ms)}" if since_ms is not None else "-",
+                    start=0,
+                    num=limit,
+                )
             if read_skipped:
                 start = str(since_ms) if since_ms is not None else "-"
                 pipe.xrevrange(keys.SKIPPED_LOG, _entries_below(upper), start, count=limit)
             replies = await pipe.execute()
-        entries: list[tuple[str, dict[str, str]]] = replies[1] if read_skipped else []
-        return replies[0], [DeliveryRecord.from_skipped(skipped_id(e), f) for e, f in entries]
+        entries: list[tuple[str, dict[str, str]]] = replies[-1] if read_skipped else []
+        pages: list[list[str]] = replies[: len(indexes)]
+        return pages, [DeliveryRecord.from_skipped(skipped_id(e), f) for e, f in entries]
+
+    async def destination_indexes(self) -> list[str]:
+        """Every destination's index: together, the log of every delivery but skipped
+        ones (a listing of all merges them)."""
+        logged: set[str] = await self._redis.smembers(keys.LOGGED_DESTINATIONS)  # type: ignore[assignment]
+        return [keys.DESTINATION_INDEX_PREFIX + d for d in sorted(logged)]
+
+    async def migrate(self) -> None:
+        """Bring a log written by an earlier version to this layout (idempotent; run at
+        start-up): the one index of every delivery gives way to the set of destinations
+        whose indexes a listing of all merges."""
+        if not await self._redis.exists(keys.DELIVERY_INDEX):
+            return
+        async for index in self._redis.scan_iter(
+            match=keys.DESTINATION_INDEX_PREFIX + "*", count=1000, _type="zset"
+        ):
+            destination = index.removeprefix(keys.DESTINATION_INDEX_PREFIX)
+            await self._redis.sadd(keys.LOGGED_DESTINATIONS, destination)
+        await self._redis.unlink(keys.DELIVERY_INDEX)
 
     async def prune_indexes(self) -> int:
-        """Drop index entries older than the retention (their records have expired)."""
+        """Drop index entries older than the retention (their records have expired);
+        migrate a log an earlier version wrote, if not done yet."""
+        await self.migrate()
         oldest_kept = time.time_ns() // 1_000_000 - self._retention_s * 1000
         bound = "(" + id_bound(oldest_kept)
         removed = 0
@@ -687,7 +718,7 @@ def _admission_input(
         new.throttle_key or "",
         keys.delivery(delivery_id),
         keys.SEND_STREAM,
-        keys.DELIVERY_INDEX,
+        keys.LOGGED_DESTINATIONS,
         keys.DESTINATION_INDEX_PREFIX + new.destination_id,
         keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
         keys.SUPPRESSIONS,
@@ -712,5 +743,6 @@ def _admission_input(
         str(now - retention_s[1] * 1000),
         # A delivery admission skips keeps every field but the window it would have claimed.
         str(len(fields) - 4 if new.claims_window else len(fields)),
+        new.destination_id,
     )
     return script_keys, args, fields

@@ -10,7 +10,10 @@ DELAYED_SENDS = PREFIX + "sends:delayed"  # zset: delivery id → due time (ms)
 # Written (with a short expiry) by every readiness check: can this Redis take a write now?
 READY_PROBE = PREFIX + "ready-probe"
 
-DELIVERY_INDEX = PREFIX + "deliveries"  # zset of every delivery id, ordered by id
+# Before 0.x (see README, Upgrading): a zset of every delivery id, ordered by id. Now a
+# listing of all deliveries merges the destinations' indexes (and the skipped log).
+DELIVERY_INDEX = PREFIX + "deliveries"
+LOGGED_DESTINATIONS = PREFIX + "destinations-logged"  # set: destinations with an index
 # Secondary indexes share the main index's shape: <prefix><value>.
 DESTINATION_INDEX_PREFIX = PREFIX + "deliveries:destination:"
 STATUS_INDEX_PREFIX = PREFIX + "deliveries:status:"

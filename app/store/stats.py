@@ -46,7 +46,9 @@ class DeliveryStats:
     async def outcomes_since(self, *windows_s: int) -> list[Outcomes]:
         """For each window (seconds back from now): all deliveries created in it, by status
         now (skipped ones by reason), counted over the newest `OUTCOME_SAMPLE` records."""
-        return [await self._outcomes(keys.DELIVERY_INDEX, window) for window in windows_s]
+        logged: set[str] = await self._redis.smembers(keys.LOGGED_DESTINATIONS)  # type: ignore[assignment]
+        indexes = [keys.DESTINATION_INDEX_PREFIX + d for d in sorted(logged)]
+        return [await self._outcomes(indexes, window) for window in windows_s]
 
     async def destination_totals(self, destination_ids: list[str], window_s: int) -> list[int]:
         """Deliveries created in the last `window_s` seconds for each destination (skipped
@@ -66,23 +68,26 @@ class DeliveryStats:
         """One destination's deliveries created in the window, by status (and skipped ones
         by reason), counted over its newest `OUTCOME_SAMPLE` records."""
         return await self._outcomes(
-            keys.DESTINATION_INDEX_PREFIX + destination_id, window_s, destination_id
+            [keys.DESTINATION_INDEX_PREFIX + destination_id], window_s, destination_id
         )
 
     async def _outcomes(
-        self, index: str, window_s: int, destination: str | None = None
+        self, indexes: list[str], window_s: int, destination: str | None = None
     ) -> Outcomes:
         # Counted from the records themselves: the commonest statuses (mocked, delivered,
         # read…) keep no index of their own (a lean record, see UNINDEXED_STATUSES), and
         # skipped deliveries are entries of the skipped log (its newest, read whole).
         since_ms = time.time_ns() // 1_000_000 - window_s * 1000
-        bound = id_bound(since_ms)
+        bound = f"[{id_bound(since_ms)}"
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrevrangebylex(index, "+", f"[{bound}", 0, OUTCOME_SAMPLE)
+            for index in indexes:
+                pipe.zlexcount(index, bound, "+")
+                pipe.zrevrangebylex(index, "+", bound, 0, OUTCOME_SAMPLE)
             pipe.xrevrange(keys.SKIPPED_LOG, "+", str(since_ms), count=SKIPPED_SCAN)
-            ids, entries = await pipe.execute()
+            *indexed, entries = await pipe.execute()
+        counted = sum(int(n) for n in indexed[::2])
+        ids = sorted({i for page in indexed[1::2] for i in page}, reverse=True)[:OUTCOME_SAMPLE]
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zlexcount(index, f"[{bound}", "+")
             for delivery_id in ids:
                 pipe.hmget(keys.delivery(delivery_id), "status", "reason")
             replies: list[Any] = await pipe.execute()
@@ -91,9 +96,8 @@ class DeliveryStats:
             for _, fields in entries
             if destination is None or fields.get("destination") == destination
         ]
-        rows = [row for row in replies[1:] if row[0]] + skipped  # expired records: None
+        rows = [row for row in replies if row[0]] + skipped  # expired records read as None
         by_status = Counter(status for status, _ in rows)
         reasons = Counter(reason for status, reason in rows if status == "skipped" and reason)
-        total = int(replies[0]) + len(skipped)
-        sampled = len(ids) == OUTCOME_SAMPLE or len(entries) == SKIPPED_SCAN
-        return Outcomes(total, dict(by_status), dict(reasons), sampled)
+        sampled = counted > OUTCOME_SAMPLE or len(entries) == SKIPPED_SCAN
+        return Outcomes(counted + len(skipped), dict(by_status), dict(reasons), sampled)

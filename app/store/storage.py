@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from app.store import storage_errors
+from app.store import StorageError, storage_errors
 from app.store.callbacks import CallbackLog
 from app.store.config_generation import ConfigGeneration
 from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
@@ -60,9 +60,13 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     redis = connect(embedded.url if embedded else str(settings.redis_url))
     try:
         await refuse_unfit(redis)  # Cluster, evicting, a replica: say what to change, stop
-        yield Store(
+        store = Store(
             redis, settings.dedupe_ttl, settings.delivery_retention, settings.skipped_retention
         )
+        # A Redis away at start-up is not fatal: the worker's pruning migrates too.
+        with contextlib.suppress(StorageError):
+            await store.deliveries.migrate()
+        yield store
     finally:
         await redis.aclose()
         if embedded:
