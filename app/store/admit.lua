@@ -3,15 +3,15 @@
 -- {status, reason, …facts, entry} for each (facts as `check` gives them; entry: a skipped
 -- delivery's skipped log entry, which names it; a duplicate: {'duplicate', original's mark}).
 -- Input: one JSON array of deliveries, each [keys, args, record].
--- keys: 1 dedupe, 2 throttle ('' = none), 3 record, 4 stream, 5 the set of logged
---       destinations, 6 destination index,
---       7 recipient index ('' = none), 8 suppression list, 9 delayed sends, 10 skipped log,
---       11-13 skipped dedupe buckets (this generation's first)
--- args: 1 id, 2 dedupe ttl ms, 3 throttle window ms, 4 retention s, 5 now ms, 6 status,
---       7 reason, 8 status index prefix, 9 recipient ('' = none), 10 due ms ('' = now),
---       11 retention s of a skipped delivery, 12 the mark's field in a bucket (the event identity), 13 when this
---       generation's bucket expires (epoch ms), 14 the skipped log's oldest kept entry
---       (ms), 15 how many of the record's items a skipped entry keeps, 16 destination
+-- keys: 1 dedupe, 2 throttle ('' = none), 3 record, 4 send stream, 5 the set of logged
+--       destinations, 6 destination index, 7 recipient index hash ('' = none),
+--       8 suppression list, 9 delayed sends, 10 skipped log, 11-13 dedupe buckets (the
+--       one a mark written now goes to first)
+-- args: 1 id, 2 throttle window ms, 3 now ms, 4 status, 5 reason, 6 status index prefix,
+--       7 recipient ('' = none), 8 due ms ('' = now), 9 event identity (the mark's field
+--       in a bucket), 10 when the first bucket expires (ms), 11 the skipped log's oldest
+--       kept entry (ms), 12 how many of the record's items a skipped entry keeps,
+--       13 destination, 14 when the recipient index hash expires (ms)
 -- record: the record's fields as a flat [name, value, …] list, every value a string
 --
 -- Redis does not roll a script back when a command in it fails. A delivery whose writes
@@ -27,44 +27,47 @@ local entry, first_logged
 -- entry of the skipped log (many to a listpack node, trimmed by age as entries are
 -- added) and a field in a dedupe bucket, not a record with a mark and index entries.
 local function record_skipped(KEYS, ARGV, fields, reason)
-  entry = redis.call('XADD', KEYS[10], 'MINID', '~', ARGV[14], '*', 'reason', reason,
-                     unpack(fields, 1, tonumber(ARGV[15])))
-  redis.call('HSET', KEYS[11], ARGV[12], entry)
-  redis.call('PEXPIREAT', KEYS[11], ARGV[13])
+  entry = redis.call('XADD', KEYS[10], 'MINID', '~', ARGV[11], '*', 'reason', reason,
+                     unpack(fields, 1, tonumber(ARGV[12])))
+  redis.call('HSET', KEYS[11], ARGV[9], entry)
+  redis.call('PEXPIREAT', KEYS[11], ARGV[10])
   return entry
 end
 
 -- A delivery to send (now or later): its record, its dedupe mark and window kept while it
 -- is pending (finish_send.lua starts their time), its index entries, then its queue entry.
 local function record_admitted(KEYS, ARGV, fields, status)
-  local history = history_entry(ARGV[1], ARGV[5], status, '', '')
+  local history = history_entry(ARGV[1], ARGV[3], status, '', '')
   redis.call('SET', KEYS[1], ARGV[1])
   if KEYS[2] ~= '' then redis.call('PERSIST', KEYS[2]) end
   redis.call('HSET', KEYS[3], 'status', status, 'history', history, unpack(fields))
-  first_logged = redis.call('SADD', KEYS[5], ARGV[16]) == 1  -- a listing of all merges
-                                                                -- their indexes
+  -- (a listing of all deliveries merges the indexes of the destinations in this set)
+  first_logged = redis.call('SADD', KEYS[5], ARGV[13]) == 1
   redis.call('ZADD', KEYS[6], 0, ARGV[1])
-  if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
-  if not unindexed[status] then redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1]) end
+  if KEYS[7] ~= '' then
+    redis.call('HSET', KEYS[7], ARGV[7] .. '|' .. ARGV[1], '')
+    redis.call('PEXPIREAT', KEYS[7], ARGV[14])
+  end
+  if not unindexed[status] then redis.call('ZADD', ARGV[6] .. status, 0, ARGV[1]) end
   -- Last: once the delivery is queued (or held), nothing of it can fail any more.
   if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
-  if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
+  if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[8], ARGV[1]) end
 end
 
 local function admit(KEYS, ARGV, fields)
-  local status, reason = ARGV[6], ARGV[7]
+  local status, reason = ARGV[4], ARGV[5]
   -- A delivery the pipeline already skipped is only deduped.
   local sendable = status == 'queued'
-  local checked = check(true, ARGV[1], KEYS[1], {KEYS[11], KEYS[12], KEYS[13]}, ARGV[12],
-                        KEYS[8], sendable and ARGV[9] or '', sendable and KEYS[2] or '',
-                        ARGV[3])
+  local checked = check(true, ARGV[1], KEYS[1], {KEYS[11], KEYS[12], KEYS[13]}, ARGV[9],
+                        KEYS[8], sendable and ARGV[7] or '', sendable and KEYS[2] or '',
+                        ARGV[2])
   if checked[1] == 'duplicate' then return checked end
   if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
   if status == 'skipped' then
     local skipped = record_skipped(KEYS, ARGV, fields, reason)
     return {status, reason, checked[2] or '', checked[3] or 0, skipped}
   end
-  if ARGV[10] ~= '' then status = 'scheduled' end
+  if ARGV[8] ~= '' then status = 'scheduled' end
   record_admitted(KEYS, ARGV, fields, status)
   return {status, reason}
 end
@@ -76,15 +79,16 @@ local function undo(KEYS, ARGV)
     if key ~= '' and redis.pcall('GET', key) == id then redis.pcall('DEL', key) end
   end
   redis.pcall('DEL', KEYS[3])
-  for _, index in ipairs({KEYS[6], KEYS[7], KEYS[9],
-                          ARGV[8] .. 'queued', ARGV[8] .. 'scheduled'}) do
+  if KEYS[7] ~= '' then redis.pcall('HDEL', KEYS[7], ARGV[7] .. '|' .. id) end
+  for _, index in ipairs({KEYS[6], KEYS[9],
+                          ARGV[6] .. 'queued', ARGV[6] .. 'scheduled'}) do
     if index ~= '' then redis.pcall('ZREM', index, id) end
   end
-  if first_logged then redis.pcall('SREM', KEYS[5], ARGV[16]) end
+  if first_logged then redis.pcall('SREM', KEYS[5], ARGV[13]) end
   if entry then
     redis.pcall('XDEL', KEYS[10], entry)
-    if redis.pcall('HGET', KEYS[11], ARGV[12]) == entry then
-      redis.pcall('HDEL', KEYS[11], ARGV[12])
+    if redis.pcall('HGET', KEYS[11], ARGV[9]) == entry then
+      redis.pcall('HDEL', KEYS[11], ARGV[9])
     end
   end
 end

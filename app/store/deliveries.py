@@ -21,6 +21,7 @@ from redis.exceptions import NoScriptError
 from app.durations import format_duration
 from app.store import StorageUnavailable, keys, storage_errors
 from app.store.pipelining import CommandBatcher
+from app.store.recipient_index import recipient_ids, shard_of
 from app.store.records import (
     UNINDEXED_STATUSES,
     Decision,
@@ -480,13 +481,18 @@ class DeliveryLog:
     async def import_external(self, message: ExternalMessage, destination: str) -> bool:
         """Record a message sent outside this service; False if its SID is already known."""
         delivery_id = new_delivery_id(message.sent_ms)
+        shard, shard_expires_ms = (
+            shard_of(message.recipient, delivery_id, self._retention_s * 1000)
+            if message.recipient
+            else ("", 0)
+        )
         imported: int = await self._import_external(
             keys=[
                 keys.twilio_sid(message.sid),
                 keys.delivery(delivery_id),
                 keys.LOGGED_DESTINATIONS,
                 keys.DESTINATION_INDEX_PREFIX + destination,
-                keys.RECIPIENT_INDEX_PREFIX + message.recipient if message.recipient else "",
+                shard,
             ],
             args=[
                 delivery_id,
@@ -494,6 +500,8 @@ class DeliveryLog:
                 keys.STATUS_INDEX_PREFIX,
                 "external",
                 destination,
+                message.recipient,
+                shard_expires_ms,
                 *message.fields(delivery_id, destination, now_ms()),
             ],
         )
@@ -520,10 +528,14 @@ class DeliveryLog:
     ) -> DeliveryPage:
         """Newest first. Reads the most selective index (for all deliveries: every
         destination's) and the skipped log side by side, merged by id, and filters the rest
-        while paging. `since_ms`/`until_ms` (epoch ms,
-        inclusive) bound the ranges themselves: ids are time-ordered."""
+        while paging. `since_ms`/`until_ms` (epoch ms, inclusive) bound the ranges
+        themselves: ids are time-ordered."""
+        indexes: list[str] = []
+        listed: list[str] | None = None  # the recipient's ids, read once
         if recipient:
-            indexes = [keys.RECIPIENT_INDEX_PREFIX + recipient]
+            listed = await recipient_ids(
+                self._redis, recipient, now_ms(), self._retention_s * 1000, since_ms
+            )
         elif destination:
             indexes = [keys.DESTINATION_INDEX_PREFIX + destination]
         elif status and status not in UNINDEXED_STATUSES:
@@ -545,6 +557,8 @@ class DeliveryLog:
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
         for _ in range(20):
             pages, skipped = await self._page(indexes, read_skipped, upper, since_ms, limit)
+            if listed is not None:
+                pages.append([i for i in listed if not upper or i < upper][:limit])
             # A source that filled its page may hold more above the others' next ids: only
             # what is above its last id is complete in this round.
             sources = [*pages, [r.id for r in skipped]]
@@ -713,6 +727,9 @@ def _admission_input(
         new.destination_id, new.event_identity, now, dedupe_ttl_ms
     )
     fields = new.fields()
+    recipient_shard, shard_expires_ms = (
+        shard_of(new.recipient, delivery_id, retention_s[0] * 1000) if new.recipient else ("", 0)
+    )
     script_keys = (
         keys.dedupe(new.destination_id, new.event_identity),
         new.throttle_key or "",
@@ -720,7 +737,7 @@ def _admission_input(
         keys.SEND_STREAM,
         keys.LOGGED_DESTINATIONS,
         keys.DESTINATION_INDEX_PREFIX + new.destination_id,
-        keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
+        recipient_shard,
         keys.SUPPRESSIONS,
         keys.DELAYED_SENDS,
         keys.SKIPPED_LOG,
@@ -728,21 +745,19 @@ def _admission_input(
     )
     args = (
         delivery_id,
-        str(dedupe_ttl_ms),
         str(new.throttle_window_ms),
-        str(retention_s[0]),
         str(now),
         "skipped" if new.skip_reason else "queued",
         new.skip_reason or "",
         keys.STATUS_INDEX_PREFIX,
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
-        str(retention_s[1]),
         new.event_identity,
         str(bucket_expires_ms),
         str(now - retention_s[1] * 1000),
         # A delivery admission skips keeps every field but the window it would have claimed.
         str(len(fields) - 4 if new.claims_window else len(fields)),
         new.destination_id,
+        str(shard_expires_ms),
     )
     return script_keys, args, fields

@@ -17,7 +17,20 @@ LOGGED_DESTINATIONS = PREFIX + "destinations-logged"  # set: destinations with a
 # Secondary indexes share the main index's shape: <prefix><value>.
 DESTINATION_INDEX_PREFIX = PREFIX + "deliveries:destination:"
 STATUS_INDEX_PREFIX = PREFIX + "deliveries:status:"
+# Before 0.x: a zset per recipient (read while its entries last; pruned like the others).
 RECIPIENT_INDEX_PREFIX = PREFIX + "deliveries:recipient:"
+# Each recipient's deliveries: fields `<recipient>|<id>` of RECIPIENT_SHARDS small hashes
+# per quarter of the retention (by the id's time), each expiring whole a retention after
+# its quarter ends — ~50 bytes a delivery in a listpack, not a key per recipient
+# (recipient_index.py).
+RECIPIENT_SHARDS = 256
+
+
+def recipient_shard(quarter: int, shard: int) -> str:
+    """One hash of the recipient index (see RECIPIENT_SHARDS)."""
+    return f"{PREFIX}recipients:{quarter}:{shard}"
+
+
 # Skipped deliveries (throttled, duplicate-free but never sent: final at once) are not a
 # record each: they are entries of one stream, packed many to a listpack node, trimmed by
 # age as they are added (records.py: a skipped delivery's id names its entry).
