@@ -293,19 +293,20 @@ class NewDelivery:
             # Never sent: only its beginning, cut on a character boundary.
             kept = body.encode()[:BODY_KEPT_WHEN_TOO_LONG].decode(errors="ignore")
             body = kept + "…"
-        # Built by hand, not from a dict: admission runs it for every delivery.
-        flat = ["destination", self.destination_id, "mode", self.mode]
-        flat += ["event_name", self.event_name]
+        # Built by hand, not from a dict: admission runs it for every delivery. Short
+        # names (`FIELD_NAMES`): a name is stored in every record.
+        flat = ["dest", self.destination_id, "mode", self.mode]
+        flat += ["event", self.event_name]
         if self.event_uuid:
-            flat += ["event_uuid", self.event_uuid]
+            flat += ["uuid", self.event_uuid]
         if self.recipient:
             flat += ["recipient", self.recipient]
         if body:
             flat += ["body", body]
         if self.encoding:
-            flat += ["encoding", self.encoding]
+            flat += ["enc", self.encoding]
         if self.segments is not None:
-            flat += ["segments", str(self.segments)]
+            flat += ["segs", str(self.segments)]
         if self.detail:
             flat += ["detail", self.detail]
         if self.event_identity != self.event_uuid:
@@ -332,7 +333,7 @@ class NewDelivery:
             flat += ["content_variables", self.content_variables]
         if self.claims_window:  # last: a delivery admission skips leaves them out
             flat += ["throttle", self.throttle_scope or ""]  # the window it claims…
-            flat += ["window", str(self.throttle_window_ms)]  # …re-anchored at the text
+            flat += ["win", str(self.throttle_window_ms)]  # …re-anchored at the text
         return flat
 
     @property
@@ -361,13 +362,13 @@ class ExternalMessage:
         """The record's fields as a flat [name, value, …] list of strings."""
         offset = now_ms - (id_created_ms(delivery_id) or now_ms)
         values = {
-            "destination": destination,
-            "event_name": destination,
+            "dest": destination,
+            "event": destination,
             "mode": "live",
             "recipient": self.recipient,
             "body": self.body,
-            "encoding": self.encoding,
-            "segments": str(self.segments),
+            "enc": self.encoding,
+            "segs": str(self.segments),
             "from": self.from_number,
             "messaging_service_sid": self.messaging_service_sid,
             "twilio_sid": self.sid,
@@ -407,6 +408,17 @@ class SendOutcome:
             code = str(self.error_code) if self.error_code is not None else ""
             flat += ["error_code", code, "error_message", self.error_message]
         return flat
+
+
+# The record's field names before they were shortened (each is stored in every record).
+FIELD_NAMES = {
+    "destination": "dest",
+    "event_name": "event",
+    "event_uuid": "uuid",
+    "encoding": "enc",
+    "segments": "segs",
+    "window": "win",
+}
 
 
 def _int(value: str | None) -> int | None:
@@ -462,7 +474,10 @@ class DeliveryRecord:
 
     @classmethod
     def from_fields(cls, delivery_id: str, f: dict[str, str]) -> DeliveryRecord:
-        """Read a record from its Redis hash."""
+        """Read a record from its Redis hash (or a skipped log entry's fields); records
+        from before the short field names are read under their names of then."""
+        if "dest" not in f:
+            f = {FIELD_NAMES.get(name, name): value for name, value in f.items()}
         media = f.get("media_urls")
         status = f.get("status", "")
         # A mocked send's SID and Twilio status are derived, not stored.
@@ -471,19 +486,19 @@ class DeliveryRecord:
         legacy_scope = "global" if ":global:" in legacy_key else "destination"
         return cls(
             id=delivery_id,
-            destination=f.get("destination", ""),
+            destination=f.get("dest", ""),
             mode=cast(Mode, f.get("mode") or "live"),
             status=cast(DeliveryStatus, status),
             reason=f.get("reason") or None,
             detail=f.get("detail") or None,
-            event_uuid=f.get("event_uuid") or None,
-            event_name=f.get("event_name", ""),
+            event_uuid=f.get("uuid") or None,
+            event_name=f.get("event", ""),
             recipient=f.get("recipient") or None,
             from_number=f.get("from") or None,
             messaging_service_sid=f.get("messaging_service_sid") or None,
             body=f.get("body") or None,
-            encoding=f.get("encoding") or None,
-            segments=_int(f.get("segments")),
+            encoding=f.get("enc") or None,
+            segments=_int(f.get("segs")),
             attempts=int(f.get("attempts") or 0),
             throttle_scope=f.get("throttle") or (legacy_scope if legacy_key else None),
             twilio_sid=mocked_sid(delivery_id) if mocked else f.get("twilio_sid") or None,
@@ -497,8 +512,8 @@ class DeliveryRecord:
             send_at=f.get("send_at") or None,
             attempt_at_ms=_int(f.get("attempt_at")),
             resolve_after_ms=_int(f.get("resolve_after")),
-            throttle_window_ms=_int(f.get("window")),
-            event_identity=f.get("dedupe") or f.get("event_uuid") or None,
+            throttle_window_ms=_int(f.get("win")),
+            event_identity=f.get("dedupe") or f.get("uuid") or None,
             expires_ms=_int(f.get("expires")),
             channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
             content_sid=f.get("content_sid") or None,

@@ -61,7 +61,7 @@ class DeliveryStats:
                 )
             pipe.xrevrange(keys.SKIPPED_LOG, "+", str(since_ms), count=SKIPPED_SCAN)
             replies: list[Any] = await pipe.execute()
-        skipped = Counter(fields.get("destination") for _, fields in replies[-1])
+        skipped = Counter(fields.get("dest") for _, fields in replies[-1])
         return [int(n) + skipped[d] for n, d in zip(replies, destination_ids, strict=False)]
 
     async def destination_outcomes(self, destination_id: str, window_s: int) -> Outcomes:
@@ -94,7 +94,7 @@ class DeliveryStats:
         skipped = [
             ("skipped", fields.get("reason"))
             for _, fields in entries
-            if destination is None or fields.get("destination") == destination
+            if destination is None or fields.get("dest") == destination
         ]
         rows = [row for row in replies if row[0]] + skipped  # expired records read as None
         by_status = Counter(status for status, _ in rows)
