@@ -533,9 +533,7 @@ class DeliveryLog:
         indexes: list[str] = []
         listed: list[str] | None = None  # the recipient's ids, read once
         if recipient:
-            listed = await recipient_ids(
-                self._redis, recipient, now_ms(), self._retention_s * 1000, since_ms
-            )
+            listed = await recipient_ids(self._redis, recipient, self._retention_s * 1000, since_ms)
         elif destination:
             indexes = [keys.DESTINATION_INDEX_PREFIX + destination]
         elif status and status not in UNINDEXED_STATUSES:

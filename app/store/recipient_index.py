@@ -16,7 +16,7 @@ import zlib
 from redis.asyncio import Redis
 
 from app.store import keys
-from app.store.records import id_created_ms
+from app.store.records import id_created_ms, now_ms
 
 
 def _quarter_ms(retention_ms: int) -> int:
@@ -24,24 +24,28 @@ def _quarter_ms(retention_ms: int) -> int:
 
 
 def shard_of(recipient: str, delivery_id: str, retention_ms: int) -> tuple[str, int]:
-    """The hash a delivery's entry goes to, and when that hash expires (epoch ms)."""
+    """The hash a delivery's entry goes to, and when that hash expires (epoch ms): a
+    retention after its quarter ends, and never before a retention from now (a message
+    imported long after it was sent)."""
     quarter_ms = _quarter_ms(retention_ms)
     quarter = (id_created_ms(delivery_id) or 0) // quarter_ms
     shard = zlib.crc32(recipient.encode()) % keys.RECIPIENT_SHARDS
-    return keys.recipient_shard(quarter, shard), (quarter + 1) * quarter_ms + retention_ms
+    expires_ms = max((quarter + 1) * quarter_ms, now_ms()) + retention_ms
+    return keys.recipient_shard(quarter, shard), expires_ms
 
 
 async def recipient_ids(
-    redis: Redis, recipient: str, now_ms: int, retention_ms: int, since_ms: int | None = None
+    redis: Redis, recipient: str, retention_ms: int, since_ms: int | None = None
 ) -> list[str]:
     """The recipient's delivery ids still indexed (created from `since_ms` on), newest
     first, and those of the sorted set an earlier version kept for it."""
-    quarter_ms = _quarter_ms(retention_ms)
-    oldest = max(now_ms - retention_ms - quarter_ms, since_ms or 0)
+    quarter_ms, now = _quarter_ms(retention_ms), now_ms()
+    oldest = max(now - retention_ms - quarter_ms, since_ms or 0)
     shard = zlib.crc32(recipient.encode()) % keys.RECIPIENT_SHARDS
     pattern = re.sub(r"([*?\[\]\\])", r"\\\1", recipient) + "|*"
     found: set[str] = set()
-    for quarter in range(oldest // quarter_ms, now_ms // quarter_ms + 1):
+    # (one quarter ahead too: ids are stamped by each process's clock)
+    for quarter in range(oldest // quarter_ms, now // quarter_ms + 2):
         async for entry, _ in redis.hscan_iter(
             keys.recipient_shard(quarter, shard), match=pattern, count=1000
         ):

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from app.store import keys, storage_errors
 from app.store.recipient_index import recipient_ids
-from app.store.records import id_bound, now_ms
+from app.store.records import id_bound
 
 # How far before a delivery its event's other deliveries are looked for (an event's
 # deliveries are admitted together; a sender retrying it comes back within hours).
@@ -60,7 +60,6 @@ class ReplayLog:
         ids = await recipient_ids(
             self._redis,
             recipient,
-            now_ms(),
             self._retention_s * 1000,
             since_ms=created_ms - _REACHED_LOOKBACK_MS,
         )
