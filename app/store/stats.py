@@ -18,11 +18,16 @@ from app.store import keys, storage_errors
 from app.store.records import DeliveryStatus, id_bound
 
 STATUSES: tuple[DeliveryStatus, ...] = get_args(DeliveryStatus)
+# Texts that left: Twilio took them (what it later said of them included), or test mode
+# recorded them. Their segments are what the account is billed for.
+TEXTED: frozenset[str] = frozenset({"sent", "delivered", "undelivered", "read", "mocked"})
 # At most this many of a destination's deliveries are read to count its outcomes.
 OUTCOME_SAMPLE = 2000
 # At most this many of the newest skipped deliveries are read to count them (they are
 # entries of one log, counted by reading it: no counter is written on the hot path).
 SKIPPED_SCAN = 10_000
+# Events received are kept per minute for this long (the console's longest window + 1 h).
+EVENT_COUNT_HOURS = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,8 @@ class Outcomes:
     by_status: dict[str, int]
     skipped_by_reason: dict[str, int]
     sampled: bool = False
+    texted: int = 0  # deliveries that left (TEXTED statuses)
+    segments: int = 0  # their segments
 
 
 @storage_errors
@@ -89,15 +96,56 @@ class DeliveryStats:
         ids = sorted({i for page in indexed[1::2] for i in page}, reverse=True)[:OUTCOME_SAMPLE]
         async with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
-                pipe.hmget(keys.delivery(delivery_id), "status", "reason")
+                pipe.hmget(keys.delivery(delivery_id), "status", "reason", "segs", "segments")
             replies: list[Any] = await pipe.execute()
         skipped = [
-            ("skipped", fields.get("reason"))
+            ("skipped", fields.get("reason"), None)
             for _, fields in entries
             if destination is None or fields.get("dest") == destination
         ]
-        rows = [row for row in replies if row[0]] + skipped  # expired records read as None
-        by_status = Counter(status for status, _ in rows)
-        reasons = Counter(reason for status, reason in rows if status == "skipped" and reason)
-        sampled = counted > OUTCOME_SAMPLE or len(entries) == SKIPPED_SCAN
-        return Outcomes(counted + len(skipped), dict(by_status), dict(reasons), sampled)
+        # (segments: `segs`, or `segments` in records from before the short field names)
+        rows = [(st, why, segs or old) for st, why, segs, old in replies if st] + skipped
+        by_status = Counter(status for status, _, _ in rows)
+        reasons = Counter(reason for status, reason, _ in rows if status == "skipped" and reason)
+        texted = [int(segments or 1) for status, _, segments in rows if status in TEXTED]
+        return Outcomes(
+            counted + len(skipped),
+            dict(by_status),
+            dict(reasons),
+            counted > OUTCOME_SAMPLE or len(entries) == SKIPPED_SCAN,
+            texted=len(texted),
+            segments=sum(texted),
+        )
+
+
+@storage_errors
+class EventCounts:
+    """Events received by every process of the deployment, per minute, for the console.
+    Written by each process's tally every few seconds, never on the request path."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def add(self, per_minute: dict[int, int]) -> None:
+        """Add each minute's count (epoch minutes → events) in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for minute, count in per_minute.items():
+                key = keys.events_received(minute // 60)
+                pipe.hincrby(key, str(minute), count)
+                pipe.expire(key, EVENT_COUNT_HOURS * 3600)
+            await pipe.execute()
+
+    async def received_since(self, *windows_s: int) -> list[int]:
+        """For each window (seconds back from now, at most a day): events received in it,
+        counted by whole minutes (the current minute included)."""
+        now_minute = int(time.time() // 60)
+        hours = range(now_minute // 60 - EVENT_COUNT_HOURS + 1, now_minute // 60 + 1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for hour in hours:
+                pipe.hgetall(keys.events_received(hour))
+            replies: list[dict[str, str]] = await pipe.execute()
+        counts = {int(m): int(n) for reply in replies for m, n in reply.items()}
+        return [
+            sum(n for m, n in counts.items() if m > now_minute - window // 60)
+            for window in windows_s
+        ]
