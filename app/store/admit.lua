@@ -19,6 +19,7 @@
 -- above all no dedupe mark, which would make the sender's retry a "duplicate" of a
 -- message never queued — and the script stops with an error: the deliveries before it
 -- in the chunk stand (a retry finds them duplicates), none after it is admitted.
+
 -- What the delivery being admitted added, for `undo`: its skipped log entry, or whether it
 -- is its destination's first.
 local entry, first_logged

@@ -293,8 +293,8 @@ class DeliveryLog:
         return cast(BeginVerdict, verdict), record
 
     async def _let_go(self, record: DeliveryRecord) -> None:
-        """A delivery final without a text: its dedupe mark counts down from now, its
-        window is freed (each only if still its own)."""
+        """A delivery final without a text: its dedupe mark moves to its bucket (its time
+        counts from now), its window is freed (each only if still its own)."""
         bucket, expires_ms = self._mark_bucket(record)
         await self._release(
             keys=[record.dedupe_key or "", record.throttle_key or "", bucket],
