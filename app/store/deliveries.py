@@ -482,7 +482,7 @@ class DeliveryLog:
         """Record a message sent outside this service; False if its SID is already known."""
         delivery_id = new_delivery_id(message.sent_ms)
         shard, shard_expires_ms = (
-            shard_of(message.recipient, delivery_id, self._retention_s * 1000)
+            shard_of(message.recipient, message.sent_ms, self._retention_s * 1000)
             if message.recipient
             else ("", 0)
         )
@@ -726,7 +726,7 @@ def _admission_input(
     )
     fields = new.fields()
     recipient_shard, shard_expires_ms = (
-        shard_of(new.recipient, delivery_id, retention_s[0] * 1000) if new.recipient else ("", 0)
+        shard_of(new.recipient, now, retention_s[0] * 1000) if new.recipient else ("", 0)
     )
     script_keys = (
         keys.dedupe(new.destination_id, new.event_identity),

@@ -16,19 +16,20 @@ import zlib
 from redis.asyncio import Redis
 
 from app.store import keys
-from app.store.records import id_created_ms, now_ms
+from app.store.records import now_ms
 
 
 def _quarter_ms(retention_ms: int) -> int:
     return max(retention_ms // 4, 1)
 
 
-def shard_of(recipient: str, delivery_id: str, retention_ms: int) -> tuple[str, int]:
-    """The hash a delivery's entry goes to, and when that hash expires (epoch ms): a
+def shard_of(recipient: str, created_ms: int, retention_ms: int) -> tuple[str, int]:
+    """The hash the entry of a delivery created at `created_ms` (its id's time) goes to,
+    and when that hash expires (epoch ms): a
     retention after its quarter ends, and never before a retention from now (a message
     imported long after it was sent)."""
     quarter_ms = _quarter_ms(retention_ms)
-    quarter = (id_created_ms(delivery_id) or 0) // quarter_ms
+    quarter = created_ms // quarter_ms
     shard = zlib.crc32(recipient.encode()) % keys.RECIPIENT_SHARDS
     expires_ms = max((quarter + 1) * quarter_ms, now_ms()) + retention_ms
     return keys.recipient_shard(quarter, shard), expires_ms
