@@ -595,11 +595,12 @@ class DeliveryLog:
                     start=0,
                     num=limit,
                 )
-            if read_skipped:
-                start = str(since_ms) if since_ms is not None else "-"
-                pipe.xrevrange(keys.SKIPPED_LOG, _entries_below(upper), start, count=limit)
+            end = _entries_below(upper) if read_skipped else None
+            if end is not None:
+                start = str(max(since_ms, 0)) if since_ms is not None else "-"
+                pipe.xrevrange(keys.SKIPPED_LOG, end, start, count=limit)
             replies = await pipe.execute()
-        entries: list[tuple[str, dict[str, str]]] = replies[-1] if read_skipped else []
+        entries: list[tuple[str, dict[str, str]]] = replies[-1] if end is not None else []
         pages: list[list[str]] = replies[: len(indexes)]
         return pages, [DeliveryRecord.from_skipped(skipped_id(e), f) for e, f in entries]
 
@@ -659,18 +660,20 @@ class DeliveryLog:
 _ADMIT_CHUNK = 100  # deliveries per admission script call
 
 
-def _entries_below(upper: str | None) -> str:
-    """XREVRANGE's end for the skipped log entries whose ids sort below the id `upper`."""
+def _entries_below(upper: str | None) -> str | None:
+    """XREVRANGE's end for the skipped log entries whose ids sort below the id `upper`
+    (None: no entry can)."""
     if not upper:
         return "+"
     entry = skipped_entry_id(upper)
-    if entry:
-        return "(" + entry
-    ms = id_created_ms(upper)
-    if ms is None:
-        return "+"
-    # A record's id at that ms: a tail above 8 (ids from before) sorts after its every entry.
-    return str(ms) if upper[15:] > "8" else f"({ms}-0"
+    if entry is None:
+        ms = id_created_ms(upper)
+        if ms is None:
+            return "+"
+        if upper[15:] > "8":  # an id from before, sorting after its ms's every entry
+            return str(ms)
+        entry = f"{ms}-0"
+    return None if entry == "0-0" else "(" + entry
 
 
 def waitaof_available(info: dict[str, Any]) -> bool:

@@ -65,6 +65,14 @@ def test_a_skipped_id_names_its_entry_and_sorts_by_time() -> None:
     assert skipped_id("1764621234567-13") > delivery_id > skipped_id("1764621234566-99")
 
 
+async def test_a_listing_below_the_first_possible_id_is_empty(log: DeliveryLog) -> None:
+    await log.admit([new("a", skip_reason="invalid_recipient", recipient=None), new("b")])
+    for cursor in ("dl_" + "0" * 28, skipped_id("0-0"), new_delivery_id(1)):
+        assert (await log.query(cursor=cursor)).items == []
+    assert (await log.query(until_ms=-1)).items == []
+    assert len((await log.query(since_ms=-(10**15))).items) == 2
+
+
 async def test_skipped_deliveries_are_entries_read_and_listed_like_records(
     log: DeliveryLog, redis_client: redis.Redis
 ) -> None:
