@@ -20,8 +20,12 @@ if latest then
   -- Nothing pending expires; retention (and the dedupe time) count from a final status.
   if ARGV[13] == 'final' then
     redis.call('EXPIRE', KEYS[1], ARGV[8])
-    -- The intent ledger's times matter only while an attempt may be out.
+    -- The intent ledger's times matter only while an attempt may be out; a text that
+    -- went out has its window anchored (the key's expiry) and its attempts in its history.
     redis.call('HDEL', KEYS[1], 'attempt_at', 'resolve_after')
+    if ARGV[2] == 'sent' or ARGV[2] == 'mocked' then
+      redis.call('HDEL', KEYS[1], 'attempts', 'throttle', 'win')
+    end
     settle_mark(KEYS[7], KEYS[8], ARGV[17], ARGV[1], ARGV[16])
   else
     redis.call('PERSIST', KEYS[1])

@@ -7,8 +7,10 @@ a `NewDelivery` or a `SendOutcome` and read a `DeliveryRecord`.
 
 from __future__ import annotations
 
+import base64
 import functools
 import random
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -306,13 +308,14 @@ class NewDelivery:
         flat = ["dest", self.destination_id, "mode", self.mode]
         flat += ["event", self.event_name]
         if self.event_uuid:
-            flat += ["uuid", self.event_uuid]
+            packed = pack_uuid(self.event_uuid)
+            flat += ["u", packed] if packed else ["uuid", self.event_uuid]
         if self.recipient:
             flat += ["recipient", self.recipient]
         if body:
             flat += ["body", body]
-        if self.encoding:
-            flat += ["enc", self.encoding]
+        if self.encoding and (self.encoding != DEFAULT_ENCODING or not body):
+            flat += ["enc", self.encoding]  # GSM-7, what most bodies are, is not stored
         if self.segments is not None:
             flat += ["segs", str(self.segments)]
         if self.detail:
@@ -429,6 +432,34 @@ FIELD_NAMES = {
 }
 
 
+# A body's encoding when its record names none (new records store only the others).
+DEFAULT_ENCODING = "GSM-7"
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def pack_uuid(value: str) -> str | None:
+    """A canonical (lowercase, hyphenated) UUID in 22 characters (base64url of its 16
+    bytes) instead of 36, or None when `value` is not one (stored as it is)."""
+    if len(value) != 36 or not _CANONICAL_UUID.fullmatch(value):
+        return None
+    return base64.urlsafe_b64encode(bytes.fromhex(value.replace("-", ""))).decode()[:22]
+
+
+def unpack_uuid(packed: str) -> str:
+    """The UUID `pack_uuid` packed."""
+    hexed = base64.urlsafe_b64decode(packed + "==").hex()
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+
+
+def _attempts(f: dict[str, str]) -> int:
+    """Attempts made: stored while a delivery is pending; once it is sent, the history's
+    `sending` steps say it."""
+    if f.get("attempts"):
+        return int(f["attempts"])
+    history = f.get("history") or ""
+    return history.count("|sending") if "|sending" in history else history.count('"sending"')
+
+
 def _int(value: str | None) -> int | None:
     return int(value) if value else None
 
@@ -490,6 +521,7 @@ class DeliveryRecord:
         status = f.get("status", "")
         # A mocked send's SID and Twilio status are derived, not stored.
         mocked = status == "mocked" and not f.get("twilio_sid")
+        event_uuid = unpack_uuid(f["u"]) if f.get("u") else f.get("uuid") or None
         legacy_key = f.get("throttle_key") or ""
         legacy_scope = "global" if ":global:" in legacy_key else "destination"
         return cls(
@@ -499,15 +531,15 @@ class DeliveryRecord:
             status=cast(DeliveryStatus, status),
             reason=f.get("reason") or None,
             detail=f.get("detail") or None,
-            event_uuid=f.get("uuid") or None,
+            event_uuid=event_uuid,
             event_name=f.get("event", ""),
             recipient=f.get("recipient") or None,
             from_number=f.get("from") or None,
             messaging_service_sid=f.get("messaging_service_sid") or None,
             body=f.get("body") or None,
-            encoding=f.get("enc") or None,
+            encoding=f.get("enc") or (DEFAULT_ENCODING if f.get("body") else None),
             segments=_int(f.get("segs")),
-            attempts=int(f.get("attempts") or 0),
+            attempts=_attempts(f),
             throttle_scope=f.get("throttle") or (legacy_scope if legacy_key else None),
             twilio_sid=mocked_sid(delivery_id) if mocked else f.get("twilio_sid") or None,
             twilio_status="mocked" if mocked else f.get("twilio_status") or None,
@@ -521,7 +553,7 @@ class DeliveryRecord:
             attempt_at_ms=_int(f.get("attempt_at")),
             resolve_after_ms=_int(f.get("resolve_after")),
             throttle_window_ms=_int(f.get("win")),
-            event_identity=f.get("dedupe") or f.get("uuid") or None,
+            event_identity=f.get("dedupe") or event_uuid or None,
             expires_ms=_int(f.get("expires")),
             channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
             content_sid=f.get("content_sid") or None,

@@ -21,6 +21,7 @@ from app.store.records import (
     id_created_ms,
     new_delivery_id,
     now_ms,
+    pack_uuid,
     skipped_entry_id,
     skipped_id,
 )
@@ -242,3 +243,27 @@ async def test_a_log_written_by_the_previous_layout_reads_the_same(
     assert [r.id for r in (await log.query(recipient=PHONE)).items] == [newer.delivery_id, old]
     [again] = await log.admit([new("old-event")])
     assert (again.decision, again.delivery_id) == ("duplicate", old)
+
+
+async def test_a_sent_record_keeps_only_what_cannot_be_derived(
+    log: DeliveryLog, redis_client: redis.Redis
+) -> None:
+    uuid = "0190e4c6-0000-7000-8000-0000000000ab"
+    [sent, other] = await log.admit([new(uuid), new("Not-A-UUID", recipient="+14155550009")])
+    _, record = await log.begin_send(sent.delivery_id, resolve_after_s=70)
+    assert record is not None
+    await log.finish_send(
+        record, "0-1", "sent", final=True, throttle="anchor", outcome=SendOutcome("SM1", "sent")
+    )
+    stored = redis_client.hgetall(keys.delivery(sent.delivery_id))
+    # A canonical uuid in 22 characters, GSM-7 implied, the window and attempts gone once
+    # the text went out (the window is its key's expiry, the attempts its history's).
+    assert stored["u"] == pack_uuid(uuid) and len(stored["u"]) == 22
+    assert {"uuid", "enc", "attempts", "throttle", "win", "attempt_at"}.isdisjoint(stored)
+    assert redis_client.pttl(keys.throttle("live", "destination", "welcome", PHONE)) > 3_000_000
+    read = await log.get(sent.delivery_id)
+    assert read is not None
+    assert (read.event_uuid, read.encoding, read.attempts) == (uuid, "GSM-7", 1)
+    assert read.event_identity == uuid and read.dedupe_key == keys.dedupe("welcome", uuid)
+    raw = redis_client.hgetall(keys.delivery(other.delivery_id))
+    assert raw["uuid"] == "Not-A-UUID" and "u" not in raw
