@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.durations import Seconds
+from app.guard import DEFAULT_PER_BLOCK, DEFAULT_PER_COUNTRY
 from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
 from app.pipeline.recipients import parse_countries
 
@@ -86,6 +87,11 @@ class Settings(BaseSettings):
     # Quiet hours for every destination that sets none, as JSON:
     # {"start": "21:00", "end": "08:00", "action": "defer"}. Unset: none.
     quiet_hours: QuietHoursConfig | None = None
+    # The pumping guard's velocity limits (README, "Velocity"): first-time recipients an
+    # hour per 1,000-number block and per country, for each destination (unless its
+    # `velocity:` says otherwise) and across all of them. 0 turns one off.
+    velocity_per_block: int = Field(default=DEFAULT_PER_BLOCK, ge=0)
+    velocity_per_country: int = Field(default=DEFAULT_PER_COUNTRY, ge=0)
     # The recipient's zone when neither the template nor the number tells (IANA name).
     default_timezone: str = "UTC"
     # How often each `serve` checks whether another process reloaded the destinations

@@ -27,6 +27,7 @@ from app.pipeline.recipients import mask_phone
 from app.services.resolver import find_created
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
+from app.store.guard import PumpingBackoffs
 from app.store.queue import QueuedSend, SendQueue
 from app.store.records import (
     DeliveryRecord,
@@ -75,7 +76,9 @@ class SendWorker:
         twilio_timeout_s: float,
         list_delay_s: float,
         shutdown_grace_s: float = 20.0,
+        pumping: PumpingBackoffs | None = None,
     ) -> None:
+        self._pumping = pumping
         self._deliveries = deliveries
         self._metrics = metrics
         self._queue = queue
@@ -417,7 +420,10 @@ class SendWorker:
             )
         else:
             # Twilio knows this number sent STOP: never try it again.
-            opted_out = action_for(getattr(outcome.error, "code", None)) is ErrorAction.OPT_OUT
+            code = getattr(outcome.error, "code", None)
+            opted_out = action_for(code) is ErrorAction.OPT_OUT
+            if code is not None and self._pumping is not None and record.recipient:
+                await self._pumping.back_off(record.recipient, code)  # if a pumping answer
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,

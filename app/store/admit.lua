@@ -1,8 +1,10 @@
 -- Admits a chunk of deliveries, each atomically (after admission_checks.lua, history.lua
 -- and the generated `unindexed` table). Returns
--- {status, reason, …facts, entry} for each (facts as `check` gives them; entry: a skipped
--- delivery's skipped log entry, which names it; a duplicate: {'duplicate', original's mark}).
--- Input: one JSON array of deliveries, each [keys, args, record].
+-- {status, reason} for each, {'skipped', reason, …facts, entry} for a skipped one (facts as
+-- `check` or `guard_check` give them; entry: its skipped log entry, which names it), or
+-- {'duplicate', original's mark}.
+-- Input: one JSON array of deliveries, each [keys, args, record, guard] (guard: the
+-- velocity and caps input of `guard_check`, {} for none).
 -- keys: 1 dedupe, 2 throttle ('' = none), 3 record, 4 send stream, 5 the set of logged
 --       destinations, 6 destination index, 7 recipient index hash ('' = none),
 --       8 suppression list, 9 delayed sends, 10 skipped log, 11-13 dedupe buckets (the
@@ -37,7 +39,7 @@ end
 
 -- A delivery to send (now or later): its record, its dedupe mark and window kept while it
 -- is pending (finish_send.lua starts their time), its index entries, then its queue entry.
-local function record_admitted(KEYS, ARGV, fields, status)
+local function record_admitted(KEYS, ARGV, fields, status, guard, first)
   local history = history_entry(ARGV[1], ARGV[3], status, '', '')
   redis.call('SET', KEYS[1], ARGV[1])
   if KEYS[2] ~= '' then redis.call('PERSIST', KEYS[2]) end
@@ -50,12 +52,13 @@ local function record_admitted(KEYS, ARGV, fields, status)
     redis.call('PEXPIREAT', KEYS[7], ARGV[14])
   end
   if not unindexed[status] then redis.call('ZADD', ARGV[6] .. status, 0, ARGV[1]) end
+  guard_count(guard, first, ARGV[1], tonumber(ARGV[3]))
   -- Last: once the delivery is queued (or held), nothing of it can fail any more.
   if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
   if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[8], ARGV[1]) end
 end
 
-local function admit(KEYS, ARGV, fields)
+local function admit(KEYS, ARGV, fields, guard)
   local status, reason = ARGV[4], ARGV[5]
   -- A delivery the pipeline already skipped is only deduped.
   local sendable = status == 'queued'
@@ -63,19 +66,34 @@ local function admit(KEYS, ARGV, fields)
                         KEYS[8], sendable and ARGV[7] or '', sendable and KEYS[2] or '',
                         ARGV[2])
   if checked[1] == 'duplicate' then return checked end
+  local first = false
+  if checked[1] == 'pass' and sendable then
+    local refused
+    refused, first = guard_check(guard, tonumber(ARGV[3]))
+    if refused then
+      -- Not sent: the window `check` just claimed for it (it was free) is free again.
+      if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
+        redis.call('DEL', KEYS[2])
+      end
+      checked = refused
+    end
+  end
   if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
   if status == 'skipped' then
-    local skipped = record_skipped(KEYS, ARGV, fields, reason)
-    return {status, reason, checked[2] or '', checked[3] or 0, skipped}
+    local facts = {status, reason, unpack(checked, 2)}
+    table.insert(facts, record_skipped(KEYS, ARGV, fields, reason))
+    return facts
   end
   if ARGV[8] ~= '' then status = 'scheduled' end
-  record_admitted(KEYS, ARGV, fields, status)
+  record_admitted(KEYS, ARGV, fields, status, guard, first)
   return {status, reason}
 end
 
 -- Removes whatever a failed `admit` wrote (each step may fail too: pcall).
-local function undo(KEYS, ARGV)
+local function undo(KEYS, ARGV, guard)
   local id = ARGV[1]
+  -- (A velocity count it made stays: one first-time recipient too many is the safe side.)
+  if guard.c ~= nil then redis.pcall('ZREM', cap_key(guard), id) end
   for _, key in ipairs({KEYS[1], KEYS[2]}) do
     if key ~= '' and redis.pcall('GET', key) == id then redis.pcall('DEL', key) end
   end
@@ -97,9 +115,9 @@ end
 local results = {}
 for i, delivery in ipairs(cjson.decode(ARGV[1])) do
   entry, first_logged = nil, false
-  local ok, result = pcall(admit, delivery[1], delivery[2], delivery[3])
+  local ok, result = pcall(admit, delivery[1], delivery[2], delivery[3], delivery[4])
   if not ok then
-    undo(delivery[1], delivery[2])
+    undo(delivery[1], delivery[2], delivery[4])
     local message = type(result) == 'table' and result.err or tostring(result)
     return redis.error_reply('admission of ' .. delivery[2][1] .. ' undone: ' .. message)
   end

@@ -20,6 +20,7 @@ from redis.exceptions import NoScriptError
 
 from app.durations import format_duration
 from app.store import StorageUnavailable, keys, storage_errors
+from app.store.guard import GUARD_PRELUDE, GuardRefusal, guard_input, read_refusal
 from app.store.pipelining import CommandBatcher
 from app.store.recipient_index import recipient_ids, shard_of
 from app.store.records import (
@@ -71,8 +72,10 @@ def _changes_status(*files: str) -> str:
     return lua("history.lua", "transition.lua", *files, prelude=_STATUS_INDEXES)
 
 
-_ADMIT = lua("admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES)
-_PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
+_ADMIT = lua(
+    "admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES + GUARD_PRELUDE
+)
+_PREVIEW = lua("admission_checks.lua", "admission_preview.lua", prelude=GUARD_PRELUDE)
 _BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
 _FINISH_SEND = _changes_status("json_input.lua", "dedupe_marks.lua", "finish_send.lua")
 _TWILIO_STATUS = _changes_status("twilio_status.lua")
@@ -82,7 +85,7 @@ _ADOPT_SID = _changes_status("dedupe_marks.lua", "adopt_sid.lua")
 _RELEASE = lua("dedupe_marks.lua", "release.lua")
 
 
-CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
+CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled", "blocked_velocity", "capped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,7 @@ class Check:
     held_by: str | None = None  # throttled: the delivery holding the window…
     # …and when the window frees (epoch ms; None: the holder is not sent yet)
     frees_at_ms: int | None = None
+    refusal: GuardRefusal | None = None  # blocked_velocity, capped: what and until when
 
     @classmethod
     def from_reply(cls, reply: Sequence[Any], recipient: str | None, now_ms: int) -> Check:
@@ -112,6 +116,8 @@ class Check:
 
     def detail(self, window_ms: int) -> str | None:
         """The verdict in words, for whoever sent the event (None for "pass")."""
+        if self.refusal is not None:
+            return self.refusal.detail
         if self.verdict == "duplicate":
             handled = id_created_ms(self.original_id or "")
             when = f" at {iso_ms(handled)}" if handled is not None else ""
@@ -160,6 +166,7 @@ class Admission:
     decision: Decision
     delivery_id: str
     detail: str | None = None
+    alarm: str | None = None  # a velocity limit tripped: see GuardRefusal.alarm
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +213,9 @@ class DeliveryLog:
         now = now_ms()
         ids = [new_delivery_id(now) for _ in deliveries]
         retention = (self._retention_s, self._skipped_retention_s)
+        keep_ms = self._retention_s * 1000  # a number texted is known this long
         items = [
-            _admission_input(i, d, now, self._dedupe_ttl_ms, retention)
+            _admission_input(i, d, now, self._dedupe_ttl_ms, retention, keep_ms)
             for i, d in zip(ids, deliveries, strict=True)
         ]
         # One script call per chunk: a reply per delivery costs redis-py more than the
@@ -219,16 +227,16 @@ class DeliveryLog:
         answered_ms = now_ms()
         outcomes = (outcome for chunk in replies for outcome in chunk)
         return [
-            _admission(delivery_id, new, reply, answered_ms)
+            _admission(delivery_id, new, reply, answered_ms, now)
             for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True)
         ]
 
     async def preview(self, new: NewDelivery) -> AdmissionPreview:
         """Admission's checks for `new`, read-only: the same script code, nothing claimed."""
         sendable = not new.skip_reason
-        now_ms = time.time_ns() // 1_000_000
+        now = now_ms()
         buckets, _ = dedupe_buckets(
-            new.destination_id, new.event_identity, now_ms, self._dedupe_ttl_ms
+            new.destination_id, new.event_identity, now, self._dedupe_ttl_ms
         )
         reply = await self._preview(
             keys=[
@@ -237,11 +245,21 @@ class DeliveryLog:
                 (new.throttle_key or "") if sendable else "",
                 *buckets,
             ],
-            args=[(new.recipient or "") if sendable else "", new.event_identity],
+            args=[
+                (new.recipient or "") if sendable else "",
+                new.event_identity,
+                orjson.dumps(guard_input(new, now, self._retention_s * 1000)),
+                now,
+            ],
         )
-        with_dedupe = Check.from_reply(reply[0], new.recipient, now_ms)
+        with_dedupe = Check.from_reply(reply[0], new.recipient, now)
+        if reply[1][0] in ("blocked_velocity", "capped"):
+            refusal = read_refusal(reply[1], new, now)
+            check = Check(refusal.verdict, refusal=refusal)
+        else:
+            check = Check.from_reply(reply[1], new.recipient, now)
         return AdmissionPreview(
-            check=Check.from_reply(reply[1], new.recipient, now_ms),
+            check=check,
             duplicate_of=with_dedupe.original_id if with_dedupe.verdict == "duplicate" else None,
         )
 
@@ -297,7 +315,12 @@ class DeliveryLog:
         counts from now), its window is freed (each only if still its own)."""
         bucket, expires_ms = self._mark_bucket(record)
         await self._release(
-            keys=[record.dedupe_key or "", record.throttle_key or "", bucket],
+            keys=[
+                record.dedupe_key or "",
+                record.throttle_key or "",
+                record.cap_key or "",
+                bucket,
+            ],
             args=[record.id, record.event_identity or "", expires_ms],
         )
 
@@ -359,6 +382,7 @@ class DeliveryLog:
                 record.throttle_key or "",
                 keys.SUPPRESSIONS if suppression and recipient else "",
                 record.dedupe_key or "",
+                record.cap_key or "",
                 bucket,
             ),
             (
@@ -693,9 +717,11 @@ def _json_input(script_keys: Sequence[str], args: Sequence[Any]) -> bytes:
     return orjson.dumps((script_keys, strings))
 
 
-def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int) -> Admission:
+def _admission(
+    delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int, admitted_ms: int
+) -> Admission:
     """The answer for one delivery from admit.lua's reply: {status, reason, …facts}, or
-    {'duplicate', original id}."""
+    {'duplicate', original id}. `admitted_ms`: the time admission checked it at."""
     destination, status = new.destination_id, reply[0]
     if status == "queued":
         return Admission(destination, "queued", delivery_id, new.detail)
@@ -707,12 +733,15 @@ def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int
     if status == "duplicate":
         check = Check.from_reply(reply, new.recipient, now_ms)
         return Admission(destination, "duplicate", check.original_id or "", check.detail(0))
-    # Skipped: its id names its skipped log entry.
-    reason, skipped = cast(Decision, reply[1]), skipped_id(reply[4])
+    # Skipped: {'skipped', reason, …facts, entry}; its id names its skipped log entry.
+    reason, skipped = cast(Decision, reply[1]), skipped_id(reply[-1])
     if reason in ("opted_out", "throttled"):
         # {reason, …facts} is the checks' own reply.
         check = Check.from_reply(reply[1:], new.recipient, now_ms)
         return Admission(destination, reason, skipped, check.detail(new.throttle_window_ms))
+    if reason in ("blocked_velocity", "capped"):
+        refusal = read_refusal(reply[1:-1], new, admitted_ms)
+        return Admission(destination, reason, skipped, refusal.detail, refusal.alarm)
     return Admission(destination, reason, skipped, new.detail)
 
 
@@ -722,8 +751,9 @@ def _admission_input(
     now: int,
     dedupe_ttl_ms: int,
     retention_s: tuple[int, int],
-) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
-    """One delivery's [keys, args, record] for the admission script."""
+    keep_ms: int,
+) -> tuple[tuple[str, ...], tuple[str, ...], list[str], dict[str, Any]]:
+    """One delivery's [keys, args, record, guard] for the admission script."""
     buckets, bucket_expires_ms = dedupe_buckets(
         new.destination_id, new.event_identity, now, dedupe_ttl_ms
     )
@@ -761,4 +791,4 @@ def _admission_input(
         new.destination_id,
         str(shard_expires_ms),
     )
-    return script_keys, args, fields
+    return script_keys, args, fields, guard_input(new, now, keep_ms)

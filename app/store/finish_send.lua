@@ -6,7 +6,7 @@
 -- An answer for an attempt that is no longer the delivery's last (it was resolved and
 -- tried again meanwhile) only indexes its SID.
 -- KEYS: record, stream, SID key, delayed sends, throttle, suppression list, dedupe,
---       dedupe bucket ('' = skip each)
+--       cap set, dedupe bucket ('' = skip each)
 -- ARGV: 1 id, 2 new status, 3 now ms, 4 status index prefix, 5 history detail ('' = none),
 --       6 group, 7 entry id, 8 retention s, 9 retry due ms, 10 recipient,
 --       11 suppression value, 12 attempt ('' = any), 13 'final' | 'pending',
@@ -26,7 +26,7 @@ if latest then
     if ARGV[2] == 'sent' or ARGV[2] == 'mocked' then
       redis.call('HDEL', KEYS[1], 'attempts', 'throttle', 'win')
     end
-    settle_mark(KEYS[7], KEYS[8], ARGV[17], ARGV[1], ARGV[16])
+    settle_mark(KEYS[7], KEYS[9], ARGV[17], ARGV[1], ARGV[16])
   else
     redis.call('PERSIST', KEYS[1])
   end
@@ -41,6 +41,8 @@ if latest then
     end
   end
   if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[9], ARGV[1]) end
+  -- A text surely not sent does not count against its recipient's frequency caps.
+  if KEYS[8] ~= '' and ARGV[14] == 'release' then redis.call('ZREM', KEYS[8], ARGV[1]) end
 end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[8]) end
 if KEYS[6] ~= '' then redis.call('HSETNX', KEYS[6], ARGV[10], ARGV[11]) end

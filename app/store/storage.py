@@ -13,6 +13,7 @@ from app.store.callbacks import CallbackLog
 from app.store.config_generation import ConfigGeneration
 from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
+from app.store.guard import PumpingBackoffs
 from app.store.queue import SendQueue
 from app.store.queue_stats import QueueStats
 from app.store.reconcile_state import ReconcileState
@@ -42,6 +43,7 @@ class Store:
         self.stats = DeliveryStats(redis)
         self.event_counts = EventCounts(redis)
         self.queue_stats = QueueStats(redis)
+        self.pumping = PumpingBackoffs(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""
