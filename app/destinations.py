@@ -51,6 +51,7 @@ from app.pipeline.filters import PropertyFilter, exact_key
 from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
 from app.pipeline.recipients import E164Number, parse_countries
 from app.pipeline.render import OverflowPolicy, TemplateConfigError, TemplateRenderer
+from app.senders import SenderConfig, check_sender_key, declared_rate
 from app.twilio.models import MAX_MEDIA, Channel, ContentSid, MessagingServiceSid
 
 if TYPE_CHECKING:
@@ -353,7 +354,11 @@ class DestinationSet:
     evaluated in full.
     """
 
-    def __init__(self, destinations: Iterable[Destination]) -> None:
+    def __init__(
+        self, destinations: Iterable[Destination], senders: dict[str, float] | None = None
+    ) -> None:
+        # `senders:`: each declared sender's rate, in segments per second.
+        self.sender_rates: dict[str, float] = dict(senders or {})
         self._by_id: dict[str, Destination] = {}
         listed: dict[str, list[Destination]] = {}
         every_event: list[Destination] = []
@@ -415,7 +420,7 @@ class DestinationSet:
 MAX_EXPANDED_VALUES = 1_000_000
 
 _Path = tuple[str | int, ...]
-_FILE_KEYS = ("destinations", "caps")
+_FILE_KEYS = ("destinations", "caps", "senders")  # the file's top-level keys
 
 
 def load_destinations(
@@ -431,10 +436,11 @@ def load_destinations(
     data, walk = _read_yaml(path)
     checker = _Checker(renderer, walk.lines, defaults or Defaults())
     compiled = checker.check_file(data)
+    senders = checker.check_senders(data)
     checker.add_keys_given_twice(walk.twice)
     if checker.problems:
         raise ConfigError(path, checker.problems)
-    return DestinationSet(compiled)
+    return DestinationSet(compiled, senders)
 
 
 def _read_yaml(path: Path) -> tuple[Any, _NodeLines]:
@@ -575,6 +581,40 @@ class _Checker:
             if destination is not None:
                 compiled.append(destination)
         return compiled
+
+    def check_senders(self, data: Any) -> dict[str, float]:
+        """`senders:`, each sender's rate (segments per second); problems are added."""
+        items = data.get("senders") if isinstance(data, dict) else None
+        if items is None:
+            return {}
+        if not isinstance(items, dict):
+            self.add(("senders",), None, "senders", f"must be a mapping, got {_kind(items)}")
+            return {}
+        rates: dict[str, float] = {}
+        for sender, entry in items.items():
+            path: _Path = ("senders", sender)
+            field = f"senders.{sender}"
+            problem = check_sender_key(str(sender))
+            if problem is not None:
+                self.add(path, None, field, problem)
+                continue
+            if isinstance(entry, int | float) and not isinstance(entry, bool):
+                entry = {"rate": entry}  # `"+14155550100": 10`, the short form
+            try:
+                config = SenderConfig.model_validate(entry)
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    loc = error["loc"]
+                    message = (
+                        _unknown_field(str(loc[-1]), list(SenderConfig.model_fields))
+                        if error["type"] == "extra_forbidden"
+                        else _message(error)
+                    )
+                    name = ".".join([field, *(str(part) for part in loc)])
+                    self.add((*path, *loc), None, name, message)
+                continue
+            rates[str(sender)] = declared_rate(config, str(sender))
+        return rates
 
     def check_caps(self, raw: Any) -> CapsConfig:
         """The file's `caps:` ({} when absent or invalid: its problems are reported)."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -135,6 +136,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        self._sender_rate = Gauge(
+            "smsdest_sender_rate",
+            "Each sender's pace now, in segments per second: its declared rate, lowered by "
+            "Twilio's slow-down codes (AIMD), as this process last read it from Redis.",
+            ["sender"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
         # Children by label values: `labels()` takes a lock and builds a tuple per call.
         self._event_children = {
             shape: self._events.labels(shape)
@@ -182,6 +191,10 @@ class Metrics:
 
     def event_to_send(self, seconds: float) -> None:
         self._latency.observe(seconds)
+
+    def sender_rate(self, sender: str, rate: float) -> None:
+        """A sender's pace (segments per second), as a reservation or a cut just found it."""
+        self._sender_rate.labels(sender).set(rate)
 
     # --- the scrape ----------------------------------------------------------------------
 

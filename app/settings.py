@@ -18,6 +18,7 @@ from app.durations import Seconds
 from app.guard import DEFAULT_PER_BLOCK, DEFAULT_PER_COUNTRY
 from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
 from app.pipeline.recipients import parse_countries
+from app.redis_url import parse_redis_url
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
@@ -26,6 +27,8 @@ _API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
 # healthy Redis; seconds leave room for a pause).
 SEND_BOOKKEEPING_S = 2
 DEFAULT_RECLAIM_IDLE_S = 60
+# Kept between a pacing wait's end and the reclaim horizon, for the event loop's delays.
+PACING_MARGIN_S = 5
 
 
 class SettingsError(Exception):
@@ -63,8 +66,14 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # --- storage ------------------------------------------------------------------------
-    # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`.
+    # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`. A
+    # redis:// URL, or redis+sentinel://… for a master found through Sentinels
+    # (app/redis_url.py; README, "Redis: replicas, Sentinel and failover").
     redis_url: str | None = None
+    # Writes that answer a promise (ingest's 202, a send's intent, an opt-out) wait until
+    # this many replicas have them (WAIT), at most redis_wait_timeout ms; else 503.
+    redis_min_replicas: int = Field(default=0, ge=0, le=16)
+    redis_wait_timeout: int = Field(default=1000, ge=1, le=4000)  # ms
     data_dir: Path = Path("data")
     dedupe_ttl: Seconds = Field(default=7 * 86_400, ge=1)
     delivery_retention: Seconds = Field(default=30 * 86_400, ge=60)
@@ -107,6 +116,10 @@ class Settings(BaseSettings):
     send_max_attempts: int = Field(default=5, ge=1, le=50)
     retry_base_delay: float = Field(default=1.0, ge=0)
     retry_max_delay: float = Field(default=300.0, ge=0)
+    # The pace (segments per second) of senders missing from `senders:`; unset: by their
+    # shape — a toll-free number 3, a short code 100, any other number or a Messaging
+    # Service 1 (app/senders.py).
+    sender_default_rate: float | None = Field(default=None, gt=0, le=10_000)
     # Twilio answers 429 (20429, safe to retry: we back off) past its account concurrency.
     worker_concurrency: int = Field(default=100, ge=1, le=1000)
     # Unset: derived from twilio_timeout (see `_check_reclaim_outlives_sends`).
@@ -164,6 +177,22 @@ class Settings(BaseSettings):
             return frozenset({self.default_region})
         return parse_countries(self.allowed_countries.split(","))
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_redis_url(value)  # a ValueError says what to write instead
+        return value
+
+    @model_validator(mode="after")
+    def _check_replicas_exist(self) -> Settings:
+        if self.redis_min_replicas and self.redis_url is None:
+            raise ValueError(
+                f"SMS_REDIS_MIN_REPLICAS={self.redis_min_replicas} needs SMS_REDIS_URL: the "
+                "embedded Redis has no replicas (every write would wait for none and fail)"
+            )
+        return self
+
     @field_validator("public_base_url", "twilio_base_url", "api_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
@@ -214,6 +243,15 @@ class Settings(BaseSettings):
                 "leave SMS_RECLAIM_IDLE unset to derive it"
             )
         return self
+
+    @property
+    def pacing_hold_s(self) -> float:
+        """How long a worker may wait for its sender's turn while it holds the message's
+        stream entry: what SMS_RECLAIM_IDLE leaves after a send's own deadline and record
+        keeping, less a margin (another worker must never take over a message still
+        waiting). A longer wait parks the message in the delayed set until its turn."""
+        busy = math.ceil(self.twilio_timeout) + SEND_BOOKKEEPING_S + PACING_MARGIN_S
+        return float(max(0, self.reclaim_idle - busy))
 
     @property
     def has_twilio_credentials(self) -> bool:

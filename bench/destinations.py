@@ -29,6 +29,10 @@ MATCHING = {
     "on_overflow": "reject",
 }
 
+# Pacing is on, as for users; the sender is declared far faster than the machine can send,
+# so the figures measure what pacing costs (its reservations), never its waits.
+SENDERS = {"+15005550006": {"rate": 10_000}}
+
 # The 1,000-destination file: besides the matching one, OTHER_EVENTS destinations listen
 # to other event names and FILTERED ones listen to `bench` behind a filter that fails.
 OTHER_EVENTS = 900
@@ -57,9 +61,13 @@ def _decoy(index: int, *, filtered: bool) -> dict[str, object]:
 def write_destinations(folder: Path) -> tuple[Path, Path]:
     """Write the 1-destination and the 1,000-destination files; return both paths."""
     single = folder / "destinations-1.yaml"
-    single.write_text(yaml.safe_dump({"destinations": [MATCHING]}, sort_keys=False))
+    single.write_text(
+        yaml.safe_dump({"senders": SENDERS, "destinations": [MATCHING]}, sort_keys=False)
+    )
     decoys = [_decoy(i, filtered=False) for i in range(OTHER_EVENTS)]
     decoys += [_decoy(OTHER_EVENTS + i, filtered=True) for i in range(FILTERED)]
     many = folder / "destinations-1000.yaml"
-    many.write_text(yaml.safe_dump({"destinations": [*decoys, MATCHING]}, sort_keys=False))
+    many.write_text(
+        yaml.safe_dump({"senders": SENDERS, "destinations": [*decoys, MATCHING]}, sort_keys=False)
+    )
     return single, many

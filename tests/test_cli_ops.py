@@ -114,6 +114,8 @@ def served(twilio: FakeTwilio, tmp_path_factory: pytest.TempPathFactory) -> Iter
         TWILIO_ACCOUNT_SID=ACCOUNT_SID,
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         SMS_CONFIG_POLL_INTERVAL="0.1",
+        # Paced, but never held back: one test's text must not arrive during the next.
+        SMS_SENDER_DEFAULT_RATE="10000",
     )
     serve_env = {**env, "SMS_INGEST_TOKEN": INGEST_TOKEN, "SMS_ADMIN_TOKEN": ADMIN_TOKEN}
     process = subprocess.Popen(
@@ -315,10 +317,10 @@ def test_sighup_reloads(served: Served) -> None:
 def test_replay_from_the_command_line(served: Served, api: bool) -> None:
     since = datetime.now(UTC).isoformat()
     before = len(served.twilio.message_requests)
-    served.twilio.enqueue(FakeTwilio.fail_with(400, 21211, "Invalid 'To' Phone Number"))
+    served.twilio.enqueue(FakeTwilio.fail_with(400, 21608, "The number is unverified"))
     failed = served.post_event(phone("replay", api))
     served.wait_status(failed, "failed")
-    select = ["deliveries", "replay", "--since", since, "--error-code", "21211"]
+    select = ["deliveries", "replay", "--since", since, "--error-code", "21608"]
     dry = served.run(*select, "--json", api=api)
     assert dry.returncode == 0, dry.stderr
     report = json.loads(dry.stdout)

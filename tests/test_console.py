@@ -104,12 +104,13 @@ def _shot(page: Any, name: str) -> None:
 
 
 def _seed(service: RunningService, fake_twilio: FakeTwilio) -> dict[str, str]:
-    """Deliveries in every interesting state: sent, failed (21211), skipped (opted out),
+    """Deliveries in every interesting state: sent, failed (21608), skipped (opted out),
     mocked (a test-mode destination); a scheduled message at Twilio to cancel."""
     with service.admin() as admin:
         admin.post("/v1/suppressions", json={"number": "+14155550199"}).raise_for_status()
     fake_twilio.enqueue(
-        FakeTwilio.fail_with(400, 21211, "The 'To' number is not a valid phone number.")
+        # 21608 fails the message only (21211 would also suppress the number: no Resend)
+        FakeTwilio.fail_with(400, 21608, "The number is unverified.")
     )
     failed = service.post_events(
         posthog_webhook(uuid="0190e4c6-0000-7000-8000-0000000000a1", phone="+14155550123")
@@ -203,8 +204,8 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
         == [d["id"] for d in failed_api]
         == [seeded["failed"]]
     )
-    page.goto(f"{base}/console/deliveries?error_code=21211")
-    by_code = _api(service, "/v1/deliveries", error_code=21211)["items"]
+    page.goto(f"{base}/console/deliveries?error_code=21608")
+    by_code = _api(service, "/v1/deliveries", error_code=21608)["items"]
     assert _rows(page, "#delivery-rows tr[data-id]", "data-id") == [d["id"] for d in by_code]
     assert [d["id"] for d in by_code] == [seeded["failed"]]
     page.goto(f"{base}/console/deliveries?recipient=%2B14155550199")
@@ -235,8 +236,8 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     assert page.get_by_test_id("body").inner_text() == failed["body"]
     assert page.get_by_test_id("encoding").inner_text() == failed["encoding"]
     assert page.get_by_test_id("segments").inner_text() == str(failed["segments"])
-    assert page.get_by_test_id("error").inner_text().startswith("21211: The 'To' number")
-    assert page.get_by_test_id("error-words").inner_text() == describe(21211)
+    assert page.get_by_test_id("error").inner_text().startswith("21608: The number is unverified")
+    assert page.get_by_test_id("error-words").inner_text() == describe(21608)
     assert page.locator('[data-testid="timeline"] li').count() == len(failed["history"])
     _shot(page, "delivery")
     mocked = service.delivery(seeded["mocked"])

@@ -98,10 +98,10 @@ def uid(n: int) -> str:
 def test_counters_equal_what_was_sent(start_service: Start, fake_twilio: FakeTwilio) -> None:
     service = start_service(DESTINATIONS)
     # Twilio's answers, in order of the first three creates: a 429 (retried), a permanent
-    # 21211; every other create succeeds.
+    # 21608 (it fails that message only); every other create succeeds.
     fake_twilio.enqueue(
         FakeTwilio.fail_with(429, 20429, "Too Many Requests"),
-        FakeTwilio.fail_with(400, 21211, "Invalid 'To' Phone Number"),
+        FakeTwilio.fail_with(400, 21608, "The number is unverified"),
     )
     answers = [
         service.post_events(posthog_webhook(uuid=uid(1), phone=phone(1))),
@@ -144,7 +144,7 @@ def test_counters_equal_what_was_sent(start_service: Start, fake_twilio: FakeTwi
     assert matching(samples, "smsdest_twilio_requests_total") == {
         frozenset({("http_status", "201"), ("error_code", "")}): 5,
         frozenset({("http_status", "429"), ("error_code", "20429")}): 1,
-        frozenset({("http_status", "400"), ("error_code", "21211")}): 1,
+        frozenset({("http_status", "400"), ("error_code", "21608")}): 1,
     }
     assert len(fake_twilio.message_requests) == 7
     sends = matching(samples, "smsdest_sends_total")

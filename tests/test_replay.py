@@ -64,13 +64,13 @@ def settle(fake_twilio: FakeTwilio, expected: int) -> None:
 
 def test_dry_run_then_replay_once(start_service: Start, fake_twilio: FakeTwilio) -> None:
     service = start_service(DESTINATIONS)
-    invalid = FakeTwilio.fail_with(400, 21211, "Invalid 'To' Phone Number")
-    fake_twilio.enqueue(invalid, invalid, invalid)
+    unverified = FakeTwilio.fail_with(400, 21608, "The number is unverified")
+    fake_twilio.enqueue(unverified, unverified, unverified)
     [a] = admit(service, 1, PHONES[0])
     [b] = admit(service, 2, PHONES[1])
     [c] = admit(service, 3, PHONES[2])
     for delivery_id in (a, b, c):
-        assert service.wait_for_status(delivery_id, "failed")["error_code"] == 21211
+        assert service.wait_for_status(delivery_id, "failed")["error_code"] == 21608
     with service.admin() as admin:
         assert admin.post("/v1/suppressions", json={"number": PHONES[2]}).status_code == 201
     settle(fake_twilio, 3)
@@ -112,17 +112,17 @@ def test_replay_skips_reached_recipients_and_held_windows(
     start_service: Start, fake_twilio: FakeTwilio
 ) -> None:
     service = start_service(DESTINATIONS)
-    invalid = FakeTwilio.fail_with(400, 21211, "Invalid 'To' Phone Number")
+    unverified = FakeTwilio.fail_with(400, 21608, "The number is unverified")
     # promo, throttled per recipient: the first upgrade fails, the second is sent and
     # holds the window.
-    fake_twilio.enqueue(invalid)
+    fake_twilio.enqueue(unverified)
     [failed_promo] = admit(service, 10, PHONES[3], "upgraded")
     service.wait_for_status(failed_promo, "failed")
     [held] = admit(service, 11, PHONES[3], "upgraded")
     service.wait_for_status(held, "sent")
     # The same event reached its recipient through another delivery (the "signed up"
     # replay of the first test's kind, then this event under "also" with the same uuid).
-    fake_twilio.enqueue(invalid)
+    fake_twilio.enqueue(unverified)
     [failed_welcome] = admit(service, 12, PHONES[0])
     service.wait_for_status(failed_welcome, "failed")
     [reached] = admit(service, 12, PHONES[0], "paired")  # same uuid, another destination

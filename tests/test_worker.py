@@ -72,13 +72,14 @@ def test_a_retry_after_beyond_the_max_delay_is_capped(
 def test_permanent_error_fails_at_once_and_releases_throttle(
     start_service: Start, fake_twilio: FakeTwilio, redis_client: redis.Redis
 ) -> None:
-    fake_twilio.enqueue(fake_twilio.fail_with(400, 21211, "The 'To' number is not valid."))
+    # 21608 fails this message only (21211, an invalid number, also suppresses it).
+    fake_twilio.enqueue(fake_twilio.fail_with(400, 21608, "The number is unverified."))
     service = start_service(THROTTLED_DESTINATION)
     delivery_id = queue_one(service)
     record = service.wait_for_status(delivery_id, "failed")
     assert len(fake_twilio.message_requests) == 1
-    assert record["error_code"] == 21211
-    assert record["error_message"] == "The 'To' number is not valid."
+    assert record["error_code"] == 21608
+    assert record["error_message"] == "The number is unverified."
     assert record["attempts"] == 1
     # The window is free again: the next event for the recipient goes out.
     assert redis_client.keys(keys.PREFIX + "throttle:*") == []

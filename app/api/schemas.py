@@ -171,7 +171,10 @@ class CancelResult(BaseModel):
 class Suppression(BaseModel):
     number: str
     since: str
-    source: str = Field(description="`inbound`, `twilio_21610`, `api`, `cli`")
+    source: str = Field(
+        description="`inbound`, `twilio_21610` (opted out), `twilio_<code>` (Twilio said the "
+        "number cannot take texts: invalid, landline, unreachable…), `api`, `cli`, `console`"
+    )
     keyword: str | None = None
 
 

@@ -38,6 +38,13 @@ def serve(args: argparse.Namespace) -> None:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, run_worker=not args.no_worker)
+    if settings.redis_url is not None:
+        # The wrong Redis (Cluster, evicting, a replica) in one line and exit 2 (after the
+        # configuration's own checks, in create_app), as the worker says it, rather than
+        # in uvicorn's trace of a failed start-up.
+        from app.store.storage import refuse_unfit_redis
+
+        run_event_loop(refuse_unfit_redis(settings))
     config = uvicorn.Config(
         app,
         host=args.host or settings.host,
@@ -59,10 +66,12 @@ def worker(_: argparse.Namespace) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if settings.redis_url is None:
         raise SettingsError("smsdest worker needs SMS_REDIS_URL (the embedded Redis is serve's)")
-    load_configured_destinations(settings)  # same config checks as serve
+    destinations = load_configured_destinations(settings)  # same config checks as serve
 
     async def run() -> None:
         async with open_services(settings, redis=True) as services:
+            if services.reloader is not None:
+                await services.reloader.publish_senders(destinations)
             jobs = services.background_jobs()
             metrics = _metrics_server(services) if settings.metrics_port else None
 

@@ -38,6 +38,7 @@ class Sent:
 class RetryLater:
     delay: float
     error: TwilioError
+    note: str = ""  # added to the retry's detail (e.g. the sender's pace was cut)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,14 @@ import orjson
 from app.destinations import Destination
 from app.pipeline.events import Event
 from app.pipeline.filters import match_filters
-from app.pipeline.quiet_hours import NeverOpen, release_time, zone_named
+from app.pipeline.quiet_hours import (
+    NeverOpen,
+    QuietHoursConfig,
+    parse_quiet_spec,
+    quiet_spec,
+    release_time,
+    zone_named,
+)
 from app.pipeline.recipients import (
     ALL_COUNTRIES,
     InvalidRecipient,
@@ -65,6 +72,7 @@ class Evaluation:
     expires_at: datetime | None = None  # from `validity`: never sent after this
     media_urls: tuple[str, ...] = ()  # MMS (or one WhatsApp media)
     content_variables: str | None = None  # a Content template's variables, as JSON
+    quiet: str | None = None  # the quiet hours the worker checks again (`quiet_spec`)
 
     @property
     def message(self) -> OutboundMessage | None:
@@ -148,7 +156,9 @@ def evaluate(
     try:
         send_at = _send_at(destination, context, now)
         expires_at = _expiry(destination, send_at, now)
-        quiet = _quiet_hours(destination, context, recipient, send_at or now, expires_at)
+        quiet, quiet_carried = _quiet_hours(
+            destination, context, recipient, send_at or now, expires_at
+        )
         if isinstance(quiet, _Deferral):
             send_at = quiet.release
             schedule: Schedule = "local"  # held by us: Twilio's own scheduling is not ours
@@ -189,6 +199,7 @@ def evaluate(
         expires_at=expires_at,
         media_urls=media_urls,
         content_variables=content_variables,
+        quiet=quiet_carried,
     )
 
 
@@ -253,13 +264,14 @@ def _quiet_hours(
     recipient: str,
     at: datetime,
     expires_at: datetime | None,
-) -> _Deferral | str | None:
+) -> tuple[_Deferral | str | None, str | None]:
     """None when `at` is outside the destination's quiet hours for this recipient; else a
     deferral (action `defer`) or the reason it is dropped (`drop`, or a deferral that would
-    outlive the message's validity)."""
+    outlive the message's validity). Second: the quiet hours the delivery carries, for
+    the worker to check again before each attempt (`quiet_spec`; None: it has none)."""
     config = destination.quiet_hours
     if config is None:
-        return None
+        return None, None
     zones, source = _recipient_zones(destination, context, recipient)
     try:
         release = release_time(config, zones, at)
@@ -268,8 +280,21 @@ def _quiet_hours(
         # Guam to Newfoundland): the service's default zone decides.
         zones, source = [destination.default_zone], "SMS_DEFAULT_TIMEZONE"
         release = release_time(config, zones, at)
+    # The number's zones are found again from the number; any other is written down.
+    spec = quiet_spec(config, None if source.startswith("the number") else [z.key for z in zones])
     if release is None:
-        return None
+        return None, spec
+    return _quiet_verdict(config, zones, source, release, expires_at), spec
+
+
+def _quiet_verdict(
+    config: QuietHoursConfig,
+    zones: Sequence[ZoneInfo],
+    source: str,
+    release: datetime,
+    expires_at: datetime | None,
+) -> _Deferral | str:
+    """A message inside quiet hours until `release`: deferred, or why it is dropped."""
     names = ", ".join(zone.key for zone in zones[:3]) + (", …" if len(zones) > 3 else "")
     window = f"quiet hours {config.describe()} in {names} ({source})"
     opens = release.isoformat().replace("+00:00", "Z")
@@ -355,3 +380,38 @@ def _send_at(destination: Destination, context: dict[str, Any], now: datetime) -
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO 8601 time") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class QuietRecheck:
+    """A queued message found inside its quiet hours when about to be sent."""
+
+    release: datetime  # when the window opens
+    drop: bool  # dropped (action `drop`, or the opening is past its validity), else deferred
+    detail: str
+
+
+def recheck_quiet_hours(
+    spec: str, recipient: str, at: datetime, expires_at: datetime | None
+) -> QuietRecheck | None:
+    """The worker's check, before each attempt, of the quiet hours a delivery carries
+    (`Evaluation.quiet`): None when `at` is outside them, so that a backoff, pacing or a
+    backlog never texts anyone inside their window."""
+    config, names = parse_quiet_spec(spec)
+    if names:
+        zones, source = [z for name in names if (z := zone_named(name))], "as admitted"
+    else:
+        zones = [z for name in time_zones_of(recipient) if (z := zone_named(name))]
+        source = "the number's zones" if len(zones) > 1 else "the number"
+    if not zones:
+        return None
+    try:
+        release = release_time(config, zones, at)
+    except NeverOpen:
+        return None  # admission wrote the default zone down in that case
+    if release is None:
+        return None
+    verdict = _quiet_verdict(config, zones, source, release, expires_at)
+    if isinstance(verdict, str):
+        return QuietRecheck(release, True, verdict)
+    return QuietRecheck(release, False, verdict.detail)

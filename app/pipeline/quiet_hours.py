@@ -126,3 +126,36 @@ def release_time(
             return None if at == moment.astimezone(UTC) else at
         at = max(ends)
     raise NeverOpen
+
+
+# --- quiet hours carried by a delivery, re-checked by the worker --------------------------
+# A delivery keeps its destination's quiet hours and the recipient's zones as admission
+# found them (a zone from the event's template cannot be found again later), in one short
+# field: `<start>-<end>|<days>|<action>|<zones>`; days and zones empty mean every day and
+# the number's own zones (libphonenumber's, found again from the number).
+
+
+def quiet_spec(config: QuietHoursConfig, zones: Sequence[str] | None) -> str:
+    """The quiet hours a delivery carries; `zones` None: the number's zones."""
+    days = (
+        ""
+        if config.days == frozenset(WEEKDAYS)
+        else ",".join(day for day in WEEKDAYS if day in config.days)
+    )
+    return f"{config.describe()}|{days}|{config.action}|{','.join(zones or ())}"
+
+
+@lru_cache(maxsize=256)
+def parse_quiet_spec(spec: str) -> tuple[QuietHoursConfig, tuple[str, ...]]:
+    """`quiet_spec`'s config and zone names (empty: the number's)."""
+    window, days, action, zones = spec.split("|")
+    start, end = window.split("-")
+    config = QuietHoursConfig.model_validate(
+        {
+            "start": start,
+            "end": end,
+            "action": action,
+            **({"days": days.split(",")} if days else {}),
+        }
+    )
+    return config, tuple(zone for zone in zones.split(",") if zone)

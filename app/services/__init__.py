@@ -17,6 +17,7 @@ from app.pipeline.dispatch import RetryPolicy
 from app.services.event_tally import EventTally
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
+from app.services.pacing import SenderPacer
 from app.services.recent import RecentEvents
 from app.services.reconcile import Reconciler
 from app.services.reload import DestinationReloader
@@ -58,7 +59,12 @@ class BackgroundJobs:
     """What a worker runs: the send worker, and reconciliation with Twilio when live."""
 
     def __init__(
-        self, settings: Settings, store: Store, twilio: TwilioClient, metrics: Metrics
+        self,
+        settings: Settings,
+        store: Store,
+        twilio: TwilioClient,
+        metrics: Metrics,
+        pacer: SenderPacer | None = None,
     ) -> None:
         self._worker = SendWorker(
             store.send_queue(consumer_name()),
@@ -73,6 +79,8 @@ class BackgroundJobs:
             settings.twilio_timeout,
             settings.twilio_list_delay,
             settings.shutdown_grace,
+            pacer=pacer or SenderPacer(store.pacing, metrics, settings.sender_default_rate),
+            pace_hold_s=settings.pacing_hold_s,
             pumping=store.pumping,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
@@ -116,6 +124,8 @@ class Services:
     reloader: DestinationReloader | None = None  # its `last_error`: the last refused reload
     replay_service: ReplayService | None = None
     system_event_service: SystemEvents | None = None
+    # Sender pacing of this process (the worker's reservations, the webhooks' cuts).
+    pacer: SenderPacer | None = None
     event_tally: EventTally | None = None  # flushed by `serve` (counted_events)
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
@@ -155,7 +165,9 @@ class Services:
 
     def background_jobs(self) -> BackgroundJobs:
         """The send worker (and reconciliation), for `serve` and `smsdest worker`."""
-        return BackgroundJobs(self.settings, _needed(self.store), self.twilio, self.metrics)
+        return BackgroundJobs(
+            self.settings, _needed(self.store), self.twilio, self.metrics, self.pacer
+        )
 
 
 _T = TypeVar("_T")
@@ -199,10 +211,16 @@ def build_services(
         RecentEvents(settings.recent_events) if settings.recent_events else None,
         tally,
     )
+    pacer = SenderPacer(store.pacing, metrics, settings.sender_default_rate)
     webhooks = TwilioWebhooks(
-        store.callbacks, store.deliveries, ingest, settings.default_region, store.pumping
+        store.callbacks,
+        store.deliveries,
+        ingest,
+        settings.default_region,
+        pumping=store.pumping,
+        pacer=pacer,
     )
-    reloader = DestinationReloader(settings, ingest, store.config_generation)
+    reloader = DestinationReloader(settings, ingest, store.config_generation, store.pacing)
     replay = ReplayService(store.deliveries, store.replays, ingest)
     system_events = SystemEvents(ingest)
     ingest.on_guard_tripped(system_events.guard_tripped)
@@ -217,5 +235,6 @@ def build_services(
         reloader=reloader,
         replay_service=replay,
         system_event_service=system_events,
+        pacer=pacer,
         event_tally=tally,
     )

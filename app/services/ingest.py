@@ -197,6 +197,7 @@ class IngestService:
             channel=config.channel,
             content_sid=config.content_sid,
             content_variables=evaluation.content_variables,
+            quiet=evaluation.quiet,
             validity_period=evaluation.destination.validity,
             expires_ms=(
                 int(evaluation.expires_at.timestamp() * 1000) if evaluation.expires_at else None

@@ -23,6 +23,7 @@ from app.services.ingest import IngestService
 from app.settings import Settings
 from app.store import StorageError
 from app.store.config_generation import ConfigGeneration
+from app.store.pacing import SenderPacing
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,14 @@ class DestinationReloader:
     """Reloads this process's destinations, and follows reloads done by other processes."""
 
     def __init__(
-        self, settings: Settings, ingest: IngestService, generations: ConfigGeneration
+        self,
+        settings: Settings,
+        ingest: IngestService,
+        generations: ConfigGeneration,
+        pacing: SenderPacing | None = None,
     ) -> None:
         self._settings = settings
+        self._pacing = pacing  # where `senders:` is published for every worker
         self._ingest = ingest
         self._generations = generations
         self._lock = asyncio.Lock()
@@ -90,6 +96,17 @@ class DestinationReloader:
             self.generation = await self._generations.current()
         except StorageError as exc:
             log.warning("cannot read the config generation: %s", exc)
+        await self.publish_senders(self._ingest.destinations)
+
+    async def publish_senders(self, destinations: DestinationSet) -> None:
+        """Publish `senders:` to Redis, where every worker's pacing reads it (workers do not
+        read the file again; a failure is logged, and the next load publishes)."""
+        if self._pacing is None:
+            return
+        try:
+            await self._pacing.publish(destinations.sender_rates)
+        except StorageError as exc:
+            log.warning("cannot publish the senders' rates: %s", exc)
 
     async def reload(self, *, announce: bool = True) -> ReloadResult:
         """Load the file again; swap it in only if valid, else raise `ReloadRefused`.
@@ -109,6 +126,7 @@ class DestinationReloader:
                 raise ReloadRefused(f"{_KEPT}: {why}") from None
             self._ingest.use_destinations(destinations)
             self.last_error = self.last_error_at = None
+            await self.publish_senders(destinations)
             if announce:
                 self.generation = await self._generations.bump()
             log.info(

@@ -15,6 +15,7 @@ from typing import Any
 from app.pipeline.events import Event, Person
 from app.pipeline.recipients import InvalidRecipient, mask_phone, normalize_phone
 from app.services.ingest import EventOutcome, IngestService
+from app.services.pacing import SenderPacer
 from app.store import StorageError
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.deliveries import DeliveryLog
@@ -23,6 +24,9 @@ from app.twilio.error_catalog import ErrorAction, action_for
 from app.twilio.models import address_number
 
 log = logging.getLogger(__name__)
+
+# Codes whose callback puts the recipient on the suppression list.
+_SUPPRESSING = frozenset({ErrorAction.OPT_OUT, ErrorAction.SUPPRESS_RECIPIENT})
 
 # Twilio's default opt-out and opt-in keywords (whole body, case-insensitive, trimmed).
 OPT_OUT_KEYWORDS = frozenset(
@@ -55,8 +59,10 @@ class TwilioWebhooks:
         ingest: IngestService,
         default_region: str,
         pumping: PumpingBackoffs | None = None,
+        pacer: SenderPacer | None = None,
     ) -> None:
         self._pumping = pumping
+        self._pacer = pacer  # a slow-down code in a callback cuts its sender's pace
         self._callbacks = callbacks
         self._deliveries = deliveries
         self._ingest = ingest
@@ -79,11 +85,19 @@ class TwilioWebhooks:
         if delivery_id is None and named and sid and await self._deliveries.adopt_sid(named, sid):
             delivery_id = named
         change = None
-        if delivery_id and action_for(error_code) is ErrorAction.OPT_OUT and form.get("To"):
-            change = SuppressionChange(self._number(form["To"]), "add", "twilio_21610")
+        action = action_for(error_code)
+        if delivery_id and action in _SUPPRESSING and form.get("To"):
+            # Opted out (21610), or cannot take texts at all (invalid, landline…).
+            change = SuppressionChange(self._number(form["To"]), "add", f"twilio_{error_code}")
         webhook = Webhook("status", sid, status, idempotency_token)
         if not await self._callbacks.apply_once(webhook, change):
             return WebhookResult("replayed", [])
+        if delivery_id and action is ErrorAction.RETRY_SLOWER and self._pacer is not None:
+            # 30001 (queue overflow), 30022 (10DLC rate)…: its sender went too fast.
+            sender = form.get("MessagingServiceSid") or self._number(form.get("From", ""))
+            if sender:
+                with contextlib.suppress(StorageError):  # a lost cut is not worth a retry
+                    await self._pacer.slow_down(sender)
         try:
             return await self._apply_status(form, sid, status, error_code, delivery_id)
         except Exception:

@@ -11,7 +11,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app.metrics import Metrics
 from app.pipeline.dispatch import (
@@ -23,7 +23,9 @@ from app.pipeline.dispatch import (
     attempt_send,
     mocked_send,
 )
+from app.pipeline.plan import recheck_quiet_hours
 from app.pipeline.recipients import mask_phone
+from app.services.pacing import SenderPacer
 from app.services.resolver import find_created
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
@@ -51,6 +53,13 @@ _READ_BLOCK_MS = 200
 _PROMOTE_EVERY_S = 0.1  # how late a due retry or held message may be moved to the queue
 _PRUNE_EVERY_S = 600.0
 _RECORD_RETRY_MAX_S = 2.0  # how often a held answer tries Redis again, at most
+# A pacing wait this short is slept through, even by a worker told to stop; a longer one
+# watches for the stop (and then parks the message).
+_SHORT_WAIT_S = 1.0
+# A slot this close counts as now. The schedule is not moved by it, so the pace holds on
+# average; only a fast sender's lease (slots a fraction of a millisecond apart) goes out in
+# bursts of at most 20 ms of its rate, instead of a hundred sends each sleeping a moment.
+_EARLY_S = 0.02
 # A stream entry written this soon after its delivery was created was queued by admission
 # itself (not promoted later from a hold or a retry): its send measures event-to-send.
 _QUEUED_AT_ADMISSION_MS = 1000
@@ -76,10 +85,16 @@ class SendWorker:
         twilio_timeout_s: float,
         list_delay_s: float,
         shutdown_grace_s: float = 20.0,
+        pacer: SenderPacer | None = None,
+        pace_hold_s: float = 0.0,
         pumping: PumpingBackoffs | None = None,
     ) -> None:
         self._pumping = pumping
         self._deliveries = deliveries
+        # Live sends wait for their sender's turn (None: unpaced); at most `pace_hold_s`
+        # holding the stream entry, longer in the delayed set (Settings.pacing_hold_s).
+        self._pacer = pacer
+        self._pace_hold_s = pace_hold_s
         self._metrics = metrics
         self._queue = queue
         self._twilio = twilio
@@ -177,6 +192,10 @@ class SendWorker:
     async def _handle_safely(self, queued: QueuedSend) -> None:
         try:
             await self.handle(queued)
+        except StorageError as exc:
+            # Redis away, read-only, or the attempt not on enough replicas: nothing was
+            # sent; the entry stays pending and is taken over later (resolved first).
+            log.warning("send worker: delivery %s left for later: %s", queued.delivery_id, exc)
         except Exception:
             # The entry stays pending and is reclaimed later: logged, never lost.
             log.exception("send worker: delivery %s failed unexpectedly", queued.delivery_id)
@@ -212,6 +231,14 @@ class SendWorker:
         if expires is not None and time.time() >= expires:
             await self._expire(queued, record, expires)
             return
+        if await self._held_by_quiet_hours(queued, record, expires):
+            return
+        if record.mode == "live" and self._pacer is not None:
+            waited = await self._pace(queued, record, expires)
+            if waited is None:
+                return  # parked until its turn, or expired before it
+            if waited and await self._held_by_quiet_hours(queued, record, expires):
+                return
         message = message_of(record, expires)
         if record.mode == "test":
             outcome: Outcome = mocked_send(mocked_sid(record.id))
@@ -219,6 +246,7 @@ class SendWorker:
             started = time.perf_counter()
             outcome = await attempt_send(self._twilio, message, attempt, self._policy)
             self._measure(queued, record, outcome, time.perf_counter() - started)
+            outcome = await self._paced_outcome(record, outcome)
         # Once Twilio has answered, that answer is held until it is recorded, however long
         # Redis is away: an unrecorded answer would leave the outcome to the resolver, and
         # an answer is never handed back for resending.
@@ -302,11 +330,125 @@ class SendWorker:
             attempt=record.attempts,
         )
 
-    async def _expire(self, queued: QueuedSend, record: DeliveryRecord, expires: float) -> None:
+    async def _held_by_quiet_hours(
+        self, queued: QueuedSend, record: DeliveryRecord, expires: float | None
+    ) -> bool:
+        """A message about to go inside its recipient's quiet hours (a backoff, a pace or
+        a backlog pushed it there) is deferred to the window's opening — or dropped, when
+        its destination drops or the opening is past its validity. True when held."""
+        if record.quiet is None or record.recipient is None:
+            return False
+        expires_at = datetime.fromtimestamp(expires, UTC) if expires is not None else None
+        found = recheck_quiet_hours(record.quiet, record.recipient, datetime.now(UTC), expires_at)
+        if found is None:
+            return False
+        if found.drop:
+            await self._deliveries.hold_send(
+                record, queued.entry_id, "skipped", detail=found.detail, reason="quiet_hours"
+            )
+        else:
+            release_ms = int(found.release.timestamp() * 1000)
+            await self._deliveries.hold_send(
+                record, queued.entry_id, "scheduled", detail=found.detail, due_ms=release_ms
+            )
+        log.info(
+            "send held by quiet hours: %s",
+            found.detail,
+            extra=_attempt_fields(
+                record, record.attempts, "skipped" if found.drop else "scheduled"
+            ),
+        )
+        return True
+
+    async def _pace(
+        self, queued: QueuedSend, record: DeliveryRecord, expires: float | None
+    ) -> bool | None:
+        """Wait for the sender's turn: False when it is now, True after a wait here, None
+        when the message left the worker (parked in the delayed set until its turn, which
+        is further off than this worker may hold it, or expired before it)."""
+        assert self._pacer is not None
+        sender = record.messaging_service_sid or record.from_number
+        if not sender:
+            return False
+        slot = _reserved_slot(record)
+        rate: float | None = None
+        if slot is None:
+            deadline = int(expires * 1000) if expires is not None else None
+            reservation = await self._pacer.reserve(sender, record.segments or 1, deadline)
+            rate = reservation.rate
+            if reservation.refused:
+                turn = iso_ms(reservation.slot_ms)
+                await self._expire(
+                    queued,
+                    record,
+                    expires or 0.0,
+                    f"its sender's next turn ({turn}, at {rate:g} segments/s) is past its "
+                    f"expiry ({iso_ms(int((expires or 0) * 1000))}): not sent late",
+                )
+                return None
+            slot = reservation.slot_ms
+        wait = (slot - time.time_ns() // 1_000_000) / 1000
+        if wait <= _EARLY_S:
+            return False
+        if wait <= min(_SHORT_WAIT_S, self._pace_hold_s):
+            await asyncio.sleep(wait)  # cheap: no task, one timer
+            return True
+        if wait <= self._pace_hold_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=wait)
+            if not self._stopping.is_set():
+                return True
+        # Too far off to hold the entry (or this worker is stopping): the delivery waits in
+        # the delayed set, its turn kept in the record, and is not reserved a second time.
+        pace = f" at {rate:g} segments/s" if rate is not None else ""
+        await self._deliveries.hold_send(
+            record,
+            queued.entry_id,
+            "queued",
+            detail=f"paced: sender {_masked_sender(record)}{pace}; its turn at {iso_ms(slot)}",
+            due_ms=slot,
+            paced_ms=slot,
+        )
+        return None
+
+    async def _paced_outcome(self, record: DeliveryRecord, outcome: Outcome) -> Outcome:
+        """Tell the pacer how the send went: a slow-down code cuts the sender's rate (and
+        the retry's detail says so), a success earns some back."""
+        sender = record.messaging_service_sid or record.from_number
+        if self._pacer is None or not sender:
+            return outcome
+        if isinstance(outcome, Sent):
+            self._pacer.succeeded(sender)
+            return outcome
+        err = outcome.error
+        if not isinstance(err, TwilioApiError) or err.action is not ErrorAction.RETRY_SLOWER:
+            return outcome
+        try:
+            rate, cut = await self._pacer.slow_down(sender)
+        except StorageError as exc:
+            # Twilio's answer matters more than the cut: it is recorded all the same.
+            log.warning("cannot slow sender %s down: %s", _masked_sender(record), exc)
+            return outcome
+        if isinstance(outcome, RetryLater):
+            what = "slowed to" if cut else "already slowed to"
+            return RetryLater(
+                outcome.delay,
+                outcome.error,
+                f"sender {_masked_sender(record)} {what} {rate:g} segments/s",
+            )
+        return outcome
+
+    async def _expire(
+        self,
+        queued: QueuedSend,
+        record: DeliveryRecord,
+        expires: float,
+        why: str | None = None,
+    ) -> None:
         """Record a message that outlived its validity, unsent: it is never sent late."""
         late = time.time() - expires
         at = iso_ms(int(expires * 1000))
-        detail = f"unsent at its expiry ({at}, {late:.1f} s ago): not sent late"
+        detail = why or f"unsent at its expiry ({at}, {late:.1f} s ago): not sent late"
         # Nothing of it is at Twilio: an earlier attempt of unknown outcome was resolved
         # (not found) before this point, so its throttle window is freed.
         await self._deliveries.finish_send(
@@ -375,6 +517,8 @@ class SendWorker:
                 )
         elif isinstance(outcome, RetryLater):
             detail = f"attempt {attempt} failed: {outcome.error}; retry in {outcome.delay:.2f} s"
+            if outcome.note:
+                detail += f"; {outcome.note}"
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,
@@ -419,9 +563,7 @@ class SendWorker:
                 extra=_attempt_fields(record, attempt, "unknown", error=outcome.error),
             )
         else:
-            # Twilio knows this number sent STOP: never try it again.
             code = getattr(outcome.error, "code", None)
-            opted_out = action_for(code) is ErrorAction.OPT_OUT
             if code is not None and self._pumping is not None and record.recipient:
                 await self._pumping.back_off(record.recipient, code)  # if a pumping answer
             await self._deliveries.finish_send(
@@ -432,7 +574,7 @@ class SendWorker:
                 throttle="release",  # Twilio refused: nothing was sent
                 detail=f"attempt {attempt}: {outcome.error}",
                 outcome=_error_outcome(outcome.error),
-                suppression=suppression_value("twilio_21610") if opted_out else None,
+                suppression=_suppression(outcome.error),
                 attempt=attempt,
             )
             self._metrics.send_attempted(record.destination, "failed")
@@ -466,6 +608,30 @@ def _attempt_fields(
         fields["http_status"] = error.http_status
         fields["error_code"] = error.code
     return fields
+
+
+def _suppression(error: TwilioError) -> bytes | None:
+    """What a refusal puts on the suppression list: the recipient opted out (21610), or
+    cannot take texts at all (invalid, landline, unreachable…: the catalog's
+    `suppress_recipient`), with the code as its source; None for other refusals."""
+    code = getattr(error, "code", None)
+    action = action_for(code)
+    if action is ErrorAction.OPT_OUT or action is ErrorAction.SUPPRESS_RECIPIENT:
+        return suppression_value(f"twilio_{code}")
+    return None
+
+
+def _reserved_slot(record: DeliveryRecord) -> int | None:
+    """The slot on its sender's schedule reserved for this very attempt while the
+    delivery waited outside the stream (`paced`: "<attempt>:<ms>"), if any."""
+    attempt, _, slot = (record.paced or "").partition(":")
+    return int(slot) if attempt == str(record.attempts) and slot.isdigit() else None
+
+
+def _masked_sender(record: DeliveryRecord) -> str:
+    if record.messaging_service_sid:
+        return record.messaging_service_sid
+    return mask_phone(record.from_number or "")
 
 
 def _entry_ms(entry_id: str) -> int | None:

@@ -31,6 +31,7 @@ from app.store.records import (
     ExternalMessage,
     NewDelivery,
     SendOutcome,
+    SkipReason,
     dedupe_buckets,
     delivery_id_of_mark,
     delivery_status_for,
@@ -45,6 +46,7 @@ from app.store.records import (
     skipped_id,
     twilio_status_rank,
 )
+from app.store.replication import NO_REPLICAS, Replication
 from app.store.scripts import lua
 from app.store.suppressions import Suppression, parse_suppression
 
@@ -83,6 +85,7 @@ _CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
 _IMPORT_EXTERNAL = lua("import_external.lua")
 _ADOPT_SID = _changes_status("dedupe_marks.lua", "adopt_sid.lua")
 _RELEASE = lua("dedupe_marks.lua", "release.lua")
+_HOLD_SEND = _changes_status("json_input.lua", "hold_send.lua")
 
 
 CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled", "blocked_velocity", "capped"]
@@ -127,7 +130,7 @@ class Check:
             )
         if self.verdict == "opted_out" and self.suppression is not None:
             return (
-                f"the recipient opted out {self.suppression.how()} "
+                f"the recipient {self.suppression.why()} "
                 f"(suppressed since {self.suppression.since})"
             )
         if self.verdict == "throttled" and self.frees_at_ms is None:
@@ -187,8 +190,10 @@ class DeliveryLog:
         dedupe_ttl_s: int,
         retention_s: int,
         skipped_retention_s: int | None = None,
+        replication: Replication = NO_REPLICAS,
     ) -> None:
         self._redis = redis
+        self._replication = replication
         self._dedupe_ttl_ms = dedupe_ttl_s * 1000
         self._retention_s = retention_s
         # A skipped delivery is kept at most as long as any (its index entries go then).
@@ -203,6 +208,7 @@ class DeliveryLog:
         self._import_external = redis.register_script(_IMPORT_EXTERNAL)
         self._adopt_sid = redis.register_script(_ADOPT_SID)
         self._release = redis.register_script(_RELEASE)
+        self._hold_send = redis.register_script(_HOLD_SEND)
         self._waitaof: bool | None = None  # known after the first send (see `_durable`)
 
     async def admit(self, deliveries: Sequence[NewDelivery]) -> list[Admission]:
@@ -223,9 +229,11 @@ class DeliveryLog:
         chunks = [
             orjson.dumps(items[i : i + _ADMIT_CHUNK]) for i in range(0, len(items), _ADMIT_CHUNK)
         ]
-        replies = await self._evalsha(self._admit, chunks)
+        # SMS_REDIS_MIN_REPLICAS: WAIT in the same round trip, no 202 before replicas have it.
+        replies = await self._evalsha(self._admit, chunks, also=self._replication.commands())
+        self._replication.check(replies)
         answered_ms = now_ms()
-        outcomes = (outcome for chunk in replies for outcome in chunk)
+        outcomes = (outcome for chunk in replies[: len(chunks)] for outcome in chunk)
         return [
             _admission(delivery_id, new, reply, answered_ms, now)
             for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True)
@@ -293,14 +301,18 @@ class DeliveryLog:
             ),
         )
         # The attempt must be on disk before the request leaves: WAITAOF in the same round
-        # trip, where the server has it.
+        # trip, where the server has it; and on SMS_REDIS_MIN_REPLICAS replicas (WAIT), or a
+        # failover could bring back a master that never saw it, and send it again.
         waitaof = await self._durable()
-        replies = await self._evalsha(self._begin_send, [payload], also=waitaof)
+        also = [*waitaof, *self._replication.commands()]
+        replies = await self._evalsha(self._begin_send, [payload], also=also)
         verdict, flat = replies[0]
         if waitaof and verdict == "send" and not replies[1][0]:
             raise StorageUnavailable(
                 "Redis did not write the attempt to its append-only file in time"
             )
+        if verdict == "send":
+            self._replication.check(replies)
         if verdict not in ("send", "resolve", "opted_out"):
             return cast(BeginVerdict, verdict), None
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -404,6 +416,49 @@ class DeliveryLog:
                 bucket_expires_ms,
                 record.event_identity or "",
                 *(outcome.fields() if outcome and not derived else ()),
+            ),
+        )
+
+    async def hold_send(
+        self,
+        record: DeliveryRecord,
+        entry_id: str,
+        status: Literal["queued", "scheduled", "skipped"],
+        *,
+        detail: str,
+        due_ms: int | None = None,
+        reason: SkipReason | None = None,
+        paced_ms: int | None = None,
+    ) -> None:
+        """Take back a claimed attempt that is not made (quiet hours, sender pacing): its
+        count undone, the delivery parked until `due_ms` (``queued`` or ``scheduled``) or
+        final unsent (``skipped`` for `reason`: its mark counts down, its window is freed),
+        and its queue entry acknowledged, atomically. `paced_ms`: the slot reserved on its
+        sender's schedule for the same attempt, kept in the record."""
+        final = due_ms is None
+        await self._run_script(
+            self._hold_send,
+            (
+                keys.delivery(record.id),
+                keys.SEND_STREAM,
+                "" if final else keys.DELAYED_SENDS,
+                (record.throttle_key or "") if final else "",
+                (record.dedupe_key or "") if final else "",
+            ),
+            (
+                record.id,
+                status,
+                now_ms(),
+                keys.STATUS_INDEX_PREFIX,
+                single_line(detail),
+                keys.SEND_GROUP,
+                entry_id,
+                record.attempts,
+                due_ms if due_ms is not None else "",
+                reason or "",
+                f"{record.attempts}:{paced_ms}" if paced_ms is not None else "",
+                self._skipped_retention_s,
+                self._dedupe_ttl_ms,
             ),
         )
 

@@ -9,6 +9,8 @@ SEND_GROUP = "smsdest-workers"
 DELAYED_SENDS = PREFIX + "sends:delayed"  # zset: delivery id → due time (ms)
 # Written (with a short expiry) by every readiness check: can this Redis take a write now?
 READY_PROBE = PREFIX + "ready-probe"
+# Written before each WAIT (SMS_REDIS_MIN_REPLICAS): WAIT then covers every earlier write.
+REPLICATED_MARK = PREFIX + "replicated-mark"
 
 # Before 0.x (see README, Upgrading): a zset of every delivery id, ordered by id. Now a
 # listing of all deliveries merges the destinations' indexes (and the skipped log).
@@ -130,3 +132,13 @@ RECONCILE_STALE_CURSOR_PREFIX = PREFIX + "reconcile:stale:"  # + delivery status
 RECONCILE_EXTERNAL_SINCE = PREFIX + "reconcile:external:since"  # ISO time, sweep start
 RECONCILE_EXTERNAL_PAGE = PREFIX + "reconcile:external:page"  # next_page_uri mid-sweep
 RECONCILE_EXTERNAL_NEWEST = PREFIX + "reconcile:external:newest"  # newest seen mid-sweep
+
+# Sender pacing (app/store/pacing.py): the declared rates of `senders:` (hash: sender →
+# segments per second, replaced whole by each load of the destinations file), and each
+# sender's schedule and AIMD factor (a hash per sender, gone after an idle hour).
+SENDER_RATES = PREFIX + "senders"
+
+
+def sender_pace(sender: str) -> str:
+    """One sender's pacing state."""
+    return f"{PREFIX}pace:{sender}"

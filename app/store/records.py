@@ -287,6 +287,7 @@ class NewDelivery:
     channel: Literal["sms", "whatsapp"] = "sms"
     content_sid: str | None = None  # a Content template instead of a body
     content_variables: str | None = None  # JSON
+    quiet: str | None = None  # its quiet hours, checked again before each attempt
     # The guard (app/guard.py): the recipient's country, the destination's velocity
     # limits (live sends only) and the caps its texts count against.
     country: str | None = None
@@ -357,6 +358,8 @@ class NewDelivery:
             flat += ["content_sid", self.content_sid]
         if self.content_variables:
             flat += ["content_variables", self.content_variables]
+        if self.quiet and not self.skip_reason:
+            flat += ["quiet", self.quiet]
         if self.caps and self.capped:
             flat += ["cap", self.caps.category]  # names its cap key, released on failure
         if self.claims_window:  # last: a delivery admission skips leaves them out
@@ -524,6 +527,10 @@ class DeliveryRecord:
     channel: Literal["sms", "whatsapp"] = "sms"
     content_sid: str | None = None
     content_variables: str | None = None
+    quiet: str | None = None  # quiet hours checked again before each attempt
+    # Sender pacing: "<attempt>:<epoch ms>", the slot reserved for that attempt while the
+    # delivery waited outside the stream for it.
+    paced: str | None = None
     cap_category: str | None = None  # the frequency caps it counts against
     # Records written before the lean format: the stored request and times.
     legacy_twilio_request: str | None = field(default=None, repr=False)
@@ -576,6 +583,8 @@ class DeliveryRecord:
             channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
             content_sid=f.get("content_sid") or None,
             content_variables=f.get("content_variables") or None,
+            quiet=f.get("quiet") or None,
+            paced=f.get("paced") or None,
             cap_category=f.get("cap") or None,
             legacy_twilio_request=f.get("twilio_request") or None,
             legacy_times=(f.get("created_at"), f.get("updated_at")),

@@ -10,13 +10,15 @@ from redis.asyncio import Redis
 
 from app.store import keys, storage_errors
 from app.store.records import now_iso
+from app.store.replication import NO_REPLICAS, Replication
 
 
 @dataclass(frozen=True, slots=True)
 class Suppression:
     number: str
     since: str
-    source: str  # inbound | twilio_21610 | api | cli | console
+    # inbound | twilio_<code> (21610: opted out; others: cannot take texts) | api | cli | console
+    source: str
     keyword: str | None = None
 
     def how(self) -> str:
@@ -25,6 +27,8 @@ class Suppression:
             return f"by texting {self.keyword}" if self.keyword else "by an inbound message"
         if self.source == "twilio_21610":
             return "according to Twilio (error 21610: unsubscribed recipient)"
+        if self.cannot_take_texts:
+            return f"according to Twilio (error {self.source.removeprefix('twilio_')})"
         if self.source == "api":
             return "through the API"
         if self.source == "cli":
@@ -32,6 +36,17 @@ class Suppression:
         if self.source == "console":
             return "in the console"
         return f"({self.source})"
+
+    @property
+    def cannot_take_texts(self) -> bool:
+        """Suppressed because Twilio said the number cannot take texts (invalid, landline,
+        unreachable…), not because its owner opted out."""
+        return self.source.startswith("twilio_") and self.source != "twilio_21610"
+
+    def why(self) -> str:
+        """Why the number is on the list, in words: ``opted out by texting STOP``,
+        ``cannot take texts according to Twilio (error 30006)``."""
+        return ("cannot take texts " if self.cannot_take_texts else "opted out ") + self.how()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,14 +66,17 @@ def suppression_value(source: str, keyword: str | None = None) -> bytes:
 class SuppressionList:
     """One Redis hash; admission and the worker check it inside their Lua scripts."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, replication: Replication = NO_REPLICAS) -> None:
         self._redis = redis
+        self._replication = replication
 
     async def add(self, number: str, source: str, keyword: str | None = None) -> bool:
-        """Suppress `number`; False when it already was (the first record is kept)."""
+        """Suppress `number`; False when it already was (the first record is kept). With
+        SMS_REDIS_MIN_REPLICAS, answered once replicas have it (else `NotReplicated`)."""
         added: int = await self._redis.hsetnx(
             keys.SUPPRESSIONS, number, suppression_value(source, keyword)
         )
+        await self._replication.confirm(self._redis)
         return bool(added)
 
     async def remove(self, number: str) -> bool:
