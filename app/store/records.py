@@ -477,7 +477,8 @@ def _attempts(f: dict[str, str]) -> int:
     if f.get("attempts"):
         return int(f["attempts"])
     history = f.get("history") or ""
-    return history.count("|sending") if "|sending" in history else history.count('"sending"')
+    steps = history.count("|sending") if "|sending" in history else history.count('"sending"')
+    return steps - int(f.get("unmade") or 0)  # attempts held back (hold_send.lua) never left
 
 
 def _int(value: str | None) -> int | None:
