@@ -11,6 +11,8 @@ import pytest
 import redis
 
 from app.store import keys
+from app.store.recipient_index import shard_of
+from app.store.records import now_ms
 from tests.conftest import THROTTLED_DESTINATION, RunningService, posthog_webhook
 from tests.fake_twilio import FakeTwilio
 
@@ -23,9 +25,10 @@ UUID = "0190e4c6-0000-7000-8000-0000000000aa"
 WRITES = {
     "dedupe mark": keys.dedupe("welcome", UUID),
     "throttle window": keys.throttle("live", "destination", "welcome", PHONE),
-    "delivery index": keys.DELIVERY_INDEX,
+    "logged destinations": keys.LOGGED_DESTINATIONS,
     "destination index": keys.DESTINATION_INDEX_PREFIX + "welcome",
-    "recipient index": keys.RECIPIENT_INDEX_PREFIX + PHONE,
+    # (the quarter of the retention the test runs in; 30 days by default)
+    "recipient index": shard_of(PHONE, now_ms(), 30 * 86_400_000)[0],
     "status index": keys.STATUS_INDEX_PREFIX + "queued",
     "send stream": keys.SEND_STREAM,
 }
@@ -38,7 +41,10 @@ def test_a_failing_admission_is_503_and_the_retry_is_admitted_and_sent_once(
     service = start_service(THROTTLED_DESTINATION)
     broken = WRITES[write]
     redis_client.delete(broken)
-    redis_client.hset(broken, "not", "what admission expects")
+    if write == "recipient index":  # a hash: a string is of the wrong type
+        redis_client.set(broken, "not what admission expects")
+    else:
+        redis_client.hset(broken, "not", "what admission expects")
     refused = service.post_events(posthog_webhook(uuid=UUID, phone=PHONE))
     assert refused.status_code == 503, refused.text
     assert refused.headers["retry-after"] == "5"
@@ -52,6 +58,8 @@ def test_a_failing_admission_is_503_and_the_retry_is_admitted_and_sent_once(
     for key in WRITES.values():
         if key != broken and redis_client.type(key) == "zset":
             assert redis_client.zcard(key) == 0, key
+        if key != broken:  # a hash (the recipient index) or a set it is no delivery's
+            assert redis_client.type(key) in ("none", "zset", "stream"), key
     if broken != keys.SEND_STREAM:
         assert redis_client.xlen(keys.SEND_STREAM) == 0
     redis_client.delete(broken)

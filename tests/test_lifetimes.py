@@ -20,7 +20,7 @@ from app.store import keys
 from app.store.connection import connect
 from app.store.deliveries import DeliveryLog
 from app.store.queue import SendQueue
-from app.store.records import NewDelivery
+from app.store.records import NewDelivery, dedupe_buckets, now_ms
 from app.twilio.client import TwilioClient, TwilioCredentials
 from app.twilio.provider import TwilioProvider
 from tests.conftest import (
@@ -152,8 +152,14 @@ async def test_a_retry_after_longer_than_the_retention_is_still_sent_once_later(
         assert len(fake_twilio.messages) == 1
         # Final: retention (1 s) and the window (60 s) count from now.
         assert 0 < redis_client.pttl(record_key) <= 1000
-        assert 0 < redis_client.pttl(record.dedupe_key or "") <= 1000
-        assert 58_000 < redis_client.pttl(record.throttle_key or "") <= 60_000
+        # The mark moved from its key to a bucket of final marks, kept 1 to 1.5 s from now.
+        assert not redis_client.exists(record.dedupe_key or "")
+        [bucket, *_], _ = dedupe_buckets("welcome", "event-1", now_ms(), 1000)
+        assert redis_client.hget(bucket, "event-1") == admission.delivery_id
+        assert 0 < redis_client.pttl(bucket) <= 1500
+        # (a sent record no longer names its window: the key it held while pending)
+        assert record.throttle_key is None and record.attempts == 2
+        assert 58_000 < redis_client.pttl(held[2]) <= 60_000
     finally:
         worker.stop()
         await running

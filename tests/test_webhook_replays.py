@@ -116,14 +116,14 @@ def test_twilios_retry_of_a_webhook_that_failed_half_way_is_applied(
     service = start_service(DESTINATIONS, public_base_url=PUBLIC)
     hello = inbound("6", "hello")
     signature = RequestValidator(AUTH_TOKEN).compute_signature(f"{PUBLIC}/v1/twilio/inbound", hello)
-    # The auto-reply's admission fails (its index is a key of the wrong type): 503.
-    redis_client.set(keys.DELIVERY_INDEX, "not a sorted set")
+    # The auto-reply's admission fails (a key it writes is of the wrong type): 503.
+    redis_client.set(keys.LOGGED_DESTINATIONS, "not a set")
     with httpx.Client(base_url=service.base_url) as client:
         failed = client.post(
             "/v1/twilio/inbound", data=hello, headers={"X-Twilio-Signature": signature}
         )
     assert failed.status_code == 503
-    redis_client.delete(keys.DELIVERY_INDEX)
+    redis_client.delete(keys.LOGGED_DESTINATIONS)
     post(service, "/v1/twilio/inbound", hello)  # Twilio retries: applied, not "replayed"
     [reply] = fake_twilio.wait_for_requests(1)
     assert reply.form["Body"] == "Thanks, we got: hello"

@@ -156,7 +156,9 @@ def test_message_with_twilio_sid_is_not_sent_again(
     assert redis_client.xlen(keys.SEND_STREAM) == 0
 
 
-async def test_prune_indexes_drops_entries_past_retention(redis_client: redis.Redis) -> None:
+async def test_prune_indexes_drops_entries_past_retention_and_migrates(
+    redis_client: redis.Redis,
+) -> None:
     from app.store.connection import connect
     from app.store.deliveries import DeliveryLog
     from tests.conftest import REDIS_URL
@@ -169,8 +171,12 @@ async def test_prune_indexes_drops_entries_past_retention(redis_client: redis.Re
         removed = await DeliveryLog(client, dedupe_ttl_s=60, retention_s=3600).prune_indexes()
     finally:
         await client.aclose()
-    assert removed == 2
-    assert redis_client.zrange(keys.DELIVERY_INDEX, 0, -1) == [new]
+    # The index of every delivery an earlier version kept is gone (a listing of all
+    # merges the destinations' indexes), its destinations known.
+    assert removed == 1
+    assert not redis_client.exists(keys.DELIVERY_INDEX)
+    assert redis_client.smembers(keys.LOGGED_DESTINATIONS) == {"x"}
+    assert redis_client.zrange(keys.DESTINATION_INDEX_PREFIX + "x", 0, -1) == [new]
 
 
 def test_worker_recovers_when_the_stream_disappears(

@@ -42,6 +42,7 @@ from app.store.records import (
     SendOutcome,
     id_created_ms,
     iso_ms,
+    mocked_sid,
 )
 from app.store.suppressions import provider_source, suppression_value
 
@@ -97,7 +98,8 @@ class SendWorker:
         # A delivery sends through its mode's provider: test mode's sends nothing.
         self._providers: dict[Mode, Provider] = {
             "live": provider,
-            "test": MockedProvider(provider),
+            # Its ids derive from the delivery's (the store does not keep them).
+            "test": MockedProvider(provider, id_for=mocked_sid),
         }
         self._policy = policy
         self._concurrency = concurrency

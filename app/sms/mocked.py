@@ -9,7 +9,7 @@ when it is read (the live provider's `preview`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from app.sms.failures import Unsupported
 from app.sms.message import OutboundMessage
@@ -27,9 +27,17 @@ class MockedProvider:
     send_timeout_s = 0.0
     list_delay_s = 0.0
 
-    def __init__(self, stands_for: Provider, id_prefix: str = "SM") -> None:
+    def __init__(
+        self,
+        stands_for: Provider,
+        id_prefix: str = "SM",
+        id_for: Callable[[str], str] | None = None,
+    ) -> None:
         self._live = stands_for
         self._id_prefix = id_prefix
+        # The id a message's `callback_ref` (its delivery) stands for: the store derives a
+        # mocked send's id from its delivery instead of storing it (None: a random id).
+        self._id_for = id_for
         self.name = f"{stands_for.name} (test mode)"
         self.schedule_window = stands_for.schedule_window
 
@@ -37,6 +45,8 @@ class MockedProvider:
         return self._live.preview(message)
 
     async def send(self, message: OutboundMessage) -> SendResult:
+        if self._id_for is not None and message.callback_ref:
+            return SendResult(id=self._id_for(message.callback_ref), status="mocked")
         return SendResult(id=self._id_prefix + uuid.uuid4().hex, status="mocked")
 
     async def fetch(self, message_id: str) -> ProviderMessage:

@@ -1,14 +1,19 @@
 -- Admits a chunk of deliveries, each atomically (after admission_checks.lua, history.lua
 -- and the generated `unindexed` table). Returns
--- {status, reason, …facts} for each (facts as `check` gives them; a duplicate:
--- {'duplicate', original id}).
+-- {status, reason} for each, {'skipped', reason, …facts, entry} for a skipped one (facts as
+-- `check` or `guard_check` give them; entry: its skipped log entry, which names it), or
+-- {'duplicate', original's mark}.
 -- Input: one JSON array of deliveries, each [keys, args, record, guard] (guard: the
 -- velocity and caps input of `guard_check`, {} for none).
--- keys: dedupe, throttle ('' = none), record, stream, index, destination index,
---       recipient index ('' = none), suppression list, delayed sends
--- args: id, dedupe ttl ms, throttle window ms, retention s, now ms, status, reason,
---       status index prefix, recipient ('' = none), due ms ('' = now), retention s of a
---       skipped delivery
+-- keys: 1 dedupe, 2 throttle ('' = none), 3 record, 4 send stream, 5 the set of logged
+--       destinations, 6 destination index, 7 recipient index hash ('' = none),
+--       8 suppression list, 9 delayed sends, 10 skipped log, 11-13 dedupe buckets (the
+--       one a mark written now goes to first)
+-- args: 1 id, 2 throttle window ms, 3 now ms, 4 status, 5 reason, 6 status index prefix,
+--       7 recipient ('' = none), 8 due ms ('' = now), 9 event identity (the mark's field
+--       in a bucket), 10 when the first bucket expires (ms), 11 the skipped log's oldest
+--       kept entry (ms), 12 how many of the record's items a skipped entry keeps,
+--       13 destination, 14 when the recipient index hash expires (ms)
 -- record: the record's fields as a flat [name, value, …] list, every value a string
 --
 -- Redis does not roll a script back when a command in it fails. A delivery whose writes
@@ -16,17 +21,55 @@
 -- above all no dedupe mark, which would make the sender's retry a "duplicate" of a
 -- message never queued — and the script stops with an error: the deliveries before it
 -- in the chunk stand (a retry finds them duplicates), none after it is admitted.
+
+-- What the delivery being admitted added, for `undo`: its skipped log entry, or whether it
+-- is its destination's first.
+local entry, first_logged
+
+-- Record writing, once the checks have decided. A skipped delivery is final at once: an
+-- entry of the skipped log (many to a listpack node, trimmed by age as entries are
+-- added) and a field in a dedupe bucket, not a record with a mark and index entries.
+local function record_skipped(KEYS, ARGV, fields, reason)
+  entry = redis.call('XADD', KEYS[10], 'MINID', '~', ARGV[11], '*', 'reason', reason,
+                     unpack(fields, 1, tonumber(ARGV[12])))
+  redis.call('HSET', KEYS[11], ARGV[9], entry)
+  redis.call('PEXPIREAT', KEYS[11], ARGV[10])
+  return entry
+end
+
+-- A delivery to send (now or later): its record, its dedupe mark and window kept while it
+-- is pending (finish_send.lua starts their time), its index entries, then its queue entry.
+local function record_admitted(KEYS, ARGV, fields, status, guard, first)
+  local history = history_entry(ARGV[1], ARGV[3], status, '', '')
+  redis.call('SET', KEYS[1], ARGV[1])
+  if KEYS[2] ~= '' then redis.call('PERSIST', KEYS[2]) end
+  redis.call('HSET', KEYS[3], 'status', status, 'history', history, unpack(fields))
+  -- (a listing of all deliveries merges the indexes of the destinations in this set)
+  first_logged = redis.call('SADD', KEYS[5], ARGV[13]) == 1
+  redis.call('ZADD', KEYS[6], 0, ARGV[1])
+  if KEYS[7] ~= '' then
+    redis.call('HSET', KEYS[7], ARGV[7] .. '|' .. ARGV[1], '')
+    redis.call('PEXPIREAT', KEYS[7], ARGV[14])
+  end
+  if not unindexed[status] then redis.call('ZADD', ARGV[6] .. status, 0, ARGV[1]) end
+  guard_count(guard, first, ARGV[1], tonumber(ARGV[3]))
+  -- Last: once the delivery is queued (or held), nothing of it can fail any more.
+  if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
+  if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[8], ARGV[1]) end
+end
+
 local function admit(KEYS, ARGV, fields, guard)
-  local status, reason = ARGV[6], ARGV[7]
+  local status, reason = ARGV[4], ARGV[5]
   -- A delivery the pipeline already skipped is only deduped.
   local sendable = status == 'queued'
-  local checked = check(true, ARGV[1], KEYS[1], ARGV[2], KEYS[8],
-                        sendable and ARGV[9] or '', sendable and KEYS[2] or '', ARGV[3])
+  local checked = check(true, ARGV[1], KEYS[1], {KEYS[11], KEYS[12], KEYS[13]}, ARGV[9],
+                        KEYS[8], sendable and ARGV[7] or '', sendable and KEYS[2] or '',
+                        ARGV[2])
   if checked[1] == 'duplicate' then return checked end
   local first = false
   if checked[1] == 'pass' and sendable then
     local refused
-    refused, first = guard_check(guard, tonumber(ARGV[5]))
+    refused, first = guard_check(guard, tonumber(ARGV[3]))
     if refused then
       -- Not sent: the window `check` just claimed for it (it was free) is free again.
       if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
@@ -36,32 +79,14 @@ local function admit(KEYS, ARGV, fields, guard)
     end
   end
   if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
-  if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
-  local history = history_entry(ARGV[1], ARGV[5], status, reason, '')
-  if reason ~= '' then
-    redis.call('HSET', KEYS[3], 'status', status, 'reason', reason, 'history', history,
-               unpack(fields))
-  else
-    redis.call('HSET', KEYS[3], 'status', status, 'history', history, unpack(fields))
-  end
-  -- Nothing pending expires: a delivery's record, dedupe mark and window live until it is
-  -- final (finish_send.lua starts their time then); a skipped one is final at once.
   if status == 'skipped' then
-    redis.call('EXPIRE', KEYS[3], ARGV[11])
-  else
-    for _, key in ipairs({KEYS[1], KEYS[2]}) do
-      if key ~= '' then redis.call('PERSIST', key) end
-    end
+    local facts = {status, reason, unpack(checked, 2)}
+    table.insert(facts, record_skipped(KEYS, ARGV, fields, reason))
+    return facts
   end
-  redis.call('ZADD', KEYS[5], 0, ARGV[1])
-  redis.call('ZADD', KEYS[6], 0, ARGV[1])
-  if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 0, ARGV[1]) end
-  if not unindexed[status] then redis.call('ZADD', ARGV[8] .. status, 0, ARGV[1]) end
-  if status ~= 'skipped' then guard_count(guard, first, ARGV[1], tonumber(ARGV[5])) end
-  -- Last: once the delivery is queued (or held), nothing of it can fail any more.
-  if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
-  if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1]) end
-  return {status, reason, unpack(checked, 2)}
+  if ARGV[8] ~= '' then status = 'scheduled' end
+  record_admitted(KEYS, ARGV, fields, status, guard, first)
+  return {status, reason}
 end
 
 -- Removes whatever a failed `admit` wrote (each step may fail too: pcall).
@@ -73,14 +98,23 @@ local function undo(KEYS, ARGV, guard)
     if key ~= '' and redis.pcall('GET', key) == id then redis.pcall('DEL', key) end
   end
   redis.pcall('DEL', KEYS[3])
-  for _, index in ipairs({KEYS[5], KEYS[6], KEYS[7], KEYS[9],
-                          ARGV[8] .. 'queued', ARGV[8] .. 'scheduled', ARGV[8] .. 'skipped'}) do
+  if KEYS[7] ~= '' then redis.pcall('HDEL', KEYS[7], ARGV[7] .. '|' .. id) end
+  for _, index in ipairs({KEYS[6], KEYS[9],
+                          ARGV[6] .. 'queued', ARGV[6] .. 'scheduled'}) do
     if index ~= '' then redis.pcall('ZREM', index, id) end
+  end
+  if first_logged then redis.pcall('SREM', KEYS[5], ARGV[13]) end
+  if entry then
+    redis.pcall('XDEL', KEYS[10], entry)
+    if redis.pcall('HGET', KEYS[11], ARGV[9]) == entry then
+      redis.pcall('HDEL', KEYS[11], ARGV[9])
+    end
   end
 end
 
 local results = {}
 for i, delivery in ipairs(cjson.decode(ARGV[1])) do
+  entry, first_logged = nil, false
   local ok, result = pcall(admit, delivery[1], delivery[2], delivery[3], delivery[4])
   if not ok then
     undo(delivery[1], delivery[2], delivery[4])

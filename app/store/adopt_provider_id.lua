@@ -3,8 +3,9 @@
 -- is the attempt's message. Record
 -- it as sent (after history.lua and transition.lua), so the resolver never sends it again:
 -- retention and the dedupe time count from now, the window from now (the text went out).
--- KEYS: record, SID key, dedupe ('' = none), throttle ('' = none).
--- ARGV: id, SID, now ms, status index prefix, retention s, dedupe ms, window ms.
+-- KEYS: record, SID key, dedupe ('' = none), throttle ('' = none), dedupe bucket.
+-- ARGV: id, SID, now ms, status index prefix, retention s, when the dedupe bucket expires
+--       (ms), window ms, the mark's field in the bucket (after dedupe_marks.lua).
 -- Returns 1 when the delivery has this SID (adopted now or before), else 0.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
@@ -17,9 +18,7 @@ transition(KEYS[1], ARGV[1], 'sent', ARGV[3], ARGV[4],
            {'twilio_sid', ARGV[2]})
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[5])
-if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[3], ARGV[6])
-end
+settle_mark(KEYS[3], KEYS[5], ARGV[8], ARGV[1], ARGV[6])
 if KEYS[4] ~= '' and tonumber(ARGV[7]) > 0 then
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[7])
 end

@@ -22,6 +22,7 @@ from app.durations import format_duration
 from app.store import StorageUnavailable, keys, storage_errors
 from app.store.guard import GUARD_PRELUDE, GuardRefusal, guard_input, read_refusal
 from app.store.pipelining import CommandBatcher
+from app.store.recipient_index import recipient_ids, shard_of
 from app.store.records import (
     UNINDEXED_STATUSES,
     Decision,
@@ -31,14 +32,19 @@ from app.store.records import (
     NewDelivery,
     SendOutcome,
     SkipReason,
+    dedupe_buckets,
+    delivery_id_of_mark,
     delivery_status_for,
     id_bound,
     id_created_ms,
     iso_ms,
+    mocked_sid,
     new_delivery_id,
     now_ms,
     provider_status_rank,
     single_line,
+    skipped_entry_id,
+    skipped_id,
 )
 from app.store.replication import NO_REPLICAS, Replication
 from app.store.scripts import lua
@@ -73,12 +79,12 @@ _ADMIT = lua(
 )
 _PREVIEW = lua("admission_checks.lua", "admission_preview.lua", prelude=GUARD_PRELUDE)
 _BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
-_FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
+_FINISH_SEND = _changes_status("json_input.lua", "dedupe_marks.lua", "finish_send.lua")
 _PROVIDER_STATUS = _changes_status("provider_status.lua")
 _CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
 _IMPORT_EXTERNAL = lua("import_external.lua")
-_ADOPT_PROVIDER_ID = _changes_status("adopt_provider_id.lua")
-_RELEASE = lua("release.lua")
+_ADOPT_PROVIDER_ID = _changes_status("dedupe_marks.lua", "adopt_provider_id.lua")
+_RELEASE = lua("dedupe_marks.lua", "release.lua")
 _HOLD_SEND = _changes_status("json_input.lua", "hold_send.lua")
 
 
@@ -102,7 +108,7 @@ class Check:
         """Read `check`'s reply ({verdict, …facts}) as the script gave it."""
         verdict = cast(CheckVerdict, reply[0])
         if verdict == "duplicate":
-            return cls(verdict, original_id=reply[1] or None)
+            return cls(verdict, original_id=delivery_id_of_mark(reply[1]) or None)
         if verdict == "opted_out":
             return cls(verdict, suppression=parse_suppression(recipient or "", reply[1]))
         if verdict == "throttled":
@@ -237,14 +243,19 @@ class DeliveryLog:
         """Admission's checks for `new`, read-only: the same script code, nothing claimed."""
         sendable = not new.skip_reason
         now = now_ms()
+        buckets, _ = dedupe_buckets(
+            new.destination_id, new.event_identity, now, self._dedupe_ttl_ms
+        )
         reply = await self._preview(
             keys=[
                 keys.dedupe(new.destination_id, new.event_identity),
                 keys.SUPPRESSIONS,
                 (new.throttle_key or "") if sendable else "",
+                *buckets,
             ],
             args=[
                 (new.recipient or "") if sendable else "",
+                new.event_identity,
                 orjson.dumps(guard_input(new, now, self._retention_s * 1000)),
                 now,
             ],
@@ -262,8 +273,8 @@ class DeliveryLog:
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One record, or None when unknown or past retention."""
-        fields: dict[str, str] = await self._redis.hgetall(keys.delivery(delivery_id))  # type: ignore[assignment]
-        return DeliveryRecord.from_fields(delivery_id, fields) if fields else None
+        found = await self._fetch([delivery_id])
+        return found[0] if found else None
 
     async def get_many(self, delivery_ids: Iterable[str]) -> list[DeliveryRecord]:
         """Records in the order asked, in one round trip; unknown or expired ones left out."""
@@ -312,12 +323,26 @@ class DeliveryLog:
         return cast(BeginVerdict, verdict), record
 
     async def _let_go(self, record: DeliveryRecord) -> None:
-        """A delivery final without a text: its dedupe mark counts down from now, its
-        window is freed (each only if still its own)."""
+        """A delivery final without a text: its dedupe mark moves to its bucket (its time
+        counts from now), its window is freed (each only if still its own)."""
+        bucket, expires_ms = self._mark_bucket(record)
         await self._release(
-            keys=[record.dedupe_key or "", record.throttle_key or "", record.cap_key or ""],
-            args=[record.id, self._dedupe_ttl_ms],
+            keys=[
+                record.dedupe_key or "",
+                record.throttle_key or "",
+                record.cap_key or "",
+                bucket,
+            ],
+            args=[record.id, record.event_identity or "", expires_ms],
         )
+
+    def _mark_bucket(self, record: DeliveryRecord) -> tuple[str, int]:
+        """Where a delivery's dedupe mark goes if it becomes final now, and when that
+        bucket expires (epoch ms)."""
+        buckets, expires_ms = dedupe_buckets(
+            record.destination, record.event_identity or "", now_ms(), self._dedupe_ttl_ms
+        )
+        return buckets[0], expires_ms
 
     async def _durable(self) -> list[tuple[Any, ...]]:
         """The command that makes a write durable before its answer, once known: WAITAOF
@@ -356,6 +381,9 @@ class DeliveryLog:
         recipient = record.recipient or ""
         # Only a live id can come back in a callback: test mode's are never indexed.
         provider_id = outcome.provider_id if outcome and record.mode == "live" else None
+        bucket, bucket_expires_ms = self._mark_bucket(record)
+        # A mocked send's id (derived from the delivery's) and status are not stored.
+        derived = status == "mocked" and outcome and outcome.provider_id == mocked_sid(record.id)
         await self._run_script(
             self._finish_send,
             (
@@ -367,6 +395,7 @@ class DeliveryLog:
                 keys.SUPPRESSIONS if suppression and recipient else "",
                 record.dedupe_key or "",
                 record.cap_key or "",
+                bucket,
             ),
             (
                 record.id,
@@ -384,8 +413,9 @@ class DeliveryLog:
                 "final" if final else "pending",
                 throttle,
                 record.throttle_window_ms or 0,
-                self._dedupe_ttl_ms,
-                *(outcome.fields() if outcome else ()),
+                bucket_expires_ms,
+                record.event_identity or "",
+                *(outcome.fields() if outcome and not derived else ()),
             ),
         )
 
@@ -439,12 +469,14 @@ class DeliveryLog:
         record = await self.get(delivery_id)
         if record is None:
             return False
+        bucket, bucket_expires_ms = self._mark_bucket(record)
         adopted: int = await self._adopt_provider_id(
             keys=[
                 keys.delivery(delivery_id),
                 keys.provider_id(provider_id),
                 record.dedupe_key or "",
                 record.throttle_key or "",
+                bucket,
             ],
             args=[
                 delivery_id,
@@ -452,8 +484,9 @@ class DeliveryLog:
                 now_ms(),
                 keys.STATUS_INDEX_PREFIX,
                 self._retention_s,
-                self._dedupe_ttl_ms,
+                bucket_expires_ms,
                 record.throttle_window_ms or 0,
+                record.event_identity or "",
             ],
         )
         return bool(adopted)
@@ -528,19 +561,27 @@ class DeliveryLog:
     async def import_external(self, message: ExternalMessage, destination: str) -> bool:
         """Record a message sent outside this service; False if its id is already known."""
         delivery_id = new_delivery_id(message.sent_ms)
+        shard, shard_expires_ms = (
+            shard_of(message.recipient, message.sent_ms, self._retention_s * 1000)
+            if message.recipient
+            else ("", 0)
+        )
         imported: int = await self._import_external(
             keys=[
                 keys.provider_id(message.provider_id),
                 keys.delivery(delivery_id),
-                keys.DELIVERY_INDEX,
+                keys.LOGGED_DESTINATIONS,
                 keys.DESTINATION_INDEX_PREFIX + destination,
-                keys.RECIPIENT_INDEX_PREFIX + message.recipient if message.recipient else "",
+                shard,
             ],
             args=[
                 delivery_id,
                 self._retention_s,
                 keys.STATUS_INDEX_PREFIX,
                 "external",
+                destination,
+                message.recipient,
+                shard_expires_ms,
                 *message.fields(delivery_id, destination, now_ms()),
             ],
         )
@@ -565,17 +606,22 @@ class DeliveryLog:
         cursor: str | None = None,
         limit: int = 50,
     ) -> DeliveryPage:
-        """Newest first. Reads the most selective index, filters the rest while paging.
-        `since_ms`/`until_ms` (epoch ms, inclusive) bound the index range itself: ids are
-        time-ordered."""
+        """Newest first. Reads the most selective index (for all deliveries: every
+        destination's) and the skipped log side by side, merged by id, and filters the rest
+        while paging. `since_ms`/`until_ms` (epoch ms, inclusive) bound the ranges
+        themselves: ids are time-ordered."""
+        indexes: list[str] = []
+        listed: list[str] | None = None  # the recipient's ids, read once
         if recipient:
-            index = keys.RECIPIENT_INDEX_PREFIX + recipient
+            listed = await recipient_ids(self._redis, recipient, self._retention_s * 1000, since_ms)
         elif destination:
-            index = keys.DESTINATION_INDEX_PREFIX + destination
+            indexes = [keys.DESTINATION_INDEX_PREFIX + destination]
         elif status and status not in UNINDEXED_STATUSES:
-            index = keys.STATUS_INDEX_PREFIX + status
+            indexes = [keys.STATUS_INDEX_PREFIX + status]
         else:
-            index = keys.DELIVERY_INDEX
+            indexes = await self.destination_indexes()
+        # Skipped deliveries are in no index: their log is read and filtered like the rest.
+        read_skipped = status in (None, "skipped")
         wanted: list[tuple[str | None, Callable[[DeliveryRecord], str | None]]] = [
             (destination, lambda r: r.destination),
             (status, lambda r: r.status),
@@ -583,29 +629,84 @@ class DeliveryLog:
             (str(error_code) if error_code is not None else None, lambda r: str(r.error_code)),
         ]
         items: list[DeliveryRecord] = []
-        upper = f"({cursor}" if cursor else "+"
-        if until_ms is not None and (not cursor or id_bound(until_ms + 1) < cursor):
-            upper = f"({id_bound(until_ms + 1)}"
-        lower = f"[{id_bound(since_ms)}" if since_ms is not None else "-"
+        upper = cursor  # exclusive
+        if until_ms is not None and (not upper or id_bound(until_ms + 1) < upper):
+            upper = id_bound(until_ms + 1)
         # Bounded scan: a sparse filter returns a short page with a cursor, never a stall.
         for _ in range(20):
-            ids: list[str] = await self._redis.zrevrangebylex(  # type: ignore[assignment]
-                index, upper, lower, start=0, num=limit
+            pages, skipped = await self._page(indexes, read_skipped, upper, since_ms, limit)
+            if listed is not None:
+                pages.append([i for i in listed if not upper or i < upper][:limit])
+            # A source that filled its page may hold more above the others' next ids: only
+            # what is above its last id is complete in this round.
+            sources = [*pages, [r.id for r in skipped]]
+            full = [ids[-1] for ids in sources if len(ids) == limit]
+            floor = max(full) if full else ""
+            records = await self._fetch([i for ids in pages for i in ids if i >= floor])
+            merged = sorted(
+                [*records, *(r for r in skipped if r.id >= floor)], key=lambda r: r.id, reverse=True
             )
-            if not ids:
-                return DeliveryPage(items, None)
-            for record in await self._fetch(ids):
+            for record in merged:
                 if all(get(record) == value for value, get in wanted if value):
                     items.append(record)
                     if len(items) == limit:
                         return DeliveryPage(items, record.id)
-            upper = f"({ids[-1]}"
-            if len(ids) < limit:
+            if not floor:
                 return DeliveryPage(items, None)
-        return DeliveryPage(items, upper[1:])
+            upper = floor
+        return DeliveryPage(items, upper)
+
+    async def _page(
+        self,
+        indexes: Sequence[str],
+        read_skipped: bool,
+        upper: str | None,
+        since_ms: int | None,
+        limit: int,
+    ) -> tuple[list[list[str]], list[DeliveryRecord]]:
+        """Up to `limit` ids of each index and skipped deliveries, newest first, below
+        `upper` (an id) and from `since_ms` on, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zrevrangebylex(
+                    index,
+                    f"({upper}" if upper else "+",
+                    f"[{id_bound(since_ms)}" if since_ms is not None else "-",
+                    start=0,
+                    num=limit,
+                )
+            end = _entries_below(upper) if read_skipped else None
+            if end is not None:
+                start = str(max(since_ms, 0)) if since_ms is not None else "-"
+                pipe.xrevrange(keys.SKIPPED_LOG, end, start, count=limit)
+            replies = await pipe.execute()
+        entries: list[tuple[str, dict[str, str]]] = replies[-1] if end is not None else []
+        pages: list[list[str]] = replies[: len(indexes)]
+        return pages, [DeliveryRecord.from_skipped(skipped_id(e), f) for e, f in entries]
+
+    async def destination_indexes(self) -> list[str]:
+        """Every destination's index: together, the log of every delivery but skipped
+        ones (a listing of all merges them)."""
+        logged: set[str] = await self._redis.smembers(keys.LOGGED_DESTINATIONS)  # type: ignore[assignment]
+        return [keys.DESTINATION_INDEX_PREFIX + d for d in sorted(logged)]
+
+    async def migrate(self) -> None:
+        """Bring a log written by an earlier version to this layout (idempotent; run at
+        start-up): the one index of every delivery gives way to the set of destinations
+        whose indexes a listing of all merges."""
+        if not await self._redis.exists(keys.DELIVERY_INDEX):
+            return
+        async for index in self._redis.scan_iter(
+            match=keys.DESTINATION_INDEX_PREFIX + "*", count=1000, _type="zset"
+        ):
+            destination = index.removeprefix(keys.DESTINATION_INDEX_PREFIX)
+            await self._redis.sadd(keys.LOGGED_DESTINATIONS, destination)
+        await self._redis.unlink(keys.DELIVERY_INDEX)
 
     async def prune_indexes(self) -> int:
-        """Drop index entries older than the retention (their records have expired)."""
+        """Drop index entries older than the retention (their records have expired);
+        migrate a log an earlier version wrote, if not done yet."""
+        await self.migrate()
         oldest_kept = time.time_ns() // 1_000_000 - self._retention_s * 1000
         bound = "(" + id_bound(oldest_kept)
         removed = 0
@@ -614,18 +715,45 @@ class DeliveryLog:
         return removed
 
     async def _fetch(self, ids: Iterable[str]) -> list[DeliveryRecord]:
+        """Records in the order asked, in one round trip: a record's hash, else (an id
+        naming one) its skipped log entry; gone ones (past retention) left out."""
         id_list = list(ids)
+        entries = [skipped_entry_id(i) for i in id_list]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for delivery_id in id_list:
+            for delivery_id, entry in zip(id_list, entries, strict=True):
                 pipe.hgetall(keys.delivery(delivery_id))
-            rows = await pipe.execute()
-        # Records past retention are gone while index entries linger until pruned: skip them.
-        return [
-            DeliveryRecord.from_fields(i, row) for i, row in zip(id_list, rows, strict=True) if row
-        ]
+                if entry:
+                    pipe.xrange(keys.SKIPPED_LOG, entry, entry)
+            replies = iter(await pipe.execute())
+        found: list[DeliveryRecord] = []
+        for delivery_id, entry in zip(id_list, entries, strict=True):
+            row: dict[str, str] = next(replies)
+            logged: list[tuple[str, dict[str, str]]] = next(replies) if entry else []
+            # Records past retention are gone while index entries linger until pruned.
+            if row:
+                found.append(DeliveryRecord.from_fields(delivery_id, row))
+            elif logged:
+                found.append(DeliveryRecord.from_skipped(delivery_id, logged[0][1]))
+        return found
 
 
 _ADMIT_CHUNK = 100  # deliveries per admission script call
+
+
+def _entries_below(upper: str | None) -> str | None:
+    """XREVRANGE's end for the skipped log entries whose ids sort below the id `upper`
+    (None: no entry can)."""
+    if not upper:
+        return "+"
+    entry = skipped_entry_id(upper)
+    if entry is None:
+        ms = id_created_ms(upper)
+        if ms is None:
+            return "+"
+        if upper[15:] > "8":  # an id from before, sorting after its ms's every entry
+            return str(ms)
+        entry = f"{ms}-0"
+    return None if entry == "0-0" else "(" + entry
 
 
 def waitaof_available(info: dict[str, Any]) -> bool:
@@ -660,16 +788,17 @@ def _admission(
         return Admission(destination, "scheduled", delivery_id, held)
     if status == "duplicate":
         check = Check.from_reply(reply, new.recipient, now_ms)
-        return Admission(destination, "duplicate", reply[1], check.detail(0))
-    reason = cast(Decision, reply[1])
+        return Admission(destination, "duplicate", check.original_id or "", check.detail(0))
+    # Skipped: {'skipped', reason, …facts, entry}; its id names its skipped log entry.
+    reason, skipped = cast(Decision, reply[1]), skipped_id(reply[-1])
     if reason in ("opted_out", "throttled"):
         # {reason, …facts} is the checks' own reply.
         check = Check.from_reply(reply[1:], new.recipient, now_ms)
-        return Admission(destination, reason, delivery_id, check.detail(new.throttle_window_ms))
+        return Admission(destination, reason, skipped, check.detail(new.throttle_window_ms))
     if reason in ("blocked_velocity", "capped"):
-        refusal = read_refusal(reply[1:], new, admitted_ms)
-        return Admission(destination, reason, delivery_id, refusal.detail, refusal.alarm)
-    return Admission(destination, reason, delivery_id, new.detail)
+        refusal = read_refusal(reply[1:-1], new, admitted_ms)
+        return Admission(destination, reason, skipped, refusal.detail, refusal.alarm)
+    return Admission(destination, reason, skipped, new.detail)
 
 
 def _admission_input(
@@ -681,28 +810,41 @@ def _admission_input(
     keep_ms: int,
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str], dict[str, Any]]:
     """One delivery's [keys, args, record, guard] for the admission script."""
+    buckets, bucket_expires_ms = dedupe_buckets(
+        new.destination_id, new.event_identity, now, dedupe_ttl_ms
+    )
+    fields = new.fields()
+    recipient_shard, shard_expires_ms = (
+        shard_of(new.recipient, now, retention_s[0] * 1000) if new.recipient else ("", 0)
+    )
     script_keys = (
         keys.dedupe(new.destination_id, new.event_identity),
         new.throttle_key or "",
         keys.delivery(delivery_id),
         keys.SEND_STREAM,
-        keys.DELIVERY_INDEX,
+        keys.LOGGED_DESTINATIONS,
         keys.DESTINATION_INDEX_PREFIX + new.destination_id,
-        keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
+        recipient_shard,
         keys.SUPPRESSIONS,
         keys.DELAYED_SENDS,
+        keys.SKIPPED_LOG,
+        *buckets,
     )
     args = (
         delivery_id,
-        str(dedupe_ttl_ms),
         str(new.throttle_window_ms),
-        str(retention_s[0]),
         str(now),
         "skipped" if new.skip_reason else "queued",
         new.skip_reason or "",
         keys.STATUS_INDEX_PREFIX,
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
-        str(retention_s[1]),
+        new.event_identity,
+        str(bucket_expires_ms),
+        str(now - retention_s[1] * 1000),
+        # A delivery admission skips keeps every field but the window it would have claimed.
+        str(len(fields) - 4 if new.claims_window else len(fields)),
+        new.destination_id,
+        str(shard_expires_ms),
     )
-    return script_keys, args, new.fields(), guard_input(new, now, keep_ms)
+    return script_keys, args, fields, guard_input(new, now, keep_ms)

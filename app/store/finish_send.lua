@@ -6,22 +6,27 @@
 -- An answer for an attempt that is no longer the delivery's last (it was resolved and
 -- tried again meanwhile) only indexes its SID.
 -- KEYS: record, stream, SID key, delayed sends, throttle, suppression list, dedupe,
---       cap set ('' = skip each)
+--       cap set, dedupe bucket ('' = skip each)
 -- ARGV: 1 id, 2 new status, 3 now ms, 4 status index prefix, 5 history detail ('' = none),
 --       6 group, 7 entry id, 8 retention s, 9 retry due ms, 10 recipient,
 --       11 suppression value, 12 attempt ('' = any), 13 'final' | 'pending',
 --       14 throttle: 'anchor' (a text went out: the window runs from now) | 'release'
---       (surely not sent) | 'keep', 15 window ms, 16 dedupe ms, then field/value pairs.
+--       (surely not sent) | 'keep', 15 window ms, 16 when the dedupe bucket expires (ms),
+--       17 the mark's field there (dedupe_marks.lua), then field/value pairs.
 local attempts = redis.call('HGET', KEYS[1], 'attempts')
 local latest = attempts and (ARGV[12] == '' or attempts == ARGV[12])
 if latest then
-  transition(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 17)})
+  transition(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 18)})
   -- Nothing pending expires; retention (and the dedupe time) count from a final status.
   if ARGV[13] == 'final' then
     redis.call('EXPIRE', KEYS[1], ARGV[8])
-    if KEYS[7] ~= '' and redis.call('GET', KEYS[7]) == ARGV[1] then
-      redis.call('PEXPIRE', KEYS[7], ARGV[16])
+    -- The intent ledger's times matter only while an attempt may be out; a text that
+    -- went out has its window anchored (the key's expiry) and its attempts in its history.
+    redis.call('HDEL', KEYS[1], 'attempt_at', 'resolve_after')
+    if ARGV[2] == 'sent' or ARGV[2] == 'mocked' then
+      redis.call('HDEL', KEYS[1], 'attempts', 'throttle', 'win')
     end
+    settle_mark(KEYS[7], KEYS[9], ARGV[17], ARGV[1], ARGV[16])
   else
     redis.call('PERSIST', KEYS[1])
   end

@@ -12,6 +12,9 @@
 if redis.call('HGET', KEYS[1], 'attempts') == ARGV[8]
    and redis.call('HGET', KEYS[1], 'status') == 'sending' then
   redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+  -- Its `sending` step stays in the history, which counts a sent delivery's attempts
+  -- (records.py): say how many of those steps were not made.
+  redis.call('HINCRBY', KEYS[1], 'unmade', 1)
   local extra = {}
   if ARGV[10] ~= '' then extra = {'reason', ARGV[10]} end
   if ARGV[11] ~= '' then extra[#extra + 1] = 'paced'; extra[#extra + 1] = ARGV[11] end

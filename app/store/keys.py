@@ -12,11 +12,36 @@ READY_PROBE = PREFIX + "ready-probe"
 # Written before each WAIT (SMS_REDIS_MIN_REPLICAS): WAIT then covers every earlier write.
 REPLICATED_MARK = PREFIX + "replicated-mark"
 
-DELIVERY_INDEX = PREFIX + "deliveries"  # zset of every delivery id, ordered by id
+# Before 0.x (see README, Upgrading): a zset of every delivery id, ordered by id. Now a
+# listing of all deliveries merges the destinations' indexes (and the skipped log).
+DELIVERY_INDEX = PREFIX + "deliveries"
+LOGGED_DESTINATIONS = PREFIX + "destinations-logged"  # set: destinations with an index
 # Secondary indexes share the main index's shape: <prefix><value>.
 DESTINATION_INDEX_PREFIX = PREFIX + "deliveries:destination:"
 STATUS_INDEX_PREFIX = PREFIX + "deliveries:status:"
+# Before 0.x: a zset per recipient (read while its entries last; pruned like the others).
 RECIPIENT_INDEX_PREFIX = PREFIX + "deliveries:recipient:"
+# Each recipient's deliveries: fields `<recipient>|<id>` of RECIPIENT_SHARDS small hashes
+# per quarter of the retention (by the id's time), each expiring whole a retention after
+# its quarter ends — ~50 bytes a delivery in a listpack, not a key per recipient
+# (recipient_index.py).
+RECIPIENT_SHARDS = 256
+
+
+def recipient_shard(quarter: int, shard: int) -> str:
+    """One hash of the recipient index (see RECIPIENT_SHARDS)."""
+    return f"{PREFIX}recipients:{quarter}:{shard}"
+
+
+# Skipped deliveries (throttled, duplicate-free but never sent: final at once) are not a
+# record each: they are entries of one stream, packed many to a listpack node, trimmed by
+# age as they are added (records.py: a skipped delivery's id names its entry).
+SKIPPED_LOG = PREFIX + "skipped"
+# A final delivery's dedupe mark (a skipped one's from the start) is a field (event
+# identity → the delivery) of one of DEDUPE_SHARDS small hashes per destination and
+# generation (half the dedupe TTL), each expiring whole: marks packed up to 512 to a
+# listpack, not a key each (a pending delivery's mark is a key: it never expires).
+DEDUPE_SHARDS = 64
 
 
 def delivery(delivery_id: str) -> str:
@@ -27,6 +52,11 @@ def delivery(delivery_id: str) -> str:
 def dedupe(destination_id: str, event_identity: str) -> str:
     """Remembers that an event was already handled for a destination."""
     return f"{PREFIX}dedupe:{destination_id}:{event_identity}"
+
+
+def dedupe_bucket(destination_id: str, generation: int, shard: int) -> str:
+    """One bucket of a destination's final deliveries' dedupe marks (see DEDUPE_SHARDS)."""
+    return f"{PREFIX}dedupe-marks:{destination_id}:{generation}:{shard}"
 
 
 def throttle(mode: str, scope: str, destination_id: str, recipient: str) -> str:

@@ -7,9 +7,12 @@ a `NewDelivery` or a `SendOutcome` and read a `DeliveryRecord`.
 
 from __future__ import annotations
 
+import base64
 import functools
 import random
+import re
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -152,7 +155,56 @@ def new_delivery_id(created_ms: int | None = None) -> str:
     os.urandom: a syscall per id showed in profiles, and the id is not a secret.
     """
     ms = created_ms if created_ms is not None else time.time_ns() // 1_000_000
-    return f"dl_{ms:012x}{random.getrandbits(64):016x}"
+    # 63 bits: a record's tail starts with 0-7; 8 marks a skipped delivery's (skipped_id).
+    return f"dl_{ms:012x}{random.getrandbits(63):016x}"
+
+
+def mocked_sid(delivery_id: str) -> str:
+    """The SID a test-mode send stands for: derived from the delivery id (not stored)."""
+    return f"SM{delivery_id[3:]:0<32}"
+
+
+def skipped_id(entry_id: str) -> str:
+    """The id of the skipped delivery at `entry_id` (``<ms>-<seq>``) of the skipped log:
+    its time, then 8 and the entry's sequence number, in the same 28 hex digits as every
+    id (time-ordered like them)."""
+    ms, _, seq = entry_id.partition("-")
+    return f"dl_{int(ms):012x}8{int(seq or 0):015x}"
+
+
+def skipped_entry_id(delivery_id: str) -> str | None:
+    """The skipped log entry a delivery id names, or None when it names a record (ids
+    from before the skipped log may start their tail with 8 too: their record is read
+    first)."""
+    if len(delivery_id) != 31 or not delivery_id.startswith("dl_") or delivery_id[15] != "8":
+        return None
+    try:
+        return f"{int(delivery_id[3:15], 16)}-{int(delivery_id[16:], 16)}"
+    except ValueError:
+        return None
+
+
+def delivery_id_of_mark(mark: str) -> str:
+    """The delivery a dedupe mark names: a record's id, or (a skipped delivery's mark) its
+    skipped log entry."""
+    return skipped_id(mark) if mark and not mark.startswith("dl_") else mark
+
+
+def dedupe_buckets(
+    destination_id: str, event_identity: str, now_ms: int, dedupe_ttl_ms: int
+) -> tuple[list[str], int]:
+    """The buckets that may hold a final delivery's dedupe mark (field: the event
+    identity), the one a mark written now goes to first, and when that one expires (ms).
+
+    A generation is half the dedupe TTL; a bucket expires whole two generations after its
+    own ends, so a mark is remembered for the TTL at least and 1.5 times it at most, and
+    three buckets are read per check.
+    """
+    generation_ms = max(dedupe_ttl_ms // 2, 1)
+    generation = now_ms // generation_ms
+    shard = zlib.crc32(event_identity.encode()) % keys.DEDUPE_SHARDS
+    buckets = [keys.dedupe_bucket(destination_id, generation - back, shard) for back in (0, 1, 2)]
+    return buckets, (generation + 3) * generation_ms
 
 
 def id_bound(epoch_ms: int) -> str:
@@ -259,7 +311,7 @@ class NewDelivery:
     @property
     def throttle_key(self) -> str | None:
         """The key of the window this delivery claims, None when it claims none."""
-        if self.throttle_scope is None or not self.recipient or self.skip_reason:
+        if not self.claims_window or self.throttle_scope is None or self.recipient is None:
             return None
         return keys.throttle(self.mode, self.throttle_scope, self.destination_id, self.recipient)
 
@@ -276,24 +328,23 @@ class NewDelivery:
             # Never sent: only its beginning, cut on a character boundary.
             kept = body.encode()[:BODY_KEPT_WHEN_TOO_LONG].decode(errors="ignore")
             body = kept + "…"
-        # Built by hand, not from a dict: admission runs it for every delivery.
-        flat = ["destination", self.destination_id, "mode", self.mode]
-        flat += ["event_name", self.event_name]
+        # Built by hand, not from a dict: admission runs it for every delivery. Short
+        # names (`FIELD_NAMES`): a name is stored in every record.
+        flat = ["dest", self.destination_id, "mode", self.mode]
+        flat += ["event", self.event_name]
         if self.event_uuid:
-            flat += ["event_uuid", self.event_uuid]
+            packed = pack_uuid(self.event_uuid)
+            flat += ["u", packed] if packed else ["uuid", self.event_uuid]
         if self.recipient:
             flat += ["recipient", self.recipient]
         if body:
             flat += ["body", body]
-        if self.encoding:
-            flat += ["encoding", self.encoding]
+        if self.encoding and (self.encoding != DEFAULT_ENCODING or not body):
+            flat += ["enc", self.encoding]  # GSM-7, what most bodies are, is not stored
         if self.segments is not None:
-            flat += ["segments", str(self.segments)]
+            flat += ["segs", str(self.segments)]
         if self.detail:
             flat += ["detail", self.detail]
-        if self.throttle_scope and self.recipient and not self.skip_reason:
-            flat += ["throttle", self.throttle_scope]  # the window it claims…
-            flat += ["window", str(self.throttle_window_ms)]  # …re-anchored at the text
         if self.event_identity != self.event_uuid:
             flat += ["dedupe", self.event_identity]  # else the uuid names its dedupe mark
         if self.messaging_service_sid:
@@ -320,7 +371,15 @@ class NewDelivery:
             flat += ["quiet", self.quiet]
         if self.caps and self.capped:
             flat += ["cap", self.caps.category]  # names its cap key, released on failure
+        if self.claims_window:  # last: a delivery admission skips leaves them out
+            flat += ["throttle", self.throttle_scope or ""]  # the window it claims…
+            flat += ["win", str(self.throttle_window_ms)]  # …re-anchored at the text
         return flat
+
+    @property
+    def claims_window(self) -> bool:
+        """Whether it claims a throttle window if admitted (its last two fields say which)."""
+        return bool(self.throttle_scope and self.recipient and not self.skip_reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,13 +403,13 @@ class ExternalMessage:
         """The record's fields as a flat [name, value, …] list of strings."""
         offset = now_ms - (id_created_ms(delivery_id) or now_ms)
         values = {
-            "destination": destination,
-            "event_name": destination,
+            "dest": destination,
+            "event": destination,
             "mode": "live",
             "recipient": self.recipient,
             "body": self.body,
-            "encoding": self.encoding,
-            "segments": str(self.segments),
+            "enc": self.encoding,
+            "segs": str(self.segments),
             "from": self.from_number,
             "messaging_service_sid": self.messaging_service_sid,
             PROVIDER_ID_FIELD: self.provider_id,
@@ -392,6 +451,46 @@ class SendOutcome:
             code = str(self.error_code) if self.error_code is not None else ""
             flat += ["error_code", code, "error_message", self.error_message]
         return flat
+
+
+# The record's field names before they were shortened (each is stored in every record).
+FIELD_NAMES = {
+    "destination": "dest",
+    "event_name": "event",
+    "event_uuid": "uuid",
+    "encoding": "enc",
+    "segments": "segs",
+    "window": "win",
+}
+
+
+# A body's encoding when its record names none (new records store only the others).
+DEFAULT_ENCODING = "GSM-7"
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def pack_uuid(value: str) -> str | None:
+    """A canonical (lowercase, hyphenated) UUID in 22 characters (base64url of its 16
+    bytes) instead of 36, or None when `value` is not one (stored as it is)."""
+    if len(value) != 36 or not _CANONICAL_UUID.fullmatch(value):
+        return None
+    return base64.urlsafe_b64encode(bytes.fromhex(value.replace("-", ""))).decode()[:22]
+
+
+def unpack_uuid(packed: str) -> str:
+    """The UUID `pack_uuid` packed."""
+    hexed = base64.urlsafe_b64decode(packed + "==").hex()
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+
+
+def _attempts(f: dict[str, str]) -> int:
+    """Attempts made: stored while a delivery is pending; once it is sent, the history's
+    `sending` steps say it."""
+    if f.get("attempts"):
+        return int(f["attempts"])
+    history = f.get("history") or ""
+    steps = history.count("|sending") if "|sending" in history else history.count('"sending"')
+    return steps - int(f.get("unmade") or 0)  # attempts held back (hold_send.lua) never left
 
 
 def _int(value: str | None) -> int | None:
@@ -452,29 +551,36 @@ class DeliveryRecord:
 
     @classmethod
     def from_fields(cls, delivery_id: str, f: dict[str, str]) -> DeliveryRecord:
-        """Read a record from its Redis hash."""
+        """Read a record from its Redis hash (or a skipped log entry's fields); records
+        from before the short field names are read under their names of then."""
+        if "dest" not in f:
+            f = {FIELD_NAMES.get(name, name): value for name, value in f.items()}
         media = f.get("media_urls")
+        status = f.get("status", "")
+        # A mocked send's SID and Twilio status are derived, not stored.
+        mocked = status == "mocked" and not f.get("twilio_sid")
+        event_uuid = unpack_uuid(f["u"]) if f.get("u") else f.get("uuid") or None
         legacy_key = f.get("throttle_key") or ""
         legacy_scope = "global" if ":global:" in legacy_key else "destination"
         return cls(
             id=delivery_id,
-            destination=f.get("destination", ""),
+            destination=f.get("dest", ""),
             mode=cast(Mode, f.get("mode") or "live"),
-            status=cast(DeliveryStatus, f.get("status", "")),
+            status=cast(DeliveryStatus, status),
             reason=f.get("reason") or None,
             detail=f.get("detail") or None,
-            event_uuid=f.get("event_uuid") or None,
-            event_name=f.get("event_name", ""),
+            event_uuid=event_uuid,
+            event_name=f.get("event", ""),
             recipient=f.get("recipient") or None,
             from_number=f.get("from") or None,
             messaging_service_sid=f.get("messaging_service_sid") or None,
             body=f.get("body") or None,
-            encoding=f.get("encoding") or None,
-            segments=_int(f.get("segments")),
-            attempts=int(f.get("attempts") or 0),
+            encoding=f.get("enc") or (DEFAULT_ENCODING if f.get("body") else None),
+            segments=_int(f.get("segs")),
+            attempts=_attempts(f),
             throttle_scope=f.get("throttle") or (legacy_scope if legacy_key else None),
-            provider_id=f.get(PROVIDER_ID_FIELD) or None,
-            provider_status=f.get(PROVIDER_STATUS_FIELD) or None,
+            provider_id=mocked_sid(delivery_id) if mocked else f.get(PROVIDER_ID_FIELD) or None,
+            provider_status="mocked" if mocked else f.get(PROVIDER_STATUS_FIELD) or None,
             error_code=_int(f.get("error_code")),
             error_message=f.get("error_message") or None,
             history=f.get("history") or "",
@@ -484,8 +590,8 @@ class DeliveryRecord:
             send_at=f.get("send_at") or None,
             attempt_at_ms=_int(f.get("attempt_at")),
             resolve_after_ms=_int(f.get("resolve_after")),
-            throttle_window_ms=_int(f.get("window")),
-            event_identity=f.get("dedupe") or f.get("event_uuid") or None,
+            throttle_window_ms=_int(f.get("win")),
+            event_identity=f.get("dedupe") or event_uuid or None,
             expires_ms=_int(f.get("expires")),
             channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
             content_sid=f.get("content_sid") or None,
@@ -496,6 +602,13 @@ class DeliveryRecord:
             legacy_request=f.get(LEGACY_REQUEST_FIELD) or None,
             legacy_times=(f.get("created_at"), f.get("updated_at")),
         )
+
+    @classmethod
+    def from_skipped(cls, delivery_id: str, f: dict[str, str]) -> DeliveryRecord:
+        """Read a skipped delivery from its skipped log entry: the record's fields and its
+        reason; its one history step is derived (skipped when created)."""
+        history = history_entry(0, "skipped", f.get("reason", ""))
+        return cls.from_fields(delivery_id, {**f, "status": "skipped", "history": history})
 
     @property
     def throttle_key(self) -> str | None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from app.store import keys, storage_errors
+from app.store.recipient_index import recipient_ids
 from app.store.records import id_bound
 
 # How far before a delivery its event's other deliveries are looked for (an event's
@@ -56,11 +57,10 @@ class ReplayLog:
 
     async def near_deliveries_to(self, recipient: str, created_ms: int) -> list[str]:
         """The recipient's deliveries from a day before `created_ms` on (bounded)."""
-        ids: list[str] = await self._redis.zrangebylex(  # type: ignore[assignment]
-            keys.RECIPIENT_INDEX_PREFIX + recipient,
-            f"[{id_bound(created_ms - _REACHED_LOOKBACK_MS)}",
-            "+",
-            start=0,
-            num=_REACHED_SCAN,
+        ids = await recipient_ids(
+            self._redis,
+            recipient,
+            self._retention_s * 1000,
+            since_ms=created_ms - _REACHED_LOOKBACK_MS,
         )
-        return ids
+        return sorted(ids)[:_REACHED_SCAN]

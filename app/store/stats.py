@@ -23,6 +23,9 @@ STATUSES: tuple[DeliveryStatus, ...] = get_args(DeliveryStatus)
 TEXTED: frozenset[str] = frozenset({"sent", "delivered", "undelivered", "read", "mocked"})
 # At most this many of a destination's deliveries are read to count its outcomes.
 OUTCOME_SAMPLE = 2000
+# At most this many of the newest skipped deliveries are read to count them (they are
+# entries of one log, counted by reading it: no counter is written on the hot path).
+SKIPPED_SCAN = 10_000
 # Events received are kept per minute for this long (the console's longest window + 1 h).
 EVENT_COUNT_HOURS = 25
 
@@ -50,43 +53,66 @@ class DeliveryStats:
     async def outcomes_since(self, *windows_s: int) -> list[Outcomes]:
         """For each window (seconds back from now): all deliveries created in it, by status
         now (skipped ones by reason), counted over the newest `OUTCOME_SAMPLE` records."""
-        return [await self._outcomes(keys.DELIVERY_INDEX, window) for window in windows_s]
+        logged: set[str] = await self._redis.smembers(keys.LOGGED_DESTINATIONS)  # type: ignore[assignment]
+        indexes = [keys.DESTINATION_INDEX_PREFIX + d for d in sorted(logged)]
+        return [await self._outcomes(indexes, window) for window in windows_s]
 
     async def destination_totals(self, destination_ids: list[str], window_s: int) -> list[int]:
-        """Deliveries created in the last `window_s` seconds for each destination."""
-        bound = id_bound(time.time_ns() // 1_000_000 - window_s * 1000)
+        """Deliveries created in the last `window_s` seconds for each destination (skipped
+        ones counted over the newest `SKIPPED_SCAN`)."""
+        since_ms = time.time_ns() // 1_000_000 - window_s * 1000
         async with self._redis.pipeline(transaction=False) as pipe:
             for destination in destination_ids:
-                pipe.zlexcount(keys.DESTINATION_INDEX_PREFIX + destination, f"[{bound}", "+")
-            replies: list[int] = await pipe.execute()
-        return [int(n) for n in replies]
+                pipe.zlexcount(
+                    keys.DESTINATION_INDEX_PREFIX + destination, f"[{id_bound(since_ms)}", "+"
+                )
+            pipe.xrevrange(keys.SKIPPED_LOG, "+", str(since_ms), count=SKIPPED_SCAN)
+            replies: list[Any] = await pipe.execute()
+        skipped = Counter(fields.get("dest") for _, fields in replies[-1])
+        return [int(n) + skipped[d] for n, d in zip(replies, destination_ids, strict=False)]
 
     async def destination_outcomes(self, destination_id: str, window_s: int) -> Outcomes:
         """One destination's deliveries created in the window, by status (and skipped ones
         by reason), counted over its newest `OUTCOME_SAMPLE` records."""
-        return await self._outcomes(keys.DESTINATION_INDEX_PREFIX + destination_id, window_s)
-
-    async def _outcomes(self, index: str, window_s: int) -> Outcomes:
-        # Counted from the records themselves: the commonest statuses (mocked, delivered,
-        # skipped…) keep no index of their own (a lean record, see UNINDEXED_STATUSES).
-        bound = id_bound(time.time_ns() // 1_000_000 - window_s * 1000)
-        ids: list[str] = await self._redis.zrevrangebylex(  # type: ignore[assignment]
-            index, "+", f"[{bound}", 0, OUTCOME_SAMPLE
+        return await self._outcomes(
+            [keys.DESTINATION_INDEX_PREFIX + destination_id], window_s, destination_id
         )
+
+    async def _outcomes(
+        self, indexes: list[str], window_s: int, destination: str | None = None
+    ) -> Outcomes:
+        # Counted from the records themselves: the commonest statuses (mocked, delivered,
+        # read…) keep no index of their own (a lean record, see UNINDEXED_STATUSES), and
+        # skipped deliveries are entries of the skipped log (its newest, read whole).
+        since_ms = time.time_ns() // 1_000_000 - window_s * 1000
+        bound = f"[{id_bound(since_ms)}"
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zlexcount(index, f"[{bound}", "+")
+            for index in indexes:
+                pipe.zlexcount(index, bound, "+")
+                pipe.zrevrangebylex(index, "+", bound, 0, OUTCOME_SAMPLE)
+            pipe.xrevrange(keys.SKIPPED_LOG, "+", str(since_ms), count=SKIPPED_SCAN)
+            *indexed, entries = await pipe.execute()
+        counted = sum(int(n) for n in indexed[::2])
+        ids = sorted({i for page in indexed[1::2] for i in page}, reverse=True)[:OUTCOME_SAMPLE]
+        async with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
-                pipe.hmget(keys.delivery(delivery_id), "status", "reason", "segments")
+                pipe.hmget(keys.delivery(delivery_id), "status", "reason", "segs", "segments")
             replies: list[Any] = await pipe.execute()
-        rows = [row for row in replies[1:] if row[0]]  # expired records read as None
+        skipped = [
+            ("skipped", fields.get("reason"), None)
+            for _, fields in entries
+            if destination is None or fields.get("dest") == destination
+        ]
+        # (segments: `segs`, or `segments` in records from before the short field names)
+        rows = [(st, why, segs or old) for st, why, segs, old in replies if st] + skipped
         by_status = Counter(status for status, _, _ in rows)
         reasons = Counter(reason for status, reason, _ in rows if status == "skipped" and reason)
         texted = [int(segments or 1) for status, _, segments in rows if status in TEXTED]
         return Outcomes(
-            int(replies[0]),
+            counted + len(skipped),
             dict(by_status),
             dict(reasons),
-            len(ids) == OUTCOME_SAMPLE,
+            counted > OUTCOME_SAMPLE or len(entries) == SKIPPED_SCAN,
             texted=len(texted),
             segments=sum(texted),
         )

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from app.store import storage_errors
+from app.store import StorageError, storage_errors
 from app.store.callbacks import CallbackLog
 from app.store.config_generation import ConfigGeneration
 from app.store.connection import EmbeddedRedis, check_server, close, connect, refuse_unfit
@@ -82,13 +82,17 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     try:
         # Cluster, evicting, a replica: say what to change, stop.
         await refuse_unfit(redis, replication.min_replicas)
-        yield Store(
+        store = Store(
             redis,
             settings.dedupe_ttl,
             settings.delivery_retention,
             settings.skipped_retention,
             replication,
         )
+        # A Redis away at start-up is not fatal: the worker's pruning migrates too.
+        with contextlib.suppress(StorageError):
+            await store.deliveries.migrate()
+        yield store
     finally:
         await close(redis)
         if embedded:

@@ -90,7 +90,7 @@ async def test_a_chunk_stops_at_the_failing_delivery(
     [entry] = redis_client.xrange(keys.SEND_STREAM)
     assert redis_client.hget(keys.delivery(entry[1]["delivery"]), "status") == "queued"
     assert not redis_client.exists(keys.dedupe("broken", "bad"))
-    assert redis_client.zcard(keys.DELIVERY_INDEX) == 1
+    assert redis_client.zcard(keys.DESTINATION_INDEX_PREFIX + "welcome") == 1
     redis_client.delete(keys.DESTINATION_INDEX_PREFIX + "broken")
     retried = await log.admit([first, second])
     assert [a.decision for a in retried] == ["duplicate", "queued"]
