@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from app.durations import Seconds
+from app.pipeline.budget import BudgetConfig
 from app.pipeline.events import Event
 from app.pipeline.filters import PropertyFilter, exact_key
 from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
@@ -149,6 +150,9 @@ class DestinationConfig(BaseModel):
     media_url: list[str] = Field(default_factory=list, max_length=MAX_MEDIA)
     content_sid: ContentSid | None = None
     content_variables: dict[str, str] | None = Field(default=None, max_length=100)
+    # At most so many segments (or so much money) a day; over it: `over_budget`, paused
+    # until the budget day ends (SMS_BUDGET_TIMEZONE's midnight) or until resumed.
+    budget: BudgetConfig | None = None
 
     @field_validator("media_url")
     @classmethod
@@ -210,6 +214,7 @@ class Defaults:
     validity: int | None = None
     quiet_hours: QuietHoursConfig | None = None
     timezone: str = "UTC"
+    budget_timezone: str = "UTC"
 
     @classmethod
     def of(cls, settings: Settings) -> Defaults:
@@ -219,6 +224,7 @@ class Defaults:
             settings.default_validity,
             settings.quiet_hours,
             settings.default_timezone,
+            budget_timezone=settings.budget_timezone,
         )
 
 
@@ -239,6 +245,7 @@ class Destination:
     default_zone: ZoneInfo = UTC_ZONE  # SMS_DEFAULT_TIMEZONE
     media_templates: tuple[jinja2.Template, ...] = ()  # `media_url`, compiled
     content_variable_templates: tuple[tuple[str, jinja2.Template], ...] = ()
+    budget_zone: ZoneInfo = UTC_ZONE  # SMS_BUDGET_TIMEZONE: where a budget day ends
 
     @property
     def id(self) -> str:
@@ -624,6 +631,7 @@ class _Checker:
             quiet_hours=quiet_hours,
             quiet_timezone=zone_template,
             default_zone=zone_named(defaults.timezone) or UTC_ZONE,
+            budget_zone=zone_named(defaults.budget_timezone) or UTC_ZONE,
         )
 
     def compile(self, path: _Path, label: str, field: str, source: Any) -> jinja2.Template | None:

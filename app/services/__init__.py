@@ -16,6 +16,7 @@ from app.metrics import Metrics
 from app.pipeline.dispatch import RetryPolicy
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
+from app.services.pauses import DestinationPauses
 from app.services.recent import RecentEvents
 from app.services.reconcile import Reconciler
 from app.services.reload import DestinationReloader
@@ -57,7 +58,12 @@ class BackgroundJobs:
     """What a worker runs: the send worker, and reconciliation with Twilio when live."""
 
     def __init__(
-        self, settings: Settings, store: Store, twilio: TwilioClient, metrics: Metrics
+        self,
+        settings: Settings,
+        store: Store,
+        twilio: TwilioClient,
+        metrics: Metrics,
+        pauses: DestinationPauses | None = None,
     ) -> None:
         self._worker = SendWorker(
             store.send_queue(consumer_name()),
@@ -72,6 +78,8 @@ class BackgroundJobs:
             settings.twilio_timeout,
             settings.twilio_list_delay,
             settings.shutdown_grace,
+            pauses=store.pauses,
+            announce_pause=pauses.announce if pauses else None,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
         self._reconciler = (
@@ -114,6 +122,7 @@ class Services:
     reloader: DestinationReloader | None = None  # its `last_error`: the last refused reload
     replay_service: ReplayService | None = None
     system_event_service: SystemEvents | None = None
+    pause_service: DestinationPauses | None = None
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
     # Set on SIGTERM: /readyz turns red and new ingest is refused while in-flight work ends.
@@ -136,6 +145,10 @@ class Services:
         return _needed(self.system_event_service)
 
     @property
+    def pauses(self) -> DestinationPauses:
+        return _needed(self.pause_service)
+
+    @property
     def deliveries(self) -> DeliveryLog:
         return _needed(self.store).deliveries
 
@@ -152,7 +165,9 @@ class Services:
 
     def background_jobs(self) -> BackgroundJobs:
         """The send worker (and reconciliation), for `serve` and `smsdest worker`."""
-        return BackgroundJobs(self.settings, _needed(self.store), self.twilio, self.metrics)
+        return BackgroundJobs(
+            self.settings, _needed(self.store), self.twilio, self.metrics, self.pause_service
+        )
 
 
 _T = TypeVar("_T")
@@ -197,6 +212,9 @@ def build_services(
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
     reloader = DestinationReloader(settings, ingest, store.config_generation)
     replay = ReplayService(store.deliveries, store.replays, ingest)
+    system_events = SystemEvents(ingest)
+    pauses = DestinationPauses(store.pauses, ingest, system_events)
+    ingest.on_over_budget = pauses.after_admission
     return Services(
         settings,
         twilio,
@@ -207,5 +225,6 @@ def build_services(
         webhooks,
         reloader=reloader,
         replay_service=replay,
-        system_event_service=SystemEvents(ingest),
+        system_event_service=system_events,
+        pause_service=pauses,
     )

@@ -4,10 +4,12 @@
 -- {'duplicate', original id}).
 -- Input: one JSON array of deliveries, each [keys, args, record].
 -- keys: dedupe, throttle ('' = none), record, stream, index, destination index,
---       recipient index ('' = none), suppression list, delayed sends
+--       recipient index ('' = none), suppression list, delayed sends, pauses, budget
+--       ('' = none)
 -- args: id, dedupe ttl ms, throttle window ms, retention s, now ms, status, reason,
 --       status index prefix, recipient ('' = none), due ms ('' = now), retention s of a
---       skipped delivery
+--       skipped delivery, destination id, then the budget's (destination_gate.lua):
+--       segments, segments limit, cost, cost limit, day end ms
 -- record: the record's fields as a flat [name, value, …] list, every value a string
 --
 -- Redis does not roll a script back when a command in it fails. A delivery whose writes
@@ -15,6 +17,8 @@
 -- above all no dedupe mark, which would make the sender's retry a "duplicate" of a
 -- message never queued — and the script stops with an error: the deliveries before it
 -- in the chunk stand (a retry finds them duplicates), none after it is admitted.
+local charged = nil  -- the budget the delivery being admitted was counted in (for `undo`)
+
 local function admit(KEYS, ARGV, fields)
   local status, reason = ARGV[6], ARGV[7]
   -- A delivery the pipeline already skipped is only deduped.
@@ -22,6 +26,20 @@ local function admit(KEYS, ARGV, fields)
   local checked = check(true, ARGV[1], KEYS[1], ARGV[2], KEYS[8],
                         sendable and ARGV[9] or '', sendable and KEYS[2] or '', ARGV[3])
   if checked[1] == 'duplicate' then return checked end
+  if checked[1] == 'pass' and sendable then
+    -- The destination's own gate (paused, over budget) last: what passes is counted.
+    local budget = {KEYS[11], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17]}
+    local gated = gate(true, KEYS[10], ARGV[12], ARGV[5], budget)
+    if gated then
+      if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+      checked = gated
+    elseif KEYS[11] ~= '' then
+      charged = budget
+      -- What to give back if the send fails for good (pauses.py: release_budget.lua).
+      fields[#fields + 1] = 'budget'
+      fields[#fields + 1] = KEYS[11] .. '|' .. ARGV[13] .. '|' .. ARGV[15]
+    end
+  end
   if checked[1] ~= 'pass' then status, reason = 'skipped', checked[1] end
   if status == 'queued' and ARGV[10] ~= '' then status = 'scheduled' end
   local history = history_entry(ARGV[1], ARGV[5], status, reason, '')
@@ -53,6 +71,10 @@ end
 -- Removes whatever a failed `admit` wrote (each step may fail too: pcall).
 local function undo(KEYS, ARGV)
   local id = ARGV[1]
+  if charged then
+    redis.pcall('HINCRBY', charged[1], 'segments', -tonumber(charged[2]))
+    if tonumber(charged[4]) > 0 then redis.pcall('HINCRBY', charged[1], 'cost', -tonumber(charged[4])) end
+  end
   for _, key in ipairs({KEYS[1], KEYS[2]}) do
     if key ~= '' and redis.pcall('GET', key) == id then redis.pcall('DEL', key) end
   end
@@ -65,6 +87,7 @@ end
 
 local results = {}
 for i, delivery in ipairs(cjson.decode(ARGV[1])) do
+  charged = nil
   local ok, result = pcall(admit, delivery[1], delivery[2], delivery[3])
   if not ok then
     undo(delivery[1], delivery[2])

@@ -22,6 +22,7 @@ from app.durations import format_duration
 from app.store import StorageUnavailable, keys, storage_errors
 from app.store.pipelining import CommandBatcher
 from app.store.records import (
+    NO_BUDGET_ARGS,
     UNINDEXED_STATUSES,
     Decision,
     DeliveryRecord,
@@ -42,7 +43,7 @@ from app.store.scripts import lua
 from app.store.suppressions import Suppression, parse_suppression
 
 # The worker's claim on a queued delivery: send it, or why not.
-BeginVerdict = Literal["send", "resolve", "missing", "done", "opted_out"]
+BeginVerdict = Literal["send", "resolve", "missing", "done", "opted_out", "paused"]
 # What a recorded outcome does to the recipient's throttle window (finish_send.lua).
 ThrottleAction = Literal["anchor", "release", "keep"]
 # How long WAITAOF waits for the local fsync (appendfsync everysec: about a second).
@@ -65,9 +66,15 @@ def _changes_status(*files: str) -> str:
     return lua("history.lua", "transition.lua", *files, prelude=_STATUS_INDEXES)
 
 
-_ADMIT = lua("admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES)
-_PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
-_BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
+_ADMIT = lua(
+    "admission_checks.lua",
+    "destination_gate.lua",
+    "history.lua",
+    "admit.lua",
+    prelude=_STATUS_INDEXES,
+)
+_PREVIEW = lua("admission_checks.lua", "destination_gate.lua", "admission_preview.lua")
+_BEGIN_SEND = _changes_status("json_input.lua", "destination_gate.lua", "begin_send.lua")
 _FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
 _TWILIO_STATUS = _changes_status("twilio_status.lua")
 _CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
@@ -139,11 +146,14 @@ class AdmissionPreview:
     """What admission would decide for a delivery now, read-only (the destination tester).
 
     `check` is the verdict leaving dedupe aside (a tester re-runs the same event);
-    `duplicate_of` says whether admission would have answered "duplicate" first.
+    `duplicate_of` says whether admission would have answered "duplicate" first; `gate`:
+    the destination's own verdict when the checks pass ("destination_paused" or
+    "over_budget", and its detail), None when it would admit.
     """
 
     check: Check
     duplicate_of: str | None
+    gate: tuple[Decision, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,19 +230,30 @@ class DeliveryLog:
     async def preview(self, new: NewDelivery) -> AdmissionPreview:
         """Admission's checks for `new`, read-only: the same script code, nothing claimed."""
         sendable = not new.skip_reason
+        now_ms = time.time_ns() // 1_000_000
         reply = await self._preview(
             keys=[
                 keys.dedupe(new.destination_id, new.event_identity),
                 keys.SUPPRESSIONS,
                 (new.throttle_key or "") if sendable else "",
+                keys.PAUSES,
+                new.budget.key if new.budget else "",
             ],
-            args=[(new.recipient or "") if sendable else ""],
+            args=[
+                (new.recipient or "") if sendable else "",
+                new.destination_id,
+                now_ms,
+                *(new.budget.args() if new.budget else NO_BUDGET_ARGS),
+            ],
         )
-        now_ms = time.time_ns() // 1_000_000
         with_dedupe = Check.from_reply(reply[0], new.recipient, now_ms)
+        gate = reply[2]
         return AdmissionPreview(
             check=Check.from_reply(reply[1], new.recipient, now_ms),
             duplicate_of=with_dedupe.original_id if with_dedupe.verdict == "duplicate" else None,
+            gate=(gate[0], _gate_detail(new.destination_id, gate[0], gate[1]))
+            if gate[0] != "pass"
+            else None,
         )
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
@@ -254,7 +275,7 @@ class DeliveryLog:
         about and did not have: send again), ``"opted_out"`` (recorded skipped, its mark
         and window let go), or ``"missing"`` / ``"done"`` (already sent or final)."""
         payload = _json_input(
-            (keys.delivery(delivery_id), keys.SUPPRESSIONS),
+            (keys.delivery(delivery_id), keys.SUPPRESSIONS, keys.PAUSES),
             (
                 delivery_id,
                 now_ms(),
@@ -273,7 +294,7 @@ class DeliveryLog:
             raise StorageUnavailable(
                 "Redis did not write the attempt to its append-only file in time"
             )
-        if verdict not in ("send", "resolve", "opted_out"):
+        if verdict not in ("send", "resolve", "opted_out", "paused"):
             return cast(BeginVerdict, verdict), None
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         record = DeliveryRecord.from_fields(delivery_id, fields)
@@ -586,6 +607,9 @@ def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int
         check = Check.from_reply(reply, new.recipient, now_ms)
         return Admission(destination, "duplicate", reply[1], check.detail(0))
     reason = cast(Decision, reply[1])
+    if reason in ("destination_paused", "over_budget"):
+        detail = _gate_detail(destination, reason, reply[2])
+        return Admission(destination, reason, delivery_id, detail)
     if reason in ("opted_out", "throttled"):
         # {reason, …facts} is the checks' own reply.
         check = Check.from_reply(reply[1:], new.recipient, now_ms)
@@ -611,6 +635,8 @@ def _admission_input(
         keys.RECIPIENT_INDEX_PREFIX + new.recipient if new.recipient else "",
         keys.SUPPRESSIONS,
         keys.DELAYED_SENDS,
+        keys.PAUSES,
+        new.budget.key if new.budget else "",
     )
     args = (
         delivery_id,
@@ -624,5 +650,16 @@ def _admission_input(
         new.recipient or "",
         str(new.due_ms) if new.due_ms is not None else "",
         str(retention_s[1]),
+        new.destination_id,
+        *(new.budget.args() if new.budget else NO_BUDGET_ARGS),
     )
     return script_keys, args, new.fields()
+
+
+def _gate_detail(destination: str, verdict: str, facts: str) -> str:
+    """A gate verdict's detail (destination_gate.lua's facts: the pause's JSON)."""
+    from app.store.pauses import over_budget_detail, parse_pause
+
+    if verdict == "over_budget":
+        return over_budget_detail(destination, facts)
+    return parse_pause(destination, facts).describe()

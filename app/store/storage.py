@@ -13,6 +13,7 @@ from app.store.callbacks import CallbackLog
 from app.store.config_generation import ConfigGeneration
 from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
+from app.store.pauses import PauseBook
 from app.store.queue import SendQueue
 from app.store.queue_stats import QueueStats
 from app.store.reconcile_state import ReconcileState
@@ -31,8 +32,10 @@ class Store:
         dedupe_ttl_s: int,
         retention_s: int,
         skipped_retention_s: int | None = None,
+        pause_recheck_s: float = 300.0,
     ) -> None:
         self._redis = redis
+        self.pauses = PauseBook(redis, pause_recheck_s)
         self.deliveries = DeliveryLog(redis, dedupe_ttl_s, retention_s, skipped_retention_s)
         self.suppressions = SuppressionList(redis)
         self.callbacks = CallbackLog(redis, retention_s)
@@ -61,7 +64,11 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     try:
         await refuse_unfit(redis)  # Cluster, evicting, a replica: say what to change, stop
         yield Store(
-            redis, settings.dedupe_ttl, settings.delivery_retention, settings.skipped_retention
+            redis,
+            settings.dedupe_ttl,
+            settings.delivery_retention,
+            settings.skipped_retention,
+            pause_recheck_s=settings.pause_recheck,
         )
     finally:
         await redis.aclose()
