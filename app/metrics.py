@@ -240,3 +240,8 @@ class _QueueCollector(Collector):
         for status, count in queue.by_status.items():
             by_status.add_metric([status], count)
         yield by_status
+        yield GaugeMetricFamily(
+            "smsdest_paused_destinations",
+            "Destinations paused now (by an operator, a Twilio error code or their budget).",
+            value=queue.paused_destinations,
+        )

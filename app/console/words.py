@@ -29,6 +29,7 @@ STATUS_WORDS: dict[DeliveryStatus, str] = {
     "canceled": "canceled before it was sent",
     "external": "sent by another system on the account",
     "expired": "still unsent when its validity ran out: never sent late",
+    "held": "its destination is paused: held, not sent, until it resumes",
 }
 
 REASON_WORDS: dict[str, str] = {
@@ -39,6 +40,8 @@ REASON_WORDS: dict[str, str] = {
     "body_too_long": "the body is over 1,600 characters (1,024 on WhatsApp)",
     "blocked_country": "the number is outside the destination's countries",
     "quiet_hours": "inside the recipient's quiet hours (dropped)",
+    "destination_paused": "the destination is paused",
+    "over_budget": "the destination's daily budget is spent (it paused until the day ends)",
 }
 
 # Twilio's message statuses as its status callbacks report them.

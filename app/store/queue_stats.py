@@ -10,10 +10,17 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.store import keys, storage_errors
+from app.store.pauses import count_active
 from app.store.records import DeliveryStatus
 
 # Deliveries not yet handed to Twilio (or held): counted per status from the status indexes.
-WAITING_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "sending", "retrying", "scheduled")
+WAITING_STATUSES: tuple[DeliveryStatus, ...] = (
+    "queued",
+    "sending",
+    "retrying",
+    "scheduled",
+    "held",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +32,13 @@ class QueueSnapshot:
     oldest_age_s: float  # how long the oldest stream entry has waited (0 when empty)
     oldest_added_ms: int | None  # when it was added (epoch ms; None when empty)
     by_status: dict[DeliveryStatus, int]
+    paused_destinations: int = 0  # pauses in force (pauses.py)
 
 
 @storage_errors
 class QueueStats:
-    """Reads the queue's size and age (one pipeline, five cheap O(1)/O(log n) commands)."""
+    """Reads the queue's size and age, and the pauses in force (one pipeline of cheap
+    commands; the pauses hash holds one field per paused destination)."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -41,8 +50,9 @@ class QueueStats:
             pipe.zcard(keys.DELAYED_SENDS)
             for status in WAITING_STATUSES:
                 pipe.zcard(keys.STATUS_INDEX_PREFIX + status)
+            pipe.hgetall(keys.PAUSES)
             reply: list[Any] = await pipe.execute()
-        depth, first, delayed, *counts = reply
+        depth, first, delayed, *counts, pauses = reply
         oldest_age_s, added_ms = 0.0, None
         if first:
             # A stream entry id is "<ms when it was added>-<seq>": the wait needs no lookup.
@@ -55,4 +65,5 @@ class QueueStats:
             oldest_age_s=oldest_age_s,
             oldest_added_ms=added_ms,
             by_status=dict(zip(WAITING_STATUSES, (int(c) for c in counts), strict=True)),
+            paused_destinations=count_active(pauses, int(time.time() * 1000)),
         )
