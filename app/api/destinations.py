@@ -79,7 +79,7 @@ async def pause_destination(
 @router.post(
     "/v1/destinations/{destination_id}/resume",
     response_model=PauseState,
-    responses=errors(404, 503),
+    responses=errors(404, 422, 503),
 )
 async def resume_destination(
     destination_id: DestinationId, services: ServicesDep
