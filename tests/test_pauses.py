@@ -7,17 +7,29 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from app.cli import main as cli_main
 from app.store import keys
-from tests.conftest import RunningService, posthog_webhook
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    REDIS_URL,
+    REPO,
+    RunningService,
+    posthog_webhook,
+    write_destinations,
+)
 from tests.fake_twilio import FakeTwilio
+from tests.test_cli import cli_env
 
 Start = Callable[..., RunningService]
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -300,3 +312,37 @@ def test_the_tester_shows_the_pause(start_service: Start) -> None:
     trace = answer.json()
     assert trace["decision"] == "destination_paused"
     assert "paused since" in trace["detail"] and "tester" in trace["detail"]
+
+
+def test_an_extra_worker_process_pauses_and_pages_through_its_own_ingest(
+    start_service: Start, fake_twilio: FakeTwilio, tmp_path: Path
+) -> None:
+    fake_twilio.enqueue(fake_twilio.fail_with(401, 20003, "Authenticate"))
+    service = start_service(DESTINATIONS, run_worker=False)  # API only
+    first = decide(service, "w-1")
+    env = cli_env(
+        SMS_REDIS_URL=REDIS_URL,
+        SMS_DESTINATIONS_FILE=str(write_destinations(tmp_path, DESTINATIONS)),
+        SMS_TWILIO_BASE_URL=fake_twilio.base_url,
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        service.wait_for_status(first["delivery_id"], "held", timeout=15)
+        deadline = time.monotonic() + 15
+        while "+14155550100" not in to_numbers(fake_twilio) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert to_numbers(fake_twilio) == ["+14155552671", "+14155550100"]
+        assert listed(service, "welcome")["pause"]["code"] == 20003
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=15)
+    assert worker.returncode == 0, output
