@@ -71,8 +71,10 @@ def test_over_budget_pauses_until_the_day_ends_pages_once_and_resume_waives_it(
         "destination_paused",
     ]
     match = re.fullmatch(
-        rf"destination welcome is over its daily budget \(3 segments spent, cost 0\.0000 "
-        rf"spent\); the budget resets at ({ISO}): paused until then or until resumed .*",
+        rf"destination welcome is over its daily budget \(3 of 3 segments spent, this "
+        rf"message needs 1\); the budget resets at ({ISO}): paused until then or until "
+        r"resumed \(POST /v1/destinations/welcome/resume or `smsdest destinations resume "
+        r"welcome`\)",
         decisions[3]["detail"],
     )
     assert match, decisions[3]["detail"]
@@ -119,9 +121,9 @@ def test_a_money_budget_prices_each_segment_by_country(start_service: Start) -> 
     )
     service = start_service(yaml_text, run_worker=False, allowed_countries="*")
     assert decide(service, "m-1", "+14155550001")["decision"] == "queued"  # 0.01
-    over = decide(service, "m-2", "+447911123456")  # 0.04 would make 0.05
+    over = decide(service, "m-2", "+447400123456")  # 0.04 would make 0.05
     assert over["decision"] == "over_budget"
-    assert "cost 0.0100 spent" in over["detail"]
+    assert "(0.01 of 0.03 spent, this message costs 0.04);" in over["detail"]
 
 
 def test_a_send_that_fails_for_good_gives_its_budget_back(

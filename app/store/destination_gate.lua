@@ -34,7 +34,9 @@ local function gate(claim, pauses, destination, now_ms, budget)
   if over then
     local facts = {since = tonumber(now_ms), ['until'] = tonumber(budget[6]), by = 'budget',
                    reason = 'over its daily budget', budget_key = key,
-                   segments = segments, cost = cost}
+                   segments = segments, segments_limit = tonumber(budget[3]),
+                   cost = cost, cost_limit = tonumber(budget[5]),
+                   needs = add_segments, costs = add_cost}
     local encoded = cjson.encode(facts)
     if claim then redis.call('HSET', pauses, destination, encoded) end
     return {'over_budget', encoded}

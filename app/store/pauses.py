@@ -120,17 +120,35 @@ def count_active(raw: dict[str, str], at_ms: int) -> int:
 
 
 def over_budget_detail(destination: str, facts: str) -> str:
-    """An `over_budget` decision's detail from the gate's facts (JSON): spent, budget,
-    when it resets, and the pause it started."""
+    """An `over_budget` decision's detail from the gate's facts (JSON): what was spent of
+    the budget, what this message needed, when the budget resets, and the pause."""
     data = orjson.loads(facts)
     pause = parse_pause(destination, facts)
+    spent = []
+    if data.get("segments_limit") is not None:
+        spent.append(
+            f"{data.get('segments', 0)} of {data['segments_limit']} segments spent, this "
+            f"message needs {data.get('needs', 0)}"
+        )
+    if data.get("cost_limit") is not None:
+        spent.append(
+            f"{_money(data.get('cost', 0))} of {_money(data['cost_limit'])} spent, this "
+            f"message costs {_money(data.get('costs', 0))}"
+        )
     return (
-        f"destination {destination} is over its daily budget "
-        f"({data.get('segments', 0)} segments spent, cost {data.get('cost', 0) / 1_000_000:.4f} "
-        f"spent); the budget resets at {iso_ms(pause.until_ms or 0)}: paused until then or "
-        f"until resumed (POST /v1/destinations/{destination}/resume or "
+        f"destination {destination} is over its daily budget ({'; '.join(spent)}); the "
+        f"budget resets at {iso_ms(pause.until_ms or 0)}: paused until then or until "
+        f"resumed (POST /v1/destinations/{destination}/resume or "
         f"`smsdest destinations resume {destination}`)"
     )
+
+
+def _money(millionths: int | float) -> str:
+    """Millionths as money: at least cents, at most four decimals (0.0083, 5.00)."""
+    text = f"{millionths / 1_000_000:.4f}"
+    while text.endswith("0") and len(text.partition(".")[2]) > 2:
+        text = text[:-1]
+    return text
 
 
 @storage_errors
