@@ -241,6 +241,12 @@ class _QueueCollector(Collector):
             by_status.add_metric([status], count)
         yield by_status
         yield GaugeMetricFamily(
+            "smsdest_deliveries_unknown",
+            "Deliveries whose last send attempt has an unknown outcome (the request may have "
+            "reached Twilio), waiting for the resolver to ask Twilio's message list.",
+            value=queue.unknown,
+        )
+        yield GaugeMetricFamily(
             "smsdest_paused_destinations",
             "Destinations paused now (by an operator, a Twilio error code or their budget).",
             value=queue.paused_destinations,

@@ -14,6 +14,7 @@ from app.destinations import DestinationSet
 from app.errors import Unavailable
 from app.metrics import Metrics
 from app.pipeline.dispatch import RetryPolicy
+from app.services.event_tally import EventTally
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
 from app.services.pauses import DestinationPauses
@@ -123,6 +124,7 @@ class Services:
     replay_service: ReplayService | None = None
     system_event_service: SystemEvents | None = None
     pause_service: DestinationPauses | None = None
+    event_tally: EventTally | None = None  # flushed by `serve` (counted_events)
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
     # Set on SIGTERM: /readyz turns red and new ingest is refused while in-flight work ends.
@@ -199,6 +201,7 @@ def build_services(
     )
     if store is None:
         return Services(settings, twilio, messages, metrics)
+    tally = EventTally(store.event_counts)
     ingest = IngestService(
         destinations or DestinationSet([]),
         store.deliveries,
@@ -208,6 +211,7 @@ def build_services(
         timedelta(seconds=settings.delivery_retention),
         metrics,
         RecentEvents(settings.recent_events) if settings.recent_events else None,
+        tally,
     )
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
     reloader = DestinationReloader(settings, ingest, store.config_generation)
@@ -227,4 +231,5 @@ def build_services(
         replay_service=replay,
         system_event_service=system_events,
         pause_service=pauses,
+        event_tally=tally,
     )

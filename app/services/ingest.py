@@ -21,6 +21,7 @@ from app.pipeline.budget import MICROS, budget_day
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
 from app.pipeline.recipients import mask_phone
+from app.services.event_tally import EventTally
 from app.services.recent import RecentEvents
 from app.store import keys
 from app.store.deliveries import Admission, DeliveryLog
@@ -81,8 +82,10 @@ class IngestService:
         horizon: timedelta,
         metrics: Metrics,
         recent: RecentEvents | None = None,
+        tally: EventTally | None = None,
     ) -> None:
         self._recent = recent
+        self._tally = tally
         self._destinations = destinations
         self._deliveries = deliveries
         self._twilio = twilio
@@ -115,6 +118,8 @@ class IngestService:
         """Evaluate every event against its destinations; admit all in one round trip."""
         if self._recent is not None:
             self._recent.add(events)
+        if self._tally is not None:
+            self._tally.add(len(events))
         planned: list[tuple[int, NewDelivery]] = []
         destinations = self._destinations  # one file for the whole batch, even mid-reload
         now = datetime.now(UTC)

@@ -32,6 +32,7 @@ class QueueSnapshot:
     oldest_age_s: float  # how long the oldest stream entry has waited (0 when empty)
     oldest_added_ms: int | None  # when it was added (epoch ms; None when empty)
     by_status: dict[DeliveryStatus, int]
+    unknown: int  # attempts whose outcome is unknown, waiting for the resolver
     paused_destinations: int = 0  # pauses in force (pauses.py)
 
 
@@ -50,9 +51,10 @@ class QueueStats:
             pipe.zcard(keys.DELAYED_SENDS)
             for status in WAITING_STATUSES:
                 pipe.zcard(keys.STATUS_INDEX_PREFIX + status)
+            pipe.zcard(keys.STATUS_INDEX_PREFIX + "unknown")
             pipe.hgetall(keys.PAUSES)
             reply: list[Any] = await pipe.execute()
-        depth, first, delayed, *counts, pauses = reply
+        depth, first, delayed, *counts, unknown, pauses = reply
         oldest_age_s, added_ms = 0.0, None
         if first:
             # A stream entry id is "<ms when it was added>-<seq>": the wait needs no lookup.
@@ -65,5 +67,6 @@ class QueueStats:
             oldest_age_s=oldest_age_s,
             oldest_added_ms=added_ms,
             by_status=dict(zip(WAITING_STATUSES, (int(c) for c in counts), strict=True)),
+            unknown=int(unknown),
             paused_destinations=count_active(pauses, int(time.time() * 1000)),
         )
