@@ -73,7 +73,8 @@ class DeliveryDecision(BaseModel):
     decision: str = Field(
         description="`queued`, `scheduled`, `deferred`, `throttled`, `opted_out`, "
         "`duplicate`, `invalid_recipient`, `render_error`, `body_too_long`, "
-        "`blocked_country`, `quiet_hours`, `destination_paused`, `over_budget`"
+        "`blocked_country`, `quiet_hours`, `blocked_velocity`, `capped`, `destination_paused`, "
+        "`over_budget`"
     )
     delivery_id: str | None = Field(description="For `duplicate`, the original delivery")
     detail: str | dict[str, Any] | None = Field(

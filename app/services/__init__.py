@@ -79,6 +79,7 @@ class BackgroundJobs:
             settings.twilio_timeout,
             settings.twilio_list_delay,
             settings.shutdown_grace,
+            pumping=store.pumping,
             pauses=store.pauses,
             announce_pause=pauses.announce if pauses else None,
         )
@@ -213,10 +214,13 @@ def build_services(
         RecentEvents(settings.recent_events) if settings.recent_events else None,
         tally,
     )
-    webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
+    webhooks = TwilioWebhooks(
+        store.callbacks, store.deliveries, ingest, settings.default_region, store.pumping
+    )
     reloader = DestinationReloader(settings, ingest, store.config_generation)
     replay = ReplayService(store.deliveries, store.replays, ingest)
     system_events = SystemEvents(ingest)
+    ingest.on_guard_tripped(system_events.guard_tripped)
     pauses = DestinationPauses(store.pauses, ingest, system_events)
     ingest.on_over_budget = pauses.after_admission
     return Services(

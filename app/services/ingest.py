@@ -20,7 +20,7 @@ from app.metrics import Metrics
 from app.pipeline.budget import MICROS, budget_day
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
-from app.pipeline.recipients import mask_phone
+from app.pipeline.recipients import country_of, mask_phone
 from app.services.event_tally import EventTally
 from app.services.recent import RecentEvents
 from app.store import keys
@@ -93,6 +93,7 @@ class IngestService:
         self._global_test_mode = global_test_mode
         self._horizon = horizon
         self._metrics = metrics
+        self._guard_tripped: Callable[[Admission, Event], None] | None = None
         # Told of each `over_budget` decision and its event's name (it paused the
         # destination: DestinationPauses announces it); set by build_services.
         self.on_over_budget: Callable[[Admission, str], Awaitable[None]] | None = None
@@ -104,6 +105,11 @@ class IngestService:
     def use_destinations(self, destinations: DestinationSet) -> None:
         """Swap in a reloaded destinations file (events evaluated from now on use it)."""
         self._destinations = destinations
+
+    def on_guard_tripped(self, alarm: Callable[[Admission, Event], None]) -> None:
+        """Call `alarm` (without awaiting anything) for each admission a velocity limit
+        refused, with the event it came from: SystemEvents pages whoever is on call."""
+        self._guard_tripped = alarm
 
     @property
     def recent(self) -> RecentEvents | None:
@@ -149,6 +155,8 @@ class IngestService:
             outcomes[index].deliveries.append(admission)
             metrics.decided(admission.destination_id, admission.decision)
             log_decision(admission, new.recipient, new.event_uuid)
+            if admission.alarm is not None and self._guard_tripped is not None:
+                self._guard_tripped(admission, events[index])
             if admission.decision == "over_budget":
                 over_budget.append((admission, new.event_name))
         if self.on_over_budget is not None:
@@ -161,9 +169,14 @@ class IngestService:
         return outcomes
 
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
-        config = evaluation.destination.config
-        mode = self.mode_of(evaluation.destination)
+        destination = evaluation.destination
+        config = destination.config
+        mode = self.mode_of(destination)
         stats = evaluation.stats
+        recipient = evaluation.recipient
+        # Velocity guards live texts only (test mode texts nobody): only they need the
+        # number's country.
+        velocity = destination.velocity if mode == "live" and recipient else ()
         return NewDelivery(
             destination_id=config.id,
             mode=mode,
@@ -199,6 +212,9 @@ class IngestService:
             expires_ms=(
                 int(evaluation.expires_at.timestamp() * 1000) if evaluation.expires_at else None
             ),
+            country=country_of(recipient) if velocity and recipient else None,
+            velocity=velocity,
+            caps=destination.caps if destination.caps.rules else None,
             budget=budget_charge(evaluation),
         )
 
@@ -267,7 +283,7 @@ class IngestService:
         trace["decision"] = "would_send"
         if evaluation.deferred:
             trace["decision"], trace["detail"] = "deferred", evaluation.detail
-        if check.verdict in ("opted_out", "throttled"):
+        if check.verdict in ("opted_out", "throttled", "blocked_velocity", "capped"):
             trace["decision"] = check.verdict
             trace["detail"] = check.detail(new.throttle_window_ms)
         elif preview.gate is not None:

@@ -28,6 +28,7 @@ from app.services.resolver import find_created
 from app.services.system_events import caused_by_system_event
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
+from app.store.guard import PumpingBackoffs
 from app.store.pauses import Pause, PauseBook, pause_now
 from app.store.queue import QueuedSend, SendQueue
 from app.store.records import (
@@ -76,10 +77,12 @@ class SendWorker:
         twilio_timeout_s: float,
         list_delay_s: float,
         shutdown_grace_s: float = 20.0,
+        pumping: PumpingBackoffs | None = None,
         *,
         pauses: PauseBook,
         announce_pause: Callable[[Pause], Awaitable[None]] | None = None,
     ) -> None:
+        self._pumping = pumping
         self._deliveries = deliveries
         self._pauses = pauses
         self._announce_pause = announce_pause  # $sms_destination_paused (DestinationPauses)
@@ -180,6 +183,10 @@ class SendWorker:
     async def _handle_safely(self, queued: QueuedSend) -> None:
         try:
             await self.handle(queued)
+        except StorageError as exc:
+            # Redis away, read-only, or the attempt not on enough replicas: nothing was
+            # sent; the entry stays pending and is taken over later (resolved first).
+            log.warning("send worker: delivery %s left for later: %s", queued.delivery_id, exc)
         except Exception:
             # The entry stays pending and is reclaimed later: logged, never lost.
             log.exception("send worker: delivery %s failed unexpectedly", queued.delivery_id)
@@ -434,7 +441,10 @@ class SendWorker:
                 await self._pause_destination(queued, record, outcome.error, attempt)
                 return
             # Twilio knows this number sent STOP: never try it again.
+            code = getattr(outcome.error, "code", None)
             opted_out = action is ErrorAction.OPT_OUT
+            if code is not None and self._pumping is not None and record.recipient:
+                await self._pumping.back_off(record.recipient, code)  # if a pumping answer
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,

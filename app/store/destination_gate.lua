@@ -2,7 +2,7 @@
 -- is the destination paused, and does this delivery fit in its budget for the day?
 -- Shared by admission (admit.lua: counts the spend, and pauses the destination when the
 -- budget is spent), the preview (admission_preview.lua: reads only) and the worker
--- (begin_send.lua: a paused destination's deliveries are held, not sent).
+-- (begin_send.lua, `active_pause`: a paused destination's deliveries are held, not sent).
 --
 -- A pause is a JSON value in the pauses hash, by destination: {since, until (epoch ms,
 -- absent: until resumed), by, reason, code, budget_key}. A bounded pause past its `until`
@@ -16,13 +16,10 @@ local function active_pause(pauses, destination, now_ms)
 end
 
 -- budget: {key ('' = no budget), segments, segments limit ('' = none), cost (millionths),
--- cost limit ('' = none), day end ms}. Returns nil (passes: counted when `claim`), or
--- {'destination_paused', pause JSON} or {'over_budget', facts JSON} — the first delivery
--- over a budget pauses the destination until the day ends (or it is resumed: resume.lua
--- waives the rest of that day's budget).
-local function gate(claim, pauses, destination, now_ms, budget)
-  local pause = active_pause(pauses, destination, now_ms)
-  if pause then return {'destination_paused', pause} end
+-- cost limit ('' = none), day end ms}. Returns nil (it fits: counted when `claim`), or
+-- {'over_budget', facts JSON} — the first delivery over a budget pauses the destination
+-- until the day ends (or it is resumed: resume.lua waives the rest of that day's budget).
+local function spend_budget(claim, pauses, destination, now_ms, budget)
   local key = budget[1]
   if key == '' then return nil end
   local spent = redis.call('HMGET', key, 'segments', 'cost', 'waived')
