@@ -27,9 +27,11 @@ from app.pipeline.plan import recheck_quiet_hours
 from app.pipeline.recipients import mask_phone
 from app.services.pacing import SenderPacer
 from app.services.resolver import find_created
+from app.services.system_events import caused_by_system_event
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
 from app.store.guard import PumpingBackoffs
+from app.store.pauses import Pause, PauseBook, pause_now
 from app.store.queue import QueuedSend, SendQueue
 from app.store.records import (
     DeliveryRecord,
@@ -41,7 +43,7 @@ from app.store.records import (
 )
 from app.store.suppressions import suppression_value
 from app.twilio.client import TwilioClient
-from app.twilio.error_catalog import ErrorAction, action_for
+from app.twilio.error_catalog import CATALOG, ErrorAction, action_for
 from app.twilio.errors import TwilioApiError, TwilioError, TwilioTransportError
 from app.twilio.models import VALIDITY_PERIOD_RANGE, OutboundMessage
 
@@ -88,6 +90,9 @@ class SendWorker:
         pacer: SenderPacer | None = None,
         pace_hold_s: float = 0.0,
         pumping: PumpingBackoffs | None = None,
+        *,
+        pauses: PauseBook,
+        announce_pause: Callable[[Pause], Awaitable[None]] | None = None,
     ) -> None:
         self._pumping = pumping
         self._deliveries = deliveries
@@ -95,6 +100,8 @@ class SendWorker:
         # holding the stream entry, longer in the delayed set (Settings.pacing_hold_s).
         self._pacer = pacer
         self._pace_hold_s = pace_hold_s
+        self._pauses = pauses
+        self._announce_pause = announce_pause  # $sms_destination_paused (DestinationPauses)
         self._metrics = metrics
         self._queue = queue
         self._twilio = twilio
@@ -217,6 +224,9 @@ class SendWorker:
             if not await self._resolve(queued, record):
                 return
             resolved = record.attempts
+        if verdict == "paused" and record is not None:
+            await self._hold(queued, record, "destination paused: held until it resumes")
+            return
         if verdict != "send" or record is None:
             # Expired, already done by an earlier owner, or the recipient opted out.
             if verdict == "opted_out":
@@ -224,6 +234,7 @@ class SendWorker:
                     "send skipped: recipient opted out",
                     extra={"delivery_id": queued.delivery_id},
                 )
+                await self._pauses.release_budget(queued.delivery_id)
             await self._queue.ack(queued.entry_id)
             return
         attempt = record.attempts
@@ -454,6 +465,7 @@ class SendWorker:
         await self._deliveries.finish_send(
             record, queued.entry_id, "expired", final=True, throttle="release", detail=detail
         )
+        await self._pauses.release_budget(record.id)
         self._metrics.send_attempted(record.destination, "expired")
         log.info(
             "send expired unsent at %s",
@@ -563,6 +575,12 @@ class SendWorker:
                 extra=_attempt_fields(record, attempt, "unknown", error=outcome.error),
             )
         else:
+            action = action_for(getattr(outcome.error, "code", None))
+            if action is ErrorAction.PAUSE_DESTINATION and not caused_by_system_event(
+                record.event_name
+            ):
+                await self._pause_destination(queued, record, outcome.error, attempt)
+                return
             code = getattr(outcome.error, "code", None)
             if code is not None and self._pumping is not None and record.recipient:
                 await self._pumping.back_off(record.recipient, code)  # if a pumping answer
@@ -577,6 +595,7 @@ class SendWorker:
                 suppression=_suppression(outcome.error),
                 attempt=attempt,
             )
+            await self._pauses.release_budget(record.id)  # nothing was sent
             self._metrics.send_attempted(record.destination, "failed")
             log.warning(
                 "send attempt %d: failed: %s",
@@ -584,6 +603,50 @@ class SendWorker:
                 outcome.error,
                 extra=_attempt_fields(record, attempt, "failed", error=outcome.error),
             )
+
+    async def _hold(
+        self,
+        queued: QueuedSend,
+        record: DeliveryRecord,
+        detail: str,
+        *,
+        attempt: int | None = None,
+        error: TwilioError | None = None,
+    ) -> None:
+        """Hold a delivery of a paused destination: neither sent nor failed, it waits in the
+        delayed set (its window kept) and goes when the destination resumes."""
+        outcome = _error_outcome(error) if error is not None else None
+        await self._pauses.hold(record, queued.entry_id, detail, attempt=attempt, outcome=outcome)
+        self._metrics.send_attempted(record.destination, "held")
+        log.info(
+            "send held: %s",
+            detail,
+            extra=_attempt_fields(record, attempt or record.attempts, "held", error=error),
+        )
+
+    async def _pause_destination(
+        self, queued: QueuedSend, record: DeliveryRecord, error: TwilioError, attempt: int
+    ) -> None:
+        """Twilio says the sender or the account is unfit (a PAUSE_DESTINATION code): pause
+        the destination (the first such answer's pause stands), hold this message (nothing
+        was sent) and announce the pause once."""
+        code = getattr(error, "code", None)
+        known = CATALOG.get(code) if isinstance(code, int) else None
+        reason = known.meaning if known else str(error)
+        pause, created = await self._pauses.pause(
+            pause_now(record.destination, "error_code", reason, code=code), replace=False
+        )
+        await self._hold(
+            queued,
+            record,
+            f"attempt {attempt}: {error}; destination paused: held until it resumes",
+            attempt=attempt,
+            error=error,
+        )
+        if created:
+            log.warning("destination %s paused: %s", record.destination, pause.describe())
+            if self._announce_pause is not None:
+                await self._announce_pause(pause)
 
 
 def _attempt_fields(
