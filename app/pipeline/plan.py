@@ -23,9 +23,8 @@ from app.pipeline.quiet_hours import NeverOpen, release_time, zone_named
 from app.pipeline.recipients import (
     ALL_COUNTRIES,
     InvalidRecipient,
-    country_of,
     mask_phone,
-    normalize_phone,
+    normalize_recipient,
     time_zones_of,
 )
 from app.pipeline.render import (
@@ -105,12 +104,12 @@ def evaluate(
         return Evaluation(destination, False, failure)
 
     try:
-        recipient = normalize_phone(
+        recipient, country = normalize_recipient(
             render_template(destination.to_template, context), default_region
         )
     except (RenderError, InvalidRecipient) as exc:
         return Evaluation(destination, True, skip_reason="invalid_recipient", detail=f"to: {exc}")
-    blocked = _country_block(destination, recipient)
+    blocked = _country_block(destination, recipient, country)
     if blocked is not None:
         return Evaluation(
             destination, True, recipient=recipient, skip_reason="blocked_country", detail=blocked
@@ -218,13 +217,11 @@ def _content_variables(destination: Destination, context: dict[str, Any]) -> str
     return orjson.dumps(values).decode()
 
 
-def _country_block(destination: Destination, recipient: str) -> str | None:
-    """Why `recipient` is outside the destination's countries; None when it is inside."""
+def _country_block(destination: Destination, recipient: str, country: str) -> str | None:
+    """Why `recipient` (in `country`) is outside the destination's countries; None when it
+    is inside."""
     allowed = destination.countries
-    if ALL_COUNTRIES in allowed:
-        return None
-    country = country_of(recipient)
-    if country in allowed:
+    if ALL_COUNTRIES in allowed or country in allowed:
         return None
     where = "no country (a non-geographic number)" if country == "001" else country
     return (
