@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["create_app", "load_configured_destinations"]
 
+# How often each process adds its count of events received to Redis (the console's figure
+# lags by at most this much).
+EVENT_TALLY_INTERVAL_S = 5.0
+
 
 @contextlib.asynccontextmanager
 async def following_reloads(services: Services) -> AsyncIterator[None]:
@@ -79,6 +83,23 @@ async def following_reloads(services: Services) -> AsyncIterator[None]:
             await follower
 
 
+@contextlib.asynccontextmanager
+async def counted_events(services: Services) -> AsyncIterator[None]:
+    """Add this process's count of events received to the store every few seconds (and
+    once more on the way out), for the console's overview."""
+    tally = services.event_tally
+    if tally is None:
+        yield
+        return
+    stopping = asyncio.Event()
+    flusher = asyncio.create_task(tally.run(EVENT_TALLY_INTERVAL_S, stopping))
+    try:
+        yield
+    finally:
+        stopping.set()
+        await flusher
+
+
 def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:
     """Build the API. Raises `ConfigError`/`SettingsError` at once for a bad configuration."""
     settings = settings or Settings()
@@ -110,7 +131,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
 
             app.state.drain = drain
             try:
-                async with following_reloads(services):
+                async with following_reloads(services), counted_events(services):
                     yield
             finally:
                 if worker and services.background:

@@ -240,3 +240,9 @@ class _QueueCollector(Collector):
         for status, count in queue.by_status.items():
             by_status.add_metric([status], count)
         yield by_status
+        yield GaugeMetricFamily(
+            "smsdest_deliveries_unknown",
+            "Deliveries whose last send attempt has an unknown outcome (the request may have "
+            "reached Twilio), waiting for the resolver to ask Twilio's message list.",
+            value=queue.unknown,
+        )

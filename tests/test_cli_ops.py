@@ -193,6 +193,29 @@ def test_deliveries_list_get(served: Served, api: bool) -> None:
     assert served.run("deliveries", "get", "nope", api=api).returncode == 2
 
 
+@API
+def test_deliveries_list_time_range(served: Served, api: bool) -> None:
+    to = phone("range", api)
+    first = served.post_event(to)
+    time.sleep(0.05)
+    between = datetime.now(UTC).isoformat()
+    time.sleep(0.05)
+    second = served.post_event(to, "Bo")
+
+    def listed(*options: str) -> list[str]:
+        run = served.run("deliveries", "list", "--recipient", to, *options, "--json", api=api)
+        assert run.returncode == 0, run.stderr
+        return [d["id"] for d in json_lines(run.stdout)]
+
+    assert listed("--since", between) == [second]
+    assert listed("--until", between) == [first]
+    assert listed("--since", between, "--until", between) == []
+    backwards = served.run(
+        "deliveries", "list", "--since", between, "--until", "2020-01-01", api=api
+    )
+    assert backwards.returncode == 2 and "--since is after --until" in backwards.stderr
+
+
 def test_without_a_running_serve_says_what_to_set(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "deliveries", "list"],

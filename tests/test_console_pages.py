@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,6 +45,31 @@ def test_overview_shows_the_queue_no_worker_drains(start_service: Any) -> None:
     assert re.search(r'data-testid="queue-depth">3<', page)
     assert re.search(r'data-testid="oldest-pending">\d+ s<', page)
     assert 'data-status="queued"' in page
+
+
+def test_overview_counts_events_texts_and_segments(start_service: Any) -> None:
+    service: RunningService = start_service(SIGNUP_DESTINATION)
+    ids = []
+    for i in range(3):
+        answer = service.post_events(
+            posthog_webhook(uuid=f"0190e4c6-0000-7000-8000-00000000001{i}")
+        )
+        ids.append(answer.json()["results"][0]["deliveries"][0]["delivery_id"])
+    # Two events no destination listens to: received, never a delivery.
+    for i in range(2):
+        other = posthog_webhook(uuid=f"0190e4c6-0000-7000-8000-00000000002{i}", event="other")
+        assert service.post_events(other).status_code == 202
+    for delivery_id in ids:
+        service.wait_for_status(delivery_id, "sent")
+    with _logged_in(service) as client:
+        deadline = time.monotonic() + 15  # each process adds its count every few seconds
+        while 'data-testid="events-1">5<' not in (page := client.get("/console").text):
+            assert time.monotonic() < deadline, "events received never reached 5"
+            time.sleep(0.5)
+    # One process flushed its count: the day's figure says the same.
+    assert 'data-testid="events-2">5<' in page
+    assert 'data-testid="texted-1">3<' in page and 'data-testid="segments-1">3<' in page
+    assert 'data-testid="failed-1">0<' in page
 
 
 def test_bad_input_is_a_page_saying_what_is_wrong(start_service: Any) -> None:

@@ -26,7 +26,7 @@ from tests.conftest import (
     posthog_webhook,
     write_destinations,
 )
-from tests.fake_twilio import FakeTwilio
+from tests.fake_twilio import FakeTwilio, ScriptedResponse
 from tests.test_cli import cli_env
 
 Start = Callable[..., RunningService]
@@ -173,6 +173,21 @@ def test_queue_gauges_are_read_from_redis_at_scrape_time(start_service: Start) -
     assert value(samples, "smsdest_deliveries_waiting", status="queued") == 3
     assert value(samples, "smsdest_deliveries_waiting", status="sending") == 0
     assert 0.3 <= value(samples, "smsdest_queue_oldest_age_seconds") < 30
+
+
+def test_deliveries_of_unknown_outcome_are_a_gauge(
+    start_service: Start, fake_twilio: FakeTwilio
+) -> None:
+    # Twilio creates the message and drops the connection: the outcome is unknown until the
+    # resolver asks Twilio's list, a minute later.
+    fake_twilio.enqueue(ScriptedResponse(201, accept=True, drop=True))
+    service = start_service(DESTINATIONS, twilio_list_delay=60)
+    answer = service.post_events(posthog_webhook(uuid=uid(0), phone=phone(0)))
+    delivery_id = answer.json()["results"][0]["deliveries"][0]["delivery_id"]
+    service.wait_for_status(delivery_id, "unknown")
+    samples = scrape(service.base_url)
+    assert value(samples, "smsdest_deliveries_unknown") == 1
+    assert value(samples, "smsdest_send_outcome_unknown_total", destination="welcome") == 1
 
 
 def test_metrics_token(start_service: Start) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -12,7 +12,7 @@ from app.api.params import DELIVERY_ID, DESTINATION_FILTER, DeliveryId
 from app.api.schemas import Delivery, DeliveryPage, errors
 from app.errors import InvalidInput, NotFound
 from app.pipeline.recipients import InvalidRecipient, normalize_phone
-from app.store.records import DeliveryStatus
+from app.store.records import DeliveryStatus, epoch_ms
 
 router = APIRouter(
     tags=["deliveries"], dependencies=[Depends(require_admin_token)], responses=errors(401)
@@ -44,8 +44,8 @@ async def list_deliveries(
         status=status,
         recipient=recipient,
         error_code=error_code,
-        since_ms=_epoch_ms(since),
-        until_ms=_epoch_ms(until),
+        since_ms=epoch_ms(since),
+        until_ms=epoch_ms(until),
         cursor=cursor,
         limit=limit,
     )
@@ -61,10 +61,3 @@ async def get_delivery(delivery_id: DeliveryId, services: ServicesDep) -> dict[s
     if record is None:
         raise NotFound(f"no delivery with id {delivery_id!r} (unknown or past retention)")
     return record.to_public(services.mocked_request(record))
-
-
-def _epoch_ms(moment: datetime | None) -> int | None:
-    """A query's time in epoch ms; a time without a zone is UTC."""
-    if moment is None:
-        return None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)

@@ -16,12 +16,14 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from app.cli.output import Output
 from app.cli.plumbing import CliError, load_settings, open_services, with_running_redis
+from app.store.records import epoch_ms
 
 if TYPE_CHECKING:
     from app.cli.plumbing import Subcommands
@@ -38,17 +40,26 @@ EXIT_NOT_SENT = 5
 
 @dataclass(frozen=True, slots=True)
 class DeliveryFilter:
+    """Which deliveries a listing shows (every field optional; `since`/`until` inclusive)."""
+
     destination: str | None = None
     status: str | None = None
     recipient: str | None = None
+    error_code: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
     def query(self) -> dict[str, str]:
+        """The filter as the API's query parameters."""
         return {
             k: v
             for k, v in (
                 ("destination", self.destination),
                 ("status", self.status),
                 ("recipient", self.recipient),
+                ("error_code", None if self.error_code is None else str(self.error_code)),
+                ("since", self.since.isoformat() if self.since else None),
+                ("until", self.until.isoformat() if self.until else None),
             )
             if v
         }
@@ -99,6 +110,9 @@ class LocalBackend:
             destination=where.destination,
             status=where.status,
             recipient=where.recipient,
+            error_code=where.error_code,
+            since_ms=epoch_ms(where.since),
+            until_ms=epoch_ms(where.until),
             cursor=cursor,
             limit=limit,
         )

@@ -43,7 +43,12 @@ def moment(text: str) -> datetime:
 
 
 def _where(args: argparse.Namespace) -> DeliveryFilter:
-    return DeliveryFilter(args.destination, args.status, args.recipient)
+    since, until = getattr(args, "since", None), getattr(args, "until", None)  # list only
+    if since and until and since > until:
+        raise CliError("--since is after --until")
+    return DeliveryFilter(
+        args.destination, args.status, args.recipient, args.error_code, since, until
+    )
 
 
 async def deliveries_list(args: argparse.Namespace, backend: Backend, out: Output) -> None:
@@ -153,6 +158,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--destination", type=destination_id)
     parser.add_argument("--status", help="a delivery status (queued, sent, failed, …)")
     parser.add_argument("--recipient", type=e164, help="E.164")
+    parser.add_argument("--error-code", type=int_range(0), help="Twilio's error code")
 
 
 def add_delivery_commands(commands: Subcommands) -> None:
@@ -161,6 +167,8 @@ def add_delivery_commands(commands: Subcommands) -> None:
 
     listing = add_access_command(actions, "list", deliveries_list, "deliveries, newest first")
     _filters(listing)
+    listing.add_argument("--since", type=moment, help="created at or after (ISO 8601, UTC)")
+    listing.add_argument("--until", type=moment, help="created at or before")
     listing.add_argument("--limit", type=int_range(1, 100_000), default=50, help="default 50")
     listing.add_argument("--cursor", type=delivery_id, help="continue after this delivery")
 

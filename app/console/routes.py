@@ -286,13 +286,14 @@ def _safe_next(target: str) -> str:
 async def overview(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     stats = _stats(services)
     hour, day = await stats.outcomes_since(HOUR, DAY)
+    events_hour, events_day = await _store(services).event_counts.received_since(HOUR, DAY)
     queue = await _store(services).queue_stats.snapshot()
     destinations = services.ingest.destinations.configs()
     return _render(
         request,
         session,
         "overview.html",
-        windows=[("Last hour", hour), ("Last 24 hours", day)],
+        windows=[("Last hour", hour, events_hour), ("Last 24 hours", day, events_day)],
         statuses=STATUSES,
         queue=queue,
         oldest_age_s=queue.oldest_age_s if queue.oldest_added_ms else None,

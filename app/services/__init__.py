@@ -14,6 +14,7 @@ from app.destinations import DestinationSet
 from app.errors import Unavailable
 from app.metrics import Metrics
 from app.pipeline.dispatch import RetryPolicy
+from app.services.event_tally import EventTally
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
 from app.services.recent import RecentEvents
@@ -114,6 +115,7 @@ class Services:
     reloader: DestinationReloader | None = None  # its `last_error`: the last refused reload
     replay_service: ReplayService | None = None
     system_event_service: SystemEvents | None = None
+    event_tally: EventTally | None = None  # flushed by `serve` (counted_events)
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
     # Set on SIGTERM: /readyz turns red and new ingest is refused while in-flight work ends.
@@ -184,6 +186,7 @@ def build_services(
     )
     if store is None:
         return Services(settings, twilio, messages, metrics)
+    tally = EventTally(store.event_counts)
     ingest = IngestService(
         destinations or DestinationSet([]),
         store.deliveries,
@@ -193,6 +196,7 @@ def build_services(
         timedelta(seconds=settings.delivery_retention),
         metrics,
         RecentEvents(settings.recent_events) if settings.recent_events else None,
+        tally,
     )
     webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
     reloader = DestinationReloader(settings, ingest, store.config_generation)
@@ -208,4 +212,5 @@ def build_services(
         reloader=reloader,
         replay_service=replay,
         system_event_service=SystemEvents(ingest),
+        event_tally=tally,
     )

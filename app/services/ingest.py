@@ -19,6 +19,7 @@ from app.metrics import Metrics
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
 from app.pipeline.recipients import mask_phone
+from app.services.event_tally import EventTally
 from app.services.recent import RecentEvents
 from app.store.deliveries import Admission, DeliveryLog
 from app.store.records import Mode, NewDelivery
@@ -78,8 +79,10 @@ class IngestService:
         horizon: timedelta,
         metrics: Metrics,
         recent: RecentEvents | None = None,
+        tally: EventTally | None = None,
     ) -> None:
         self._recent = recent
+        self._tally = tally
         self._destinations = destinations
         self._deliveries = deliveries
         self._twilio = twilio
@@ -109,6 +112,8 @@ class IngestService:
         """Evaluate every event against its destinations; admit all in one round trip."""
         if self._recent is not None:
             self._recent.add(events)
+        if self._tally is not None:
+            self._tally.add(len(events))
         planned: list[tuple[int, NewDelivery]] = []
         destinations = self._destinations  # one file for the whole batch, even mid-reload
         now = datetime.now(UTC)

@@ -65,6 +65,11 @@ def replayed(delivery_id: str) -> str:
     return f"{PREFIX}replayed:{delivery_id}"
 
 
+def events_received(epoch_hour: int) -> str:
+    """Hash: minute (epoch minutes) → events received in it, one hash per hour."""
+    return f"{PREFIX}stats:events:{epoch_hour}"
+
+
 RECONCILE_LOCK = PREFIX + "reconcile:lock"
 RECONCILE_STALE_CURSOR_PREFIX = PREFIX + "reconcile:stale:"  # + delivery status
 RECONCILE_EXTERNAL_SINCE = PREFIX + "reconcile:external:since"  # ISO time, sweep start

@@ -25,11 +25,12 @@ class QueueSnapshot:
     oldest_age_s: float  # how long the oldest stream entry has waited (0 when empty)
     oldest_added_ms: int | None  # when it was added (epoch ms; None when empty)
     by_status: dict[DeliveryStatus, int]
+    unknown: int  # attempts whose outcome is unknown, waiting for the resolver
 
 
 @storage_errors
 class QueueStats:
-    """Reads the queue's size and age (one pipeline, five cheap O(1)/O(log n) commands)."""
+    """Reads the queue's size and age (one pipeline, a few cheap O(1)/O(log n) commands)."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -41,8 +42,9 @@ class QueueStats:
             pipe.zcard(keys.DELAYED_SENDS)
             for status in WAITING_STATUSES:
                 pipe.zcard(keys.STATUS_INDEX_PREFIX + status)
+            pipe.zcard(keys.STATUS_INDEX_PREFIX + "unknown")
             reply: list[Any] = await pipe.execute()
-        depth, first, delayed, *counts = reply
+        depth, first, delayed, *counts, unknown = reply
         oldest_age_s, added_ms = 0.0, None
         if first:
             # A stream entry id is "<ms when it was added>-<seq>": the wait needs no lookup.
@@ -55,4 +57,5 @@ class QueueStats:
             oldest_age_s=oldest_age_s,
             oldest_added_ms=added_ms,
             by_status=dict(zip(WAITING_STATUSES, (int(c) for c in counts), strict=True)),
+            unknown=int(unknown),
         )

@@ -11,6 +11,7 @@ import functools
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 import orjson
@@ -110,6 +111,13 @@ def iso_ms(epoch_ms: int) -> str:
     """An epoch time in ms as UTC ISO 8601 to the millisecond: ``2026-11-23T16:56:58.123Z``."""
     seconds, millis = divmod(epoch_ms, 1000)
     return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    """A time as epoch milliseconds (a time without a zone is UTC); None stays None."""
+    if moment is None:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def now_ms() -> int:

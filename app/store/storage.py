@@ -17,7 +17,7 @@ from app.store.queue import SendQueue
 from app.store.queue_stats import QueueStats
 from app.store.reconcile_state import ReconcileState
 from app.store.replays import ReplayLog
-from app.store.stats import DeliveryStats
+from app.store.stats import DeliveryStats, EventCounts
 from app.store.suppressions import SuppressionList
 
 
@@ -40,6 +40,7 @@ class Store:
         self.config_generation = ConfigGeneration(redis)
         self.replays = ReplayLog(redis, retention_s)
         self.stats = DeliveryStats(redis)
+        self.event_counts = EventCounts(redis)
         self.queue_stats = QueueStats(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
