@@ -14,7 +14,6 @@ from functools import cache, lru_cache
 from typing import Annotated
 
 import phonenumbers
-import phonenumbers.timezone
 from pydantic import AfterValidator
 
 
@@ -111,6 +110,10 @@ E.164 (``＋１ 415 555 2671`` → ``+14155552671``) by `normalize_phone`."""
 def time_zones_of(number: str) -> tuple[str, ...]:
     """The IANA zones libphonenumber places an E.164 number in (by its prefix); empty when
     it does not know."""
+    # Imported with the first quiet-hours check: its prefix table costs a process ~1 MB
+    # that a service without quiet hours never needs.
+    import phonenumbers.timezone
+
     zones = phonenumbers.timezone.time_zones_for_number(phonenumbers.parse(number))
     return tuple(zone for zone in zones if zone != "Etc/Unknown")
 
