@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -24,6 +24,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -32,6 +34,18 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from app.durations import Seconds
+from app.guard import (
+    DEFAULT_PER_BLOCK,
+    DEFAULT_PER_COUNTRY,
+    NO_CAPS,
+    CapRule,
+    Caps,
+    CapsConfig,
+    VelocityConfig,
+    VelocityLimit,
+    caps_for,
+    velocity_limits,
+)
 from app.pipeline.events import Event
 from app.pipeline.filters import PropertyFilter, exact_key
 from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
@@ -43,6 +57,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 MAX_THROTTLE_WINDOW = 31_536_000  # one year, in seconds
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # ids and cap categories
 UTC_ZONE = ZoneInfo("UTC")
 
 # libyaml's safe loader when PyYAML has it (faster, and a 1,000-destination file leaves
@@ -123,7 +138,7 @@ class DestinationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    id: str = Field(pattern=_NAME_PATTERN)
     name: str = ""
     enabled: bool = True
     mode: Literal["live", "test"] = "live"
@@ -149,6 +164,10 @@ class DestinationConfig(BaseModel):
     media_url: list[str] = Field(default_factory=list, max_length=MAX_MEDIA)
     content_sid: ContentSid | None = None
     content_variables: dict[str, str] | None = Field(default=None, max_length=100)
+    # The pumping guard's limits (unset: SMS_VELOCITY_PER_BLOCK/_PER_COUNTRY; false: off)
+    # and the frequency caps its texts count against (the file's `caps:`).
+    velocity: VelocityConfig | Literal[False] | None = None
+    category: str | None = Field(default=None, pattern=_NAME_PATTERN)
 
     @field_validator("media_url")
     @classmethod
@@ -174,8 +193,18 @@ class DestinationConfig(BaseModel):
         return self
 
 
-# How pydantic names `quiet_hours: false` among the field's choices, in an error's place.
+# How pydantic names `quiet_hours: false` (or `velocity: false`) among the field's choices,
+# and the models tried beside it, in an error's place.
 _QUIET_HOURS_OFF = "literal[False]"
+_UNION_MODELS = ("QuietHoursConfig", "VelocityConfig")
+
+# The file's `caps:` (category → rules or "exempt").
+_CAPS = TypeAdapter(
+    dict[
+        Annotated[str, StringConstraints(pattern=_NAME_PATTERN)],
+        list[CapRule] | Literal["exempt"],
+    ]
+)
 
 # YAML keys whose attribute has another name (`from` is a Python keyword).
 _ATTRIBUTES = {"from": "from_number"}
@@ -210,6 +239,8 @@ class Defaults:
     validity: int | None = None
     quiet_hours: QuietHoursConfig | None = None
     timezone: str = "UTC"
+    velocity_per_block: int = DEFAULT_PER_BLOCK
+    velocity_per_country: int = DEFAULT_PER_COUNTRY
 
     @classmethod
     def of(cls, settings: Settings) -> Defaults:
@@ -219,6 +250,8 @@ class Defaults:
             settings.default_validity,
             settings.quiet_hours,
             settings.default_timezone,
+            settings.velocity_per_block,
+            settings.velocity_per_country,
         )
 
 
@@ -239,6 +272,8 @@ class Destination:
     default_zone: ZoneInfo = UTC_ZONE  # SMS_DEFAULT_TIMEZONE
     media_templates: tuple[jinja2.Template, ...] = ()  # `media_url`, compiled
     content_variable_templates: tuple[tuple[str, jinja2.Template], ...] = ()
+    velocity: tuple[VelocityLimit, ...] = ()  # its own limits, then the service's
+    caps: Caps = NO_CAPS
 
     @property
     def id(self) -> str:
@@ -380,6 +415,7 @@ class DestinationSet:
 MAX_EXPANDED_VALUES = 1_000_000
 
 _Path = tuple[str | int, ...]
+_FILE_KEYS = ("destinations", "caps")
 
 
 def load_destinations(
@@ -486,6 +522,7 @@ class _Checker:
         self.lines = lines
         self.problems: list[ConfigProblem] = []
         self.labels: dict[int, str] = {}  # destination index -> how messages name it
+        self.caps: CapsConfig = {}
 
     def line_of(self, path: _Path) -> int | None:
         """The line of `path`, or of its nearest ancestor present in the file."""
@@ -508,8 +545,9 @@ class _Checker:
             )
             return []
         for key in data:
-            if key != "destinations":
-                self.add((key,), None, str(key), _unknown_field(str(key), ["destinations"]))
+            if key not in _FILE_KEYS:
+                self.add((key,), None, str(key), _unknown_field(str(key), list(_FILE_KEYS)))
+        self.caps = self.check_caps(data.get("caps"))
         items = data.get("destinations")
         if items is None:
             return []  # `destinations:` with nothing under it: no destinations
@@ -538,6 +576,27 @@ class _Checker:
                 compiled.append(destination)
         return compiled
 
+    def check_caps(self, raw: Any) -> CapsConfig:
+        """The file's `caps:` ({} when absent or invalid: its problems are reported)."""
+        if raw is None:
+            return {}
+        try:
+            return _CAPS.validate_python(raw)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                # Pydantic names the union member tried and the dict key's check; not the file.
+                loc = tuple(p for p in error["loc"] if p not in ("[key]", "list[CapRule]"))
+                if "literal['exempt']" in loc:
+                    continue
+                message = _message(error)
+                if error["type"] == "string_pattern_mismatch":
+                    message = "a category name is 1-64 letters, digits, '_', '.' or '-'"
+                elif len(loc) == 1 and error["type"] == "list_type":
+                    got = _kind(error["input"])
+                    message = f"must be a list of {{texts, per}} or 'exempt', got {got}"
+                self.add(("caps", *loc), None, ".".join(map(str, ("caps", *loc))), message)
+            return {}
+
     def add_keys_given_twice(self, twice: list[tuple[_Path, int, int]]) -> None:
         """Report each key given twice in one mapping, by destination where it is in one."""
         for key_path, line, first in twice:
@@ -560,12 +619,12 @@ class _Checker:
                 if _QUIET_HOURS_OFF in error["loc"]:
                     continue  # `quiet_hours`' other choice (false): one message is enough
                 # Pydantic names the union member tried; the file does not.
-                loc = tuple(part for part in error["loc"] if part != "QuietHoursConfig")
+                loc = tuple(part for part in error["loc"] if part not in _UNION_MODELS)
                 if not loc and error["type"] == "value_error":
                     continue  # the choices: checked on the raw mapping below
                 field = ".".join(str(part) for part in loc)
                 message = _message(error)
-                if loc == ("quiet_hours",):
+                if loc in (("quiet_hours",), ("velocity",)):
                     message = message.replace("(key: value)", "(key: value) or false")
                 self.add((*path, *loc), label, field, message)
             if isinstance(item, dict):
@@ -616,6 +675,14 @@ class _Checker:
         if quiet_hours is not None and quiet_hours.timezone is not None:
             field = "quiet_hours.timezone"
             zone_template = self.compile(path, label, field, quiet_hours.timezone)
+        if self.caps and config.category is not None and config.category not in self.caps:
+            self.add(
+                (*path, "category"),
+                label,
+                "category",
+                f"{config.category!r} is not in caps (give it its caps there, or 'exempt'); "
+                f"caps has {', '.join(sorted(self.caps))}",
+            )
         return dataclasses.replace(
             destination,
             countries=config.countries if config.countries is not None else defaults.countries,
@@ -624,6 +691,10 @@ class _Checker:
             quiet_hours=quiet_hours,
             quiet_timezone=zone_template,
             default_zone=zone_named(defaults.timezone) or UTC_ZONE,
+            velocity=velocity_limits(
+                config.velocity, defaults.velocity_per_block, defaults.velocity_per_country
+            ),
+            caps=caps_for(config.category, self.caps),
         )
 
     def compile(self, path: _Path, label: str, field: str, source: Any) -> jinja2.Template | None:

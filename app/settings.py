@@ -15,8 +15,10 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.durations import Seconds
+from app.guard import DEFAULT_PER_BLOCK, DEFAULT_PER_COUNTRY
 from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
 from app.pipeline.recipients import parse_countries
+from app.redis_url import parse_redis_url
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
@@ -62,8 +64,14 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # --- storage ------------------------------------------------------------------------
-    # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`.
+    # Unset: `smsdest serve` runs an embedded Redis persisting under `data_dir`. A
+    # redis:// URL, or redis+sentinel://… for a master found through Sentinels
+    # (app/redis_url.py; README, "Redis: replicas, Sentinel and failover").
     redis_url: str | None = None
+    # Writes that answer a promise (ingest's 202, a send's intent, an opt-out) wait until
+    # this many replicas have them (WAIT), at most redis_wait_timeout ms; else 503.
+    redis_min_replicas: int = Field(default=0, ge=0, le=16)
+    redis_wait_timeout: int = Field(default=1000, ge=1, le=4000)  # ms
     data_dir: Path = Path("data")
     dedupe_ttl: Seconds = Field(default=7 * 86_400, ge=1)
     delivery_retention: Seconds = Field(default=30 * 86_400, ge=60)
@@ -86,6 +94,11 @@ class Settings(BaseSettings):
     # Quiet hours for every destination that sets none, as JSON:
     # {"start": "21:00", "end": "08:00", "action": "defer"}. Unset: none.
     quiet_hours: QuietHoursConfig | None = None
+    # The pumping guard's velocity limits (README, "Velocity"): first-time recipients an
+    # hour per 1,000-number block and per country, for each destination (unless its
+    # `velocity:` says otherwise) and across all of them. 0 turns one off.
+    velocity_per_block: int = Field(default=DEFAULT_PER_BLOCK, ge=0)
+    velocity_per_country: int = Field(default=DEFAULT_PER_COUNTRY, ge=0)
     # The recipient's zone when neither the template nor the number tells (IANA name).
     default_timezone: str = "UTC"
     # How often each `serve` checks whether another process reloaded the destinations
@@ -157,6 +170,22 @@ class Settings(BaseSettings):
         if self.allowed_countries is None:
             return frozenset({self.default_region})
         return parse_countries(self.allowed_countries.split(","))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_redis_url(value)  # a ValueError says what to write instead
+        return value
+
+    @model_validator(mode="after")
+    def _check_replicas_exist(self) -> Settings:
+        if self.redis_min_replicas and self.redis_url is None:
+            raise ValueError(
+                f"SMS_REDIS_MIN_REPLICAS={self.redis_min_replicas} needs SMS_REDIS_URL: the "
+                "embedded Redis has no replicas (every write would wait for none and fail)"
+            )
+        return self
 
     @field_validator("public_base_url", "twilio_base_url", "api_url")
     @classmethod

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app.errors import ERROR_BY_STATUS, InvalidInput, ServiceError
-from app.store import StorageError, StorageUnavailable
+from app.store import NotReplicated, StorageError, StorageUnavailable
 from app.twilio.errors import TwilioApiError, TwilioTransportError
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,11 @@ async def storage_failed(_: Request, exc: StorageError) -> JSONResponse:
         log.error("Redis unavailable: %s", exc)
     else:
         log.error("Redis refused a command", exc_info=exc)
+    detail = "storage is unavailable, retry later"
+    if isinstance(exc, NotReplicated):
+        detail = f"storage is unavailable, retry later: {exc}"  # why, in words; no secret
     return JSONResponse(
-        {"error": "unavailable", "detail": "storage is unavailable, retry later"},
+        {"error": "unavailable", "detail": detail},
         status_code=503,
         headers={"Retry-After": "5"},
     )

@@ -55,7 +55,8 @@ class ReplayedDelivery(BaseModel):
     action: str = Field(description="`would_send`, `replayed` or `skipped`")
     reason: str | None = Field(
         description="Why skipped: `not_replayable`, `already_replayed`, `already_reached`, "
-        "`destination_gone`, `destination_disabled`, `not_sendable`, `opted_out`, `throttled`"
+        "`destination_gone`, `destination_disabled`, `not_sendable`, `opted_out`, `throttled`, "
+        "`blocked_velocity`, `capped`"
     )
     detail: str | None
     replay_id: str | None = Field(description="The new delivery (or the earlier replay)")

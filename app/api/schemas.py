@@ -73,7 +73,7 @@ class DeliveryDecision(BaseModel):
     decision: str = Field(
         description="`queued`, `scheduled`, `deferred`, `throttled`, `opted_out`, "
         "`duplicate`, `invalid_recipient`, `render_error`, `body_too_long`, "
-        "`blocked_country`, `quiet_hours`"
+        "`blocked_country`, `quiet_hours`, `blocked_velocity`, `capped`"
     )
     delivery_id: str | None = Field(description="For `duplicate`, the original delivery")
     detail: str | dict[str, Any] | None = Field(

@@ -38,6 +38,13 @@ def serve(args: argparse.Namespace) -> None:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, run_worker=not args.no_worker)
+    if settings.redis_url is not None:
+        # The wrong Redis (Cluster, evicting, a replica) in one line and exit 2 (after the
+        # configuration's own checks, in create_app), as the worker says it, rather than
+        # in uvicorn's trace of a failed start-up.
+        from app.store.storage import refuse_unfit_redis
+
+        run_event_loop(refuse_unfit_redis(settings))
     config = uvicorn.Config(
         app,
         host=args.host or settings.host,

@@ -39,6 +39,8 @@ REASON_WORDS: dict[str, str] = {
     "body_too_long": "the body is over 1,600 characters (1,024 on WhatsApp)",
     "blocked_country": "the number is outside the destination's countries",
     "quiet_hours": "inside the recipient's quiet hours (dropped)",
+    "blocked_velocity": "the pumping guard: too many new numbers, or Twilio flagged the number",
+    "capped": "over a frequency cap of the recipient's",
 }
 
 # Twilio's message statuses as its status callbacks report them.

@@ -73,6 +73,7 @@ class BackgroundJobs:
             settings.twilio_timeout,
             settings.twilio_list_delay,
             settings.shutdown_grace,
+            pumping=store.pumping,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
         self._reconciler = (
@@ -198,9 +199,13 @@ def build_services(
         RecentEvents(settings.recent_events) if settings.recent_events else None,
         tally,
     )
-    webhooks = TwilioWebhooks(store.callbacks, store.deliveries, ingest, settings.default_region)
+    webhooks = TwilioWebhooks(
+        store.callbacks, store.deliveries, ingest, settings.default_region, store.pumping
+    )
     reloader = DestinationReloader(settings, ingest, store.config_generation)
     replay = ReplayService(store.deliveries, store.replays, ingest)
+    system_events = SystemEvents(ingest)
+    ingest.on_guard_tripped(system_events.guard_tripped)
     return Services(
         settings,
         twilio,
@@ -211,6 +216,6 @@ def build_services(
         webhooks,
         reloader=reloader,
         replay_service=replay,
-        system_event_service=SystemEvents(ingest),
+        system_event_service=system_events,
         event_tally=tally,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from app.errors import Conflict
 from app.metrics import Metrics
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
-from app.pipeline.recipients import mask_phone
+from app.pipeline.recipients import country_of, mask_phone
 from app.services.event_tally import EventTally
 from app.services.recent import RecentEvents
 from app.store.deliveries import Admission, DeliveryLog
@@ -90,6 +91,7 @@ class IngestService:
         self._global_test_mode = global_test_mode
         self._horizon = horizon
         self._metrics = metrics
+        self._guard_tripped: Callable[[Admission, Event], None] | None = None
 
     @property
     def destinations(self) -> DestinationSet:
@@ -98,6 +100,11 @@ class IngestService:
     def use_destinations(self, destinations: DestinationSet) -> None:
         """Swap in a reloaded destinations file (events evaluated from now on use it)."""
         self._destinations = destinations
+
+    def on_guard_tripped(self, alarm: Callable[[Admission, Event], None]) -> None:
+        """Call `alarm` (without awaiting anything) for each admission a velocity limit
+        refused, with the event it came from: SystemEvents pages whoever is on call."""
+        self._guard_tripped = alarm
 
     @property
     def recent(self) -> RecentEvents | None:
@@ -142,6 +149,8 @@ class IngestService:
             outcomes[index].deliveries.append(admission)
             metrics.decided(admission.destination_id, admission.decision)
             log_decision(admission, new.recipient, new.event_uuid)
+            if admission.alarm is not None and self._guard_tripped is not None:
+                self._guard_tripped(admission, events[index])
         for outcome in outcomes:
             if not outcome.deliveries:  # only these pay for the explanation
                 listening = destinations.listening(outcome.event.name)
@@ -149,9 +158,14 @@ class IngestService:
         return outcomes
 
     def _new_delivery(self, event: Event, evaluation: Evaluation) -> NewDelivery:
-        config = evaluation.destination.config
-        mode = self.mode_of(evaluation.destination)
+        destination = evaluation.destination
+        config = destination.config
+        mode = self.mode_of(destination)
         stats = evaluation.stats
+        recipient = evaluation.recipient
+        # Velocity guards live texts only (test mode texts nobody): only they need the
+        # number's country.
+        velocity = destination.velocity if mode == "live" and recipient else ()
         return NewDelivery(
             destination_id=config.id,
             mode=mode,
@@ -187,6 +201,9 @@ class IngestService:
             expires_ms=(
                 int(evaluation.expires_at.timestamp() * 1000) if evaluation.expires_at else None
             ),
+            country=country_of(recipient) if velocity and recipient else None,
+            velocity=velocity,
+            caps=destination.caps if destination.caps.rules else None,
         )
 
     async def trace(self, destination: Destination, event: Event, mock: bool) -> dict[str, Any]:
@@ -254,7 +271,7 @@ class IngestService:
         trace["decision"] = "would_send"
         if evaluation.deferred:
             trace["decision"], trace["detail"] = "deferred", evaluation.detail
-        if check.verdict in ("opted_out", "throttled"):
+        if check.verdict in ("opted_out", "throttled", "blocked_velocity", "capped"):
             trace["decision"] = check.verdict
             trace["detail"] = check.detail(new.throttle_window_ms)
         if check.verdict == "opted_out":

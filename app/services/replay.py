@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
+from app.destinations import Destination
+from app.pipeline.recipients import country_of
 from app.services.ingest import IngestService
 from app.store.deliveries import DeliveryLog
 from app.store.records import DeliveryRecord, DeliveryStatus, NewDelivery, id_created_ms
@@ -44,7 +46,11 @@ SkipReason = Literal[
     "not_sendable",  # no recipient or nothing to send
     "opted_out",
     "throttled",
+    "blocked_velocity",  # the pumping guard (a number Twilio flagged, a block's limit)
+    "capped",  # the recipient's frequency caps
 ]
+# Admission's refusals a replay reports as its own reason.
+_REFUSALS: frozenset[str] = frozenset(("opted_out", "throttled", "blocked_velocity", "capped"))
 
 _PAGE = 500  # ids read per round trip while selecting
 MAX_SCANNED = 20_000  # ids a selection reads at most (the answer says it was truncated)
@@ -197,7 +203,7 @@ class ReplayService:
     def _replay_of(self, record: DeliveryRecord, item: ReplayItem) -> NewDelivery | None:
         """The new delivery replaying `record`, with today's throttle of its destination;
         None (and `item` says why) when it cannot be replayed."""
-        throttle = None
+        throttle, guarded = None, None
         if not record.destination.startswith("$"):  # "$api": direct sends, no destination
             destination = self._ingest.destinations.get(record.destination)
             if destination is None:
@@ -208,7 +214,7 @@ class ReplayService:
                 item.reason = "destination_disabled"
                 item.detail = f"destination {record.destination!r} is disabled"
                 return None
-            throttle = destination.config.throttle
+            throttle, guarded = destination.config.throttle, destination
         if not record.recipient or not (record.body or record.media_urls):
             item.reason, item.detail = "not_sendable", "the delivery has no recipient or body"
             return None
@@ -230,6 +236,8 @@ class ReplayService:
             media_urls=record.media_urls,
             status_callback=record.status_callback,
             validity_period=record.validity_period,
+            # Today's guard of its destination: a replay is a text like any other.
+            **(_guard_of(guarded, record) if guarded else {}),
         )
 
     async def _reached_by(self, record: DeliveryRecord) -> str | None:
@@ -251,8 +259,8 @@ class ReplayService:
             item.detail = f"replayed already as delivery {preview.duplicate_of}"
             return False
         check = preview.check
-        if check.verdict in ("opted_out", "throttled"):
-            item.reason = "opted_out" if check.verdict == "opted_out" else "throttled"
+        if check.verdict in _REFUSALS:
+            item.reason = cast(SkipReason, check.verdict)
             item.detail = check.detail(new.throttle_window_ms)
             return False
         return True
@@ -268,5 +276,16 @@ class ReplayService:
             item.reason, item.detail = "already_replayed", admission.detail
             await self._replays.mark(record.id, admission.delivery_id)
         else:  # refused between the preview and now (recorded as a skipped delivery)
-            item.reason = "opted_out" if admission.decision == "opted_out" else "throttled"
+            refused = admission.decision
+            item.reason = cast(SkipReason, refused if refused in _REFUSALS else "throttled")
             item.detail = admission.detail
+
+
+def _guard_of(destination: Destination, record: DeliveryRecord) -> dict[str, Any]:
+    """The guard fields of a replay of `record` (NewDelivery's), as ingest sets them."""
+    live = record.mode == "live" and destination.velocity and record.recipient
+    return {
+        "country": country_of(record.recipient) if live and record.recipient else None,
+        "velocity": destination.velocity if live else (),
+        "caps": destination.caps if destination.caps.rules else None,
+    }

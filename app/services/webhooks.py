@@ -18,6 +18,7 @@ from app.services.ingest import EventOutcome, IngestService
 from app.store import StorageError
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.deliveries import DeliveryLog
+from app.store.guard import PumpingBackoffs
 from app.twilio.error_catalog import ErrorAction, action_for
 from app.twilio.models import address_number
 
@@ -53,7 +54,9 @@ class TwilioWebhooks:
         deliveries: DeliveryLog,
         ingest: IngestService,
         default_region: str,
+        pumping: PumpingBackoffs | None = None,
     ) -> None:
+        self._pumping = pumping
         self._callbacks = callbacks
         self._deliveries = deliveries
         self._ingest = ingest
@@ -108,6 +111,8 @@ class TwilioWebhooks:
         if applied != "applied":
             return WebhookResult(applied, [])
         record = await self._deliveries.get(delivery_id)
+        if record is not None and record.recipient and self._pumping and error_code:
+            await self._pumping.back_off(record.recipient, error_code)  # if a pumping answer
         # A destination fed by $sms_status must not feed itself: its own sends' callbacks
         # would trigger it again, forever.
         if record is None or record.event_name.startswith("$sms_"):

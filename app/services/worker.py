@@ -27,6 +27,7 @@ from app.pipeline.recipients import mask_phone
 from app.services.resolver import find_created
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
+from app.store.guard import PumpingBackoffs
 from app.store.queue import QueuedSend, SendQueue
 from app.store.records import (
     DeliveryRecord,
@@ -74,7 +75,9 @@ class SendWorker:
         twilio_timeout_s: float,
         list_delay_s: float,
         shutdown_grace_s: float = 20.0,
+        pumping: PumpingBackoffs | None = None,
     ) -> None:
+        self._pumping = pumping
         self._deliveries = deliveries
         self._metrics = metrics
         self._queue = queue
@@ -173,6 +176,10 @@ class SendWorker:
     async def _handle_safely(self, queued: QueuedSend) -> None:
         try:
             await self.handle(queued)
+        except StorageError as exc:
+            # Redis away, read-only, or the attempt not on enough replicas: nothing was
+            # sent; the entry stays pending and is taken over later (resolved first).
+            log.warning("send worker: delivery %s left for later: %s", queued.delivery_id, exc)
         except Exception:
             # The entry stays pending and is reclaimed later: logged, never lost.
             log.exception("send worker: delivery %s failed unexpectedly", queued.delivery_id)
@@ -416,7 +423,10 @@ class SendWorker:
             )
         else:
             # Twilio knows this number sent STOP: never try it again.
-            opted_out = action_for(getattr(outcome.error, "code", None)) is ErrorAction.OPT_OUT
+            code = getattr(outcome.error, "code", None)
+            opted_out = action_for(code) is ErrorAction.OPT_OUT
+            if code is not None and self._pumping is not None and record.recipient:
+                await self._pumping.back_off(record.recipient, code)  # if a pumping answer
             await self._deliveries.finish_send(
                 record,
                 queued.entry_id,

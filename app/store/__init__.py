@@ -3,7 +3,9 @@ delivery log, the send queue, the suppression list, webhook and reconciliation s
 
 Callers see the project's own storage errors, never redis-py's: `StorageError` (Redis
 refused or failed a command) and its subclass `StorageUnavailable` (Redis could not be
-reached or did not answer in time). The API answers both with 503 (app/api/error_handlers.py).
+reached or did not answer in time), and `NotReplicated` (written, but not confirmed by
+SMS_REDIS_MIN_REPLICAS replicas in time). The API answers them with 503
+(app/api/error_handlers.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = [
+    "NotReplicated",
     "StorageError",
     "StorageUnavailable",
     "storage_errors",
@@ -58,6 +61,12 @@ class StorageError(Exception):
 class StorageUnavailable(StorageError):
     """Redis refuses for now: unreachable, too slow, loading, read-only, out of memory…
     A retry later may succeed (`unavailable_reason` says why)."""
+
+
+class NotReplicated(StorageUnavailable):
+    """A write was made on the master, but fewer replicas than SMS_REDIS_MIN_REPLICAS
+    confirmed it in time: it might not survive a failover. Its message says so in words
+    for whoever asked (a retry is safe: what was written is then a duplicate)."""
 
 
 def unavailable_reason(exc: RedisError) -> str | None:

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from app.store import keys, storage_errors
 from app.store.records import now_iso
+from app.store.replication import NO_REPLICAS, Replication
 from app.store.scripts import lua
 from app.store.suppressions import suppression_value
 
@@ -49,14 +50,18 @@ class SuppressionChange:
 class CallbackLog:
     """Applied webhooks, remembered for the delivery retention; unmatched callbacks."""
 
-    def __init__(self, redis: Redis, remember_s: int) -> None:
+    def __init__(
+        self, redis: Redis, remember_s: int, replication: Replication = NO_REPLICAS
+    ) -> None:
         self._redis = redis
         self._remember_s = remember_s
+        self._replication = replication
         self._claim = redis.register_script(_CLAIM)
 
     async def apply_once(self, webhook: Webhook, change: SuppressionChange | None) -> bool:
         """Claim `webhook` and make `change`, atomically; False (nothing done) when it
-        was already applied: a replay."""
+        was already applied: a replay. An opt-out is answered once replicas have it
+        (SMS_REDIS_MIN_REPLICAS; else `NotReplicated`, and Twilio retries the webhook)."""
         applied: int = await self._claim(
             keys=[keys.SUPPRESSIONS, *webhook.claim_keys()],
             args=[
@@ -66,6 +71,8 @@ class CallbackLog:
                 suppression_value(change.source, change.keyword) if change else "",
             ],
         )
+        if change is not None and change.action == "add":
+            await self._replication.confirm(self._redis)
         return bool(applied)
 
     async def forget(self, webhook: Webhook) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import time
@@ -13,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
+from app.redis_url import SentinelTarget, parse_redis_url
 from app.settings import SettingsError
 from app.store import keys, unavailable_reason
 
@@ -86,8 +91,15 @@ class EmbeddedRedis:
                 time.sleep(0.05)
 
 
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (each new connection asks the Sentinels where the master is now;
+    a READONLY reply, from a master demoted by a failover, drops the connection) that
+    waits for a free connection like the plain one, instead of failing."""
+
+
 def connect(url: str, max_connections: int = 128) -> Redis:
-    """One pooled client per process, shared by the API and the worker.
+    """One pooled client per process, shared by the API and the worker: to the server
+    `url` names, or (redis+sentinel://) to whichever server the Sentinels say is master.
 
     A blocking pool: under a burst a request waits (up to 5 s) for a free connection
     instead of failing with "Too many connections".
@@ -98,23 +110,81 @@ def connect(url: str, max_connections: int = 128) -> Redis:
     itself (`CommandBatcher`); connecting keeps its 5 s limit; over TCP, keepalive
     probes notice within ~25 s a Redis host that vanished without closing anything.
     """
+    target = parse_redis_url(url)
     over_tcp = {} if url.startswith("unix:") else _TCP_KEEPALIVE
-    pool = BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        max_connections=max_connections,
-        timeout=5,
-        health_check_interval=30,
-        socket_timeout=None,
-        socket_connect_timeout=5,
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "max_connections": max_connections,
+        "timeout": 5,
+        "health_check_interval": 30,
+        "socket_timeout": None,
+        "socket_connect_timeout": 5,
         # Off: with redis-py's default ("auto", for Redis Enterprise's maintenance pushes)
         # the pool skips its check that a pooled connection is still open, so after a
         # Redis restart the first command on every old connection failed ("Connection
         # closed by server"). With the check, a closed one is replaced before use.
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         **over_tcp,
+    }
+    if isinstance(target, SentinelTarget):
+        return _master_through_sentinels(target, options)
+    return Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
+
+
+class _Sentinels(Sentinel):
+    """redis-py's Sentinel client, whose "no master" error is one line: which Sentinels
+    were asked, and what they answered, by kind (not every client's whole repr)."""
+
+    async def discover_master(self, service_name: str) -> Any:
+        try:
+            return await super().discover_master(service_name)
+        except MasterNotFoundError as exc:
+            hosts = ", ".join(
+                f"{s.connection_pool.connection_kwargs['host']}:"
+                f"{s.connection_pool.connection_kwargs['port']}"
+                for s in self.sentinels
+            )
+            errors = sorted(set(re.findall(r" - (?:\w+:)?(\w+Error)\b", str(exc))))
+            why = f" ({', '.join(errors)})" if errors else ""
+            raise MasterNotFoundError(
+                f"no Sentinel of {hosts} names a master {service_name!r}{why}: check the "
+                "master name, the Sentinels and their sentinel_password in SMS_REDIS_URL"
+            ) from None
+
+
+def _master_through_sentinels(target: SentinelTarget, options: dict[str, Any]) -> Redis:
+    # A Sentinel that hangs is skipped after 2 s for the next one; they are asked in turn
+    # each time a connection is opened, so no retries of each one (redis-py's default
+    # retries a refused login three times, with backoff: 12 s to say there is no master).
+    sentinels = _Sentinels(  # type: ignore[no-untyped-call]
+        list(target.sentinels),
+        sentinel_kwargs={
+            "username": target.sentinel_username,
+            "password": target.sentinel_password,
+            "decode_responses": True,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 2,
+            "retry": Retry(NoBackoff(), 0),
+            **_TCP_KEEPALIVE,
+        },
     )
-    return Redis(connection_pool=pool)
+    client: Redis = sentinels.master_for(
+        target.master,
+        connection_pool_class=_BlockingSentinelPool,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        **options,
+    )
+    return client
+
+
+async def close(redis: Redis) -> None:
+    """Close `redis` (from `connect`) and, for a Sentinel URL, the Sentinels' clients."""
+    await redis.aclose()
+    pool = redis.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        await pool.sentinel_manager.aclose()
 
 
 class RedisUnfit(SettingsError):
@@ -130,14 +200,15 @@ class RedisProblem:
     lasting: bool = False
 
 
-async def check_server(redis: Redis) -> list[RedisProblem]:
+async def check_server(redis: Redis, min_replicas: int = 0) -> list[RedisProblem]:
     """What makes this Redis unfit to hold the service's promise right now; empty when it
     is fit. Never raises for Redis being away: that is a problem like the others.
 
     Fit: a standalone server (Cluster splits the keys a script writes together), that never
     evicts keys (an evicted dedupe key or throttle window is a text sent twice), that is a
     master and takes a write now (not a replica, not read-only, not out of memory, not
-    refusing writes for a failed save). One round trip: INFO and a write with a short expiry.
+    refusing writes for a failed save), with the replicas SMS_REDIS_MIN_REPLICAS requires
+    connected (`min_replicas`). One round trip: INFO and a write with a short expiry.
     """
     try:
         async with redis.pipeline(transaction=False) as pipe:
@@ -181,13 +252,21 @@ async def check_server(redis: Redis) -> list[RedisProblem]:
         problems.append(RedisProblem("Redis is loading its data: wait until it is done"))
     elif isinstance(written, Exception):
         problems.append(RedisProblem(f"{_reason(written)}: {written}"))
+    replicas = int(info.get("connected_slaves", min_replicas))
+    if replicas < min_replicas and info.get("role", "master") == "master":
+        problems.append(
+            RedisProblem(
+                f"Redis has {replicas} replica(s) connected, SMS_REDIS_MIN_REPLICAS="
+                f"{min_replicas}: every write is refused (503) until enough are back"
+            )
+        )
     return problems
 
 
-async def refuse_unfit(redis: Redis) -> None:
+async def refuse_unfit(redis: Redis, min_replicas: int = 0) -> None:
     """At start-up: raise `RedisUnfit` for the wrong Redis (Cluster, evicting, a replica);
     one away or refusing for now is only logged (readiness stays red until it is back)."""
-    problems = await check_server(redis)
+    problems = await check_server(redis, min_replicas)
     lasting = [problem.text for problem in problems if problem.lasting]
     if lasting:
         raise RedisUnfit("SMS_REDIS_URL: " + "; ".join(lasting))

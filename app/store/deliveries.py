@@ -20,6 +20,7 @@ from redis.exceptions import NoScriptError
 
 from app.durations import format_duration
 from app.store import StorageUnavailable, keys, storage_errors
+from app.store.guard import GUARD_PRELUDE, GuardRefusal, guard_input, read_refusal
 from app.store.pipelining import CommandBatcher
 from app.store.records import (
     UNINDEXED_STATUSES,
@@ -38,6 +39,7 @@ from app.store.records import (
     single_line,
     twilio_status_rank,
 )
+from app.store.replication import NO_REPLICAS, Replication
 from app.store.scripts import lua
 from app.store.suppressions import Suppression, parse_suppression
 
@@ -65,8 +67,10 @@ def _changes_status(*files: str) -> str:
     return lua("history.lua", "transition.lua", *files, prelude=_STATUS_INDEXES)
 
 
-_ADMIT = lua("admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES)
-_PREVIEW = lua("admission_checks.lua", "admission_preview.lua")
+_ADMIT = lua(
+    "admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES + GUARD_PRELUDE
+)
+_PREVIEW = lua("admission_checks.lua", "admission_preview.lua", prelude=GUARD_PRELUDE)
 _BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
 _FINISH_SEND = _changes_status("json_input.lua", "finish_send.lua")
 _TWILIO_STATUS = _changes_status("twilio_status.lua")
@@ -76,7 +80,7 @@ _ADOPT_SID = _changes_status("adopt_sid.lua")
 _RELEASE = lua("release.lua")
 
 
-CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled"]
+CheckVerdict = Literal["pass", "duplicate", "opted_out", "throttled", "blocked_velocity", "capped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,7 @@ class Check:
     held_by: str | None = None  # throttled: the delivery holding the window…
     # …and when the window frees (epoch ms; None: the holder is not sent yet)
     frees_at_ms: int | None = None
+    refusal: GuardRefusal | None = None  # blocked_velocity, capped: what and until when
 
     @classmethod
     def from_reply(cls, reply: Sequence[Any], recipient: str | None, now_ms: int) -> Check:
@@ -106,6 +111,8 @@ class Check:
 
     def detail(self, window_ms: int) -> str | None:
         """The verdict in words, for whoever sent the event (None for "pass")."""
+        if self.refusal is not None:
+            return self.refusal.detail
         if self.verdict == "duplicate":
             handled = id_created_ms(self.original_id or "")
             when = f" at {iso_ms(handled)}" if handled is not None else ""
@@ -154,6 +161,7 @@ class Admission:
     decision: Decision
     delivery_id: str
     detail: str | None = None
+    alarm: str | None = None  # a velocity limit tripped: see GuardRefusal.alarm
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +182,10 @@ class DeliveryLog:
         dedupe_ttl_s: int,
         retention_s: int,
         skipped_retention_s: int | None = None,
+        replication: Replication = NO_REPLICAS,
     ) -> None:
         self._redis = redis
+        self._replication = replication
         self._dedupe_ttl_ms = dedupe_ttl_s * 1000
         self._retention_s = retention_s
         # A skipped delivery is kept at most as long as any (its index entries go then).
@@ -200,8 +210,9 @@ class DeliveryLog:
         now = now_ms()
         ids = [new_delivery_id(now) for _ in deliveries]
         retention = (self._retention_s, self._skipped_retention_s)
+        keep_ms = self._retention_s * 1000  # a number texted is known this long
         items = [
-            _admission_input(i, d, now, self._dedupe_ttl_ms, retention)
+            _admission_input(i, d, now, self._dedupe_ttl_ms, retention, keep_ms)
             for i, d in zip(ids, deliveries, strict=True)
         ]
         # One script call per chunk: a reply per delivery costs redis-py more than the
@@ -209,29 +220,40 @@ class DeliveryLog:
         chunks = [
             orjson.dumps(items[i : i + _ADMIT_CHUNK]) for i in range(0, len(items), _ADMIT_CHUNK)
         ]
-        replies = await self._evalsha(self._admit, chunks)
+        # SMS_REDIS_MIN_REPLICAS: WAIT in the same round trip, no 202 before replicas have it.
+        replies = await self._evalsha(self._admit, chunks, also=self._replication.commands())
+        self._replication.check(replies)
         answered_ms = now_ms()
-        outcomes = (outcome for chunk in replies for outcome in chunk)
+        outcomes = (outcome for chunk in replies[: len(chunks)] for outcome in chunk)
         return [
-            _admission(delivery_id, new, reply, answered_ms)
+            _admission(delivery_id, new, reply, answered_ms, now)
             for delivery_id, new, reply in zip(ids, deliveries, outcomes, strict=True)
         ]
 
     async def preview(self, new: NewDelivery) -> AdmissionPreview:
         """Admission's checks for `new`, read-only: the same script code, nothing claimed."""
         sendable = not new.skip_reason
+        now = now_ms()
         reply = await self._preview(
             keys=[
                 keys.dedupe(new.destination_id, new.event_identity),
                 keys.SUPPRESSIONS,
                 (new.throttle_key or "") if sendable else "",
             ],
-            args=[(new.recipient or "") if sendable else ""],
+            args=[
+                (new.recipient or "") if sendable else "",
+                orjson.dumps(guard_input(new, now, self._retention_s * 1000)),
+                now,
+            ],
         )
-        now_ms = time.time_ns() // 1_000_000
-        with_dedupe = Check.from_reply(reply[0], new.recipient, now_ms)
+        with_dedupe = Check.from_reply(reply[0], new.recipient, now)
+        if reply[1][0] in ("blocked_velocity", "capped"):
+            refusal = read_refusal(reply[1], new, now)
+            check = Check(refusal.verdict, refusal=refusal)
+        else:
+            check = Check.from_reply(reply[1], new.recipient, now)
         return AdmissionPreview(
-            check=Check.from_reply(reply[1], new.recipient, now_ms),
+            check=check,
             duplicate_of=with_dedupe.original_id if with_dedupe.verdict == "duplicate" else None,
         )
 
@@ -265,14 +287,18 @@ class DeliveryLog:
             ),
         )
         # The attempt must be on disk before the request leaves: WAITAOF in the same round
-        # trip, where the server has it.
+        # trip, where the server has it; and on SMS_REDIS_MIN_REPLICAS replicas (WAIT), or a
+        # failover could bring back a master that never saw it, and send it again.
         waitaof = await self._durable()
-        replies = await self._evalsha(self._begin_send, [payload], also=waitaof)
+        also = [*waitaof, *self._replication.commands()]
+        replies = await self._evalsha(self._begin_send, [payload], also=also)
         verdict, flat = replies[0]
         if waitaof and verdict == "send" and not replies[1][0]:
             raise StorageUnavailable(
                 "Redis did not write the attempt to its append-only file in time"
             )
+        if verdict == "send":
+            self._replication.check(replies)
         if verdict not in ("send", "resolve", "opted_out"):
             return cast(BeginVerdict, verdict), None
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -286,7 +312,7 @@ class DeliveryLog:
         """A delivery final without a text: its dedupe mark counts down from now, its
         window is freed (each only if still its own)."""
         await self._release(
-            keys=[record.dedupe_key or "", record.throttle_key or ""],
+            keys=[record.dedupe_key or "", record.throttle_key or "", record.cap_key or ""],
             args=[record.id, self._dedupe_ttl_ms],
         )
 
@@ -337,6 +363,7 @@ class DeliveryLog:
                 record.throttle_key or "",
                 keys.SUPPRESSIONS if suppression and recipient else "",
                 record.dedupe_key or "",
+                record.cap_key or "",
             ),
             (
                 record.id,
@@ -571,9 +598,11 @@ def _json_input(script_keys: Sequence[str], args: Sequence[Any]) -> bytes:
     return orjson.dumps((script_keys, strings))
 
 
-def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int) -> Admission:
+def _admission(
+    delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int, admitted_ms: int
+) -> Admission:
     """The answer for one delivery from admit.lua's reply: {status, reason, …facts}, or
-    {'duplicate', original id}."""
+    {'duplicate', original id}. `admitted_ms`: the time admission checked it at."""
     destination, status = new.destination_id, reply[0]
     if status == "queued":
         return Admission(destination, "queued", delivery_id, new.detail)
@@ -590,6 +619,9 @@ def _admission(delivery_id: str, new: NewDelivery, reply: list[Any], now_ms: int
         # {reason, …facts} is the checks' own reply.
         check = Check.from_reply(reply[1:], new.recipient, now_ms)
         return Admission(destination, reason, delivery_id, check.detail(new.throttle_window_ms))
+    if reason in ("blocked_velocity", "capped"):
+        refusal = read_refusal(reply[1:], new, admitted_ms)
+        return Admission(destination, reason, delivery_id, refusal.detail, refusal.alarm)
     return Admission(destination, reason, delivery_id, new.detail)
 
 
@@ -599,8 +631,9 @@ def _admission_input(
     now: int,
     dedupe_ttl_ms: int,
     retention_s: tuple[int, int],
-) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
-    """One delivery's [keys, args, record] for the admission script."""
+    keep_ms: int,
+) -> tuple[tuple[str, ...], tuple[str, ...], list[str], dict[str, Any]]:
+    """One delivery's [keys, args, record, guard] for the admission script."""
     script_keys = (
         keys.dedupe(new.destination_id, new.event_identity),
         new.throttle_key or "",
@@ -625,4 +658,4 @@ def _admission_input(
         str(new.due_ms) if new.due_ms is not None else "",
         str(retention_s[1]),
     )
-    return script_keys, args, new.fields()
+    return script_keys, args, new.fields(), guard_input(new, now, keep_ms)

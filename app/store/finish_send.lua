@@ -5,8 +5,8 @@
 -- pending: it is reclaimed, and begin_send.lua finds the recorded outcome ("done").
 -- An answer for an attempt that is no longer the delivery's last (it was resolved and
 -- tried again meanwhile) only indexes its SID.
--- KEYS: record, stream, SID key, delayed sends, throttle, suppression list, dedupe
---       ('' = skip each)
+-- KEYS: record, stream, SID key, delayed sends, throttle, suppression list, dedupe,
+--       cap set ('' = skip each)
 -- ARGV: 1 id, 2 new status, 3 now ms, 4 status index prefix, 5 history detail ('' = none),
 --       6 group, 7 entry id, 8 retention s, 9 retry due ms, 10 recipient,
 --       11 suppression value, 12 attempt ('' = any), 13 'final' | 'pending',
@@ -36,6 +36,8 @@ if latest then
     end
   end
   if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[9], ARGV[1]) end
+  -- A text surely not sent does not count against its recipient's frequency caps.
+  if KEYS[8] ~= '' and ARGV[14] == 'release' then redis.call('ZREM', KEYS[8], ARGV[1]) end
 end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[8]) end
 if KEYS[6] ~= '' then redis.call('HSETNX', KEYS[6], ARGV[10], ARGV[11]) end

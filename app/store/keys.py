@@ -9,6 +9,8 @@ SEND_GROUP = "smsdest-workers"
 DELAYED_SENDS = PREFIX + "sends:delayed"  # zset: delivery id → due time (ms)
 # Written (with a short expiry) by every readiness check: can this Redis take a write now?
 READY_PROBE = PREFIX + "ready-probe"
+# Written before each WAIT (SMS_REDIS_MIN_REPLICAS): WAIT then covers every earlier write.
+REPLICATED_MARK = PREFIX + "replicated-mark"
 
 DELIVERY_INDEX = PREFIX + "deliveries"  # zset of every delivery id, ordered by id
 # Secondary indexes share the main index's shape: <prefix><value>.
@@ -35,6 +37,31 @@ def throttle(mode: str, scope: str, destination_id: str, recipient: str) -> str:
     if scope == "global":
         return f"{PREFIX}throttle:{mode}:global:{recipient}"
     return f"{PREFIX}throttle:{mode}:destination:{destination_id}:{recipient}"
+
+
+def cap(mode: str, category: str, recipient: str) -> str:
+    """Sorted set of the texts admitted to a recipient in a cap category (id → admitted
+    ms), for its frequency caps (test mode apart, like the throttle)."""
+    return f"{PREFIX}cap:{mode}:{category}:{recipient}"
+
+
+def velocity_known(block: str) -> str:
+    """Hash of a 1,000-number block's numbers admitted a live text (last 3 digits → 1):
+    who is not a first-time recipient any more."""
+    return f"{PREFIX}velocity:known:{block}"
+
+
+def velocity_count(hour_ms: int, range_: str, where: str, destination_id: str | None) -> str:
+    """First-time recipients admitted in the hour starting at `hour_ms`, in one block or
+    country, for one destination (None: across all)."""
+    whose = f"d:{destination_id}" if destination_id is not None else "all"
+    return f"{PREFIX}velocity:{hour_ms}:{whose}:{range_}:{where}"
+
+
+def pumping_backoff(range_: str, where: str) -> str:
+    """Set (with an expiry) while a number or a block is backed off after Twilio's SMS
+    pumping answer (the value: the code)."""
+    return f"{PREFIX}pumping:{range_}:{where}"
 
 
 SUPPRESSIONS = PREFIX + "suppressions"  # hash: E.164 number → JSON (since, source, keyword)

@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 
 import orjson
 
+from app.guard import Caps, VelocityLimit
 from app.store import keys
 
 Mode = Literal["live", "test"]
@@ -57,6 +58,8 @@ SkipReason = Literal[
     "body_too_long",
     "blocked_country",
     "quiet_hours",
+    "blocked_velocity",  # the pumping guard: too many first-time recipients, or Twilio's
+    "capped",  # a frequency cap of the recipient's
 ]
 
 # What ingest (and POST /v1/messages) answers for one delivery.
@@ -72,6 +75,8 @@ Decision = Literal[
     "blocked_country",
     "quiet_hours",
     "deferred",  # scheduled by quiet hours
+    "blocked_velocity",
+    "capped",
 ]
 
 # Twilio's message statuses, each with its rank (a report ranked at or below the one
@@ -230,6 +235,16 @@ class NewDelivery:
     channel: Literal["sms", "whatsapp"] = "sms"
     content_sid: str | None = None  # a Content template instead of a body
     content_variables: str | None = None  # JSON
+    # The guard (app/guard.py): the recipient's country, the destination's velocity
+    # limits (live sends only) and the caps its texts count against.
+    country: str | None = None
+    velocity: tuple[VelocityLimit, ...] = ()
+    caps: Caps | None = None
+
+    @property
+    def capped(self) -> bool:
+        """Whether this delivery counts against (and is checked by) frequency caps."""
+        return bool(self.caps and self.caps.rules and self.recipient and not self.skip_reason)
 
     @property
     def throttle_key(self) -> str | None:
@@ -291,6 +306,8 @@ class NewDelivery:
             flat += ["content_sid", self.content_sid]
         if self.content_variables:
             flat += ["content_variables", self.content_variables]
+        if self.caps and self.capped:
+            flat += ["cap", self.caps.category]  # names its cap key, released on failure
         return flat
 
 
@@ -409,6 +426,7 @@ class DeliveryRecord:
     channel: Literal["sms", "whatsapp"] = "sms"
     content_sid: str | None = None
     content_variables: str | None = None
+    cap_category: str | None = None  # the frequency caps it counts against
     # Records written before the lean format: the stored request and times.
     legacy_twilio_request: str | None = field(default=None, repr=False)
     legacy_times: tuple[str | None, str | None] = (None, None)
@@ -453,6 +471,7 @@ class DeliveryRecord:
             channel="whatsapp" if f.get("channel") == "whatsapp" else "sms",
             content_sid=f.get("content_sid") or None,
             content_variables=f.get("content_variables") or None,
+            cap_category=f.get("cap") or None,
             legacy_twilio_request=f.get("twilio_request") or None,
             legacy_times=(f.get("created_at"), f.get("updated_at")),
         )
@@ -463,6 +482,13 @@ class DeliveryRecord:
         if self.throttle_scope is None or not self.recipient:
             return None
         return keys.throttle(self.mode, self.throttle_scope, self.destination, self.recipient)
+
+    @property
+    def cap_key(self) -> str | None:
+        """The frequency-cap set this delivery counts in, if any."""
+        if self.cap_category is None or not self.recipient:
+            return None
+        return keys.cap(self.mode, self.cap_category, self.recipient)
 
     @property
     def created_at(self) -> str | None:

@@ -11,12 +11,14 @@ from app.settings import Settings
 from app.store import storage_errors
 from app.store.callbacks import CallbackLog
 from app.store.config_generation import ConfigGeneration
-from app.store.connection import EmbeddedRedis, check_server, connect, refuse_unfit
+from app.store.connection import EmbeddedRedis, check_server, close, connect, refuse_unfit
 from app.store.deliveries import DeliveryLog
+from app.store.guard import PumpingBackoffs
 from app.store.queue import SendQueue
 from app.store.queue_stats import QueueStats
 from app.store.reconcile_state import ReconcileState
 from app.store.replays import ReplayLog
+from app.store.replication import NO_REPLICAS, Replication
 from app.store.stats import DeliveryStats, EventCounts
 from app.store.suppressions import SuppressionList
 
@@ -31,17 +33,22 @@ class Store:
         dedupe_ttl_s: int,
         retention_s: int,
         skipped_retention_s: int | None = None,
+        replication: Replication = NO_REPLICAS,
     ) -> None:
         self._redis = redis
-        self.deliveries = DeliveryLog(redis, dedupe_ttl_s, retention_s, skipped_retention_s)
-        self.suppressions = SuppressionList(redis)
-        self.callbacks = CallbackLog(redis, retention_s)
+        self._replication = replication
+        self.deliveries = DeliveryLog(
+            redis, dedupe_ttl_s, retention_s, skipped_retention_s, replication
+        )
+        self.suppressions = SuppressionList(redis, replication)
+        self.callbacks = CallbackLog(redis, retention_s, replication)
         self.reconcile = ReconcileState(redis)
         self.config_generation = ConfigGeneration(redis)
         self.replays = ReplayLog(redis, retention_s)
         self.stats = DeliveryStats(redis)
         self.event_counts = EventCounts(redis)
         self.queue_stats = QueueStats(redis)
+        self.pumping = PumpingBackoffs(redis)
 
     def send_queue(self, consumer: str) -> SendQueue:
         """The send stream, read as `consumer` (one per worker)."""
@@ -50,7 +57,17 @@ class Store:
     async def problems(self) -> list[str]:
         """What makes this Redis unfit to take the service's writes right now, each saying
         what to change; empty when it is fit. Never raises (see `check_server`)."""
-        return [problem.text for problem in await check_server(self._redis)]
+        found = await check_server(self._redis, self._replication.min_replicas)
+        return [problem.text for problem in found]
+
+
+async def refuse_unfit_redis(settings: Settings) -> None:
+    """Raise `RedisUnfit` when SMS_REDIS_URL is the wrong Redis (see `refuse_unfit`)."""
+    redis = connect(str(settings.redis_url), max_connections=1)
+    try:
+        await refuse_unfit(redis, settings.redis_min_replicas)
+    finally:
+        await close(redis)
 
 
 @contextlib.asynccontextmanager
@@ -59,12 +76,18 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     (and the embedded server stopped) on the way out."""
     embedded = EmbeddedRedis.start(settings.data_dir) if settings.redis_url is None else None
     redis = connect(embedded.url if embedded else str(settings.redis_url))
+    replication = Replication(settings.redis_min_replicas, settings.redis_wait_timeout)
     try:
-        await refuse_unfit(redis)  # Cluster, evicting, a replica: say what to change, stop
+        # Cluster, evicting, a replica: say what to change, stop.
+        await refuse_unfit(redis, replication.min_replicas)
         yield Store(
-            redis, settings.dedupe_ttl, settings.delivery_retention, settings.skipped_retention
+            redis,
+            settings.dedupe_ttl,
+            settings.delivery_retention,
+            settings.skipped_retention,
+            replication,
         )
     finally:
-        await redis.aclose()
+        await close(redis)
         if embedded:
             embedded.stop()

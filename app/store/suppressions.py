@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from app.store import keys, storage_errors
 from app.store.records import now_iso
+from app.store.replication import NO_REPLICAS, Replication
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +52,17 @@ def suppression_value(source: str, keyword: str | None = None) -> bytes:
 class SuppressionList:
     """One Redis hash; admission and the worker check it inside their Lua scripts."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, replication: Replication = NO_REPLICAS) -> None:
         self._redis = redis
+        self._replication = replication
 
     async def add(self, number: str, source: str, keyword: str | None = None) -> bool:
-        """Suppress `number`; False when it already was (the first record is kept)."""
+        """Suppress `number`; False when it already was (the first record is kept). With
+        SMS_REDIS_MIN_REPLICAS, answered once replicas have it (else `NotReplicated`)."""
         added: int = await self._redis.hsetnx(
             keys.SUPPRESSIONS, number, suppression_value(source, keyword)
         )
+        await self._replication.confirm(self._redis)
         return bool(added)
 
     async def remove(self, number: str) -> bool:

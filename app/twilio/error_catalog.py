@@ -27,6 +27,8 @@ class ErrorAction(StrEnum):
     OPT_OUT = "opt_out"  # the recipient opted out: record it, never text them again
     PAUSE_DESTINATION = "pause_destination"  # the sender or account is unfit: nothing will pass
     FAIL = "fail"  # this message cannot go as it is; others may
+    # SMS Pumping Protection flagged the number: fail it; back the number and its block off
+    BACK_OFF_NUMBER = "back_off_number"
 
     @property
     def retries(self) -> bool:
@@ -45,6 +47,7 @@ class TwilioErrorCode:
 _R, _S = ErrorAction.RETRY, ErrorAction.RETRY_SLOWER
 _X, _O = ErrorAction.SUPPRESS_RECIPIENT, ErrorAction.OPT_OUT
 _P, _F = ErrorAction.PAUSE_DESTINATION, ErrorAction.FAIL
+_B = ErrorAction.BACK_OFF_NUMBER
 
 # (code, Twilio's title, meaning, action)
 _ENTRIES: tuple[tuple[int, str, str, ErrorAction], ...] = (
@@ -217,13 +220,13 @@ _ENTRIES: tuple[tuple[int, str, str, ErrorAction], ...] = (
         30450,
         "Message delivery blocked",
         "SMS Pumping Protection blocked this number for 15-30 minutes",
-        _R,
+        _B,
     ),
     (
         30453,
         "Message couldn't be delivered",
         "SMS Pumping Protection blocked this number for a few hours",
-        _R,
+        _B,
     ),
     (30500, "Twilio internal error", "Twilio failed while processing it", _R),
     (

@@ -126,6 +126,8 @@ class Rig:
     api: Proc = field(init=False)
     workers: list[Proc] = field(default_factory=list)
     accepted: list[Accepted] = field(default_factory=list)
+    refused: int = 0  # ingest answers 503 (each retried)
+    refused_without_retry_after: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -138,20 +140,28 @@ class Rig:
         throttle_s: int | None = None,
         aof: bool = False,
         settings: Mapping[str, str] | None = None,
+        processes: Processes | None = None,
+        redis_url: str | None = None,
     ) -> Iterator[Rig]:
         """Start everything (`settings`: SMS_* variables, named without the prefix, for
-        every process); stop everything on the way out, whatever happened."""
+        every process); stop everything on the way out, whatever happened. `redis_url`:
+        a Redis the caller started (in `processes`) instead of the rig's own."""
         destinations = folder / "destinations.yaml"
         destinations.write_text(yaml.safe_dump({"destinations": [destination(throttle_s)]}))
         aof_dir = folder / "redis" if aof else None
         if aof_dir:
             aof_dir.mkdir()
-        with Processes(folder / "logs") as procs, FakeTwilio() as fake:
+        own = Processes(folder / "logs") if processes is None else contextlib.nullcontext(processes)
+        with own as procs, FakeTwilio() as fake:
             # Twilio sends what it created (status sent, DateSent set) at once.
             fake.send_after = 0.0
             rig = cls(procs, fake, {}, aof_dir)
-            rig.redis_proc, rig.redis = start_redis(procs, aof_dir=aof_dir)
-            rig.env = service_env(rig.redis_proc.port, destinations, fake.base_url)
+            if redis_url is None:
+                rig.redis_proc, rig.redis = start_redis(procs, aof_dir=aof_dir)
+                rig.env = service_env(rig.redis_proc.port, destinations, fake.base_url)
+            else:
+                rig.env = {**service_env(0, destinations, fake.base_url)}
+                rig.env["SMS_REDIS_URL"] = redis_url
             rig.env.update(_variables(settings or {}))
             rig.api = start_service(procs, "api", rig.env)
             wait_ready(rig.api)
@@ -160,7 +170,8 @@ class Rig:
             try:
                 yield rig
             finally:
-                rig.redis.close()
+                if redis_url is None:
+                    rig.redis.close()
 
     # --- the faults ----------------------------------------------------------------------
 
@@ -219,6 +230,10 @@ class Rig:
                 break
             if response is not None and response.status_code != 503:
                 raise RuntimeError(f"ingest answered {response.status_code}: {response.text}")
+            if response is not None:
+                with self._lock:
+                    self.refused += 1
+                    self.refused_without_retry_after += "retry-after" not in response.headers
             if time.monotonic() > deadline:
                 raise RuntimeError(f"ingest did not come back within {give_up_s} s")
             time.sleep(0.2)

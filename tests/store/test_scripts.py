@@ -11,12 +11,13 @@ from dataclasses import replace
 import pytest
 import redis
 
+from app.guard import CapRule, Caps, VelocityLimit
 from app.store import StorageError, keys
 from app.store.callbacks import CallbackLog, SuppressionChange, Webhook
 from app.store.connection import connect
 from app.store.deliveries import DeliveryLog, waitaof_available
 from app.store.queue import SendQueue
-from app.store.records import ExternalMessage, NewDelivery, SendOutcome
+from app.store.records import ExternalMessage, NewDelivery, SendOutcome, id_created_ms
 from app.store.suppressions import SuppressionList, suppression_value
 from tests.conftest import REDIS_URL
 
@@ -330,3 +331,96 @@ async def test_the_ledger_write_on_this_server(
     server = redis_client.info("server")["redis_version"]
     expected = tuple(int(p) for p in server.split(".")[:2]) >= (7, 2)
     assert log._waitaof is (expected and redis_client.info("persistence")["aof_enabled"] == 1)
+
+
+def guarded(event: str, recipient: str = PHONE, **overrides: object) -> NewDelivery:
+    """A live delivery under the velocity guard (block 1, country 2) and a 2-a-day cap."""
+    return delivery(
+        event,
+        recipient=recipient,
+        throttle_scope=None,
+        throttle_window_ms=0,
+        country="US",
+        velocity=(VelocityLimit("block", "destination", 1), VelocityLimit("country", "overall", 2)),
+        caps=Caps("marketing", (CapRule(texts=2, per=86_400),)),
+        **overrides,
+    )
+
+
+async def test_the_guard_counts_only_what_it_admits(
+    store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
+) -> None:
+    log, _ = store
+    first, again, neighbour, third = await log.admit(
+        [
+            guarded("e1"),
+            guarded("e2"),  # known now: not first-time, capped at its third text only
+            guarded("e3", recipient="+14155552672"),  # a new number of the same block
+            guarded("e4"),
+        ]
+    )
+    assert [a.decision for a in (first, again, neighbour, third)] == [
+        "queued",
+        "queued",
+        "blocked_velocity",
+        "capped",
+    ]
+    assert redis_client.hgetall(keys.velocity_known(PHONE[:-3])) == {"671": "1"}
+    # (Lua builds the guard's keys from their parts: the same names keys.py gives.)
+    hour = id_created_ms(first.delivery_id) // 3_600_000 * 3_600_000  # type: ignore[operator]
+    block_count = keys.velocity_count(hour, "block", PHONE[:-3], "welcome")
+    assert redis_client.get(block_count) == "1"  # the refused neighbour was not counted
+    assert redis_client.get(keys.velocity_count(hour, "country", "US", None)) == "1"
+    cap = keys.cap("live", "marketing", PHONE)
+    assert redis_client.zrange(cap, 0, -1) == sorted([first.delivery_id, again.delivery_id])
+    # A permanent failure lets go of its place under the cap.
+    verdict, record = await log.begin_send(first.delivery_id, resolve_after_s=60)
+    assert verdict == "send" and record is not None and record.cap_key == cap
+    entry = redis_client.xrange(keys.SEND_STREAM)[0][0]
+    await log.finish_send(record, entry, "failed", final=True, throttle="release")
+    assert redis_client.zrange(cap, 0, -1) == [again.delivery_id]
+    assert (await log.admit([guarded("e5")]))[0].decision == "queued"
+
+
+async def test_a_guard_refusal_frees_the_window_it_claimed(
+    store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
+) -> None:
+    log, _ = store
+    redis_client.set(keys.pumping_backoff("number", PHONE), "30453", ex=600)
+    windowed = replace(guarded("e1"), throttle_scope="destination", throttle_window_ms=60_000)
+    [refused] = await log.admit([windowed])
+    assert refused.decision == "blocked_velocity"
+    assert refused.detail is not None and refused.detail.startswith("Twilio answered 30453")
+    assert not redis_client.exists(keys.throttle("live", "destination", "welcome", PHONE))
+
+
+async def test_the_guard_failing_half_way_leaves_nothing(
+    store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
+) -> None:
+    log, _ = store
+    # The country counter is taken by a key of the wrong type: the guard's count fails
+    # after the block counter and the cap were written.
+    hour = time.time_ns() // 1_000_000 // 3_600_000 * 3_600_000
+    broken = keys.velocity_count(hour, "country", "US", None)
+    redis_client.hset(broken, "x", "1")
+    with pytest.raises(StorageError, match="undone"):
+        await log.admit([guarded("e1")])
+    left = set(our_keys(redis_client)) - {broken}
+    # What is left is counted against the guard's limits only (the safe side): no record,
+    # no mark, no index, no cap entry, nothing queued.
+    assert all(":velocity:" in key for key in left), left
+    assert not redis_client.exists(keys.cap("live", "marketing", PHONE))
+
+
+async def test_the_guard_preview_writes_nothing(
+    store: tuple[DeliveryLog, SendQueue], redis_client: redis.Redis
+) -> None:
+    log, _ = store
+    await log.admit([guarded("e1"), guarded("e2")])
+    before = {k: redis_client.dump(k) for k in our_keys(redis_client)}
+    capped = await log.preview(guarded("e3"))
+    neighbour = await log.preview(guarded("e4", recipient="+14155552672"))
+    assert {k: redis_client.dump(k) for k in our_keys(redis_client)} == before
+    assert capped.check.verdict == "capped"
+    assert neighbour.check.verdict == "blocked_velocity"
+    assert capped.check.detail(0) == (await log.admit([guarded("e3")]))[0].detail

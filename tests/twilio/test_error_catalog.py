@@ -22,7 +22,8 @@ def test_every_required_code_is_in_the_catalog(code: int) -> None:
     ("codes", "action"),
     [
         ([21611, 30001, 30022, 63017, 20429], ErrorAction.RETRY_SLOWER),
-        ([20503, 30008, 30450, 30453], ErrorAction.RETRY),
+        ([20503, 30008], ErrorAction.RETRY),
+        ([30450, 30453], ErrorAction.BACK_OFF_NUMBER),
         ([21211, 21614, 21635, 30005, 30006], ErrorAction.SUPPRESS_RECIPIENT),
         ([21610], ErrorAction.OPT_OUT),
         ([20003, 21408, 21606, 30032, 30034], ErrorAction.PAUSE_DESTINATION),
