@@ -54,6 +54,7 @@ class Evaluation:
     matched: bool
     unmatched_because: str | None = None
     recipient: str | None = None
+    country: str | None = None  # the recipient's ISO region, from the same parse
     body: str | None = None
     stats: BodyStats | None = None
     skip_reason: SkipReason | None = None
@@ -112,14 +113,24 @@ def evaluate(
     blocked = _country_block(destination, recipient, country)
     if blocked is not None:
         return Evaluation(
-            destination, True, recipient=recipient, skip_reason="blocked_country", detail=blocked
+            destination,
+            True,
+            recipient=recipient,
+            country=country,
+            skip_reason="blocked_country",
+            detail=blocked,
         )
 
     try:
         rendered = render_template(destination.body_template, context)
     except RenderError as exc:
         return Evaluation(
-            destination, True, recipient=recipient, skip_reason="render_error", detail=str(exc)
+            destination,
+            True,
+            recipient=recipient,
+            country=country,
+            skip_reason="render_error",
+            detail=str(exc),
         )
     stats = measure_body(rendered)
     limit = MAX_BODY_CHARS[config.channel]
@@ -129,13 +140,19 @@ def evaluate(
         content_variables = _content_variables(destination, context)
     except RenderError as exc:
         return Evaluation(
-            destination, True, recipient=recipient, skip_reason="render_error", detail=str(exc)
+            destination,
+            True,
+            recipient=recipient,
+            country=country,
+            skip_reason="render_error",
+            detail=str(exc),
         )
     except BodyTooLong:
         return Evaluation(
             destination,
             True,
             recipient=recipient,
+            country=country,
             body=rendered,
             stats=stats,
             skip_reason="body_too_long",
@@ -160,6 +177,7 @@ def evaluate(
             destination,
             True,
             recipient=recipient,
+            country=country,
             body=body,
             stats=stats,
             skip_reason="render_error",
@@ -170,6 +188,7 @@ def evaluate(
             destination,
             True,
             recipient=recipient,
+            country=country,
             body=body,
             stats=stats,
             skip_reason="quiet_hours",
@@ -179,6 +198,7 @@ def evaluate(
         destination,
         True,
         recipient=recipient,
+        country=country,
         body=body,
         stats=stats,
         send_at=send_at if schedule != "now" else None,

@@ -107,6 +107,14 @@ E.164 (``＋１ 415 555 2671`` → ``+14155552671``) by `normalize_phone`."""
 
 
 @lru_cache(maxsize=65_536)
+def country_of(number: str) -> str:
+    """The ISO region of an E.164 number (``+447700900123`` → ``GB``); ``001`` for a
+    non-geographic one (+800, +882…), as libphonenumber names them. Ingest has it from
+    `normalize_recipient` (`Evaluation.country`) without parsing again."""
+    return phonenumbers.region_code_for_number(phonenumbers.parse(number)) or "001"
+
+
+@lru_cache(maxsize=65_536)
 def time_zones_of(number: str) -> tuple[str, ...]:
     """The IANA zones libphonenumber places an E.164 number in (by its prefix); empty when
     it does not know."""

@@ -19,7 +19,7 @@ from app.errors import Conflict
 from app.metrics import Metrics
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
-from app.pipeline.recipients import country_of, mask_phone
+from app.pipeline.recipients import mask_phone
 from app.services.event_tally import EventTally
 from app.services.recent import RecentEvents
 from app.store.deliveries import Admission, DeliveryLog
@@ -201,7 +201,7 @@ class IngestService:
             expires_ms=(
                 int(evaluation.expires_at.timestamp() * 1000) if evaluation.expires_at else None
             ),
-            country=country_of(recipient) if velocity and recipient else None,
+            country=evaluation.country if velocity else None,
             velocity=velocity,
             caps=destination.caps if destination.caps.rules else None,
         )
