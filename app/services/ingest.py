@@ -20,7 +20,7 @@ from app.metrics import Metrics
 from app.pipeline.budget import MICROS, budget_day
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
-from app.pipeline.recipients import country_of, mask_phone
+from app.pipeline.recipients import mask_phone
 from app.services.event_tally import EventTally
 from app.services.recent import RecentEvents
 from app.store import keys
@@ -213,7 +213,7 @@ class IngestService:
             expires_ms=(
                 int(evaluation.expires_at.timestamp() * 1000) if evaluation.expires_at else None
             ),
-            country=country_of(recipient) if velocity and recipient else None,
+            country=evaluation.country if velocity else None,
             velocity=velocity,
             caps=destination.caps if destination.caps.rules else None,
             budget=budget_charge(evaluation),
