@@ -46,6 +46,7 @@ from app.guard import (
     caps_for,
     velocity_limits,
 )
+from app.pipeline.budget import BudgetConfig
 from app.pipeline.events import Event
 from app.pipeline.filters import PropertyFilter, exact_key
 from app.pipeline.quiet_hours import QuietHoursConfig, zone_named
@@ -170,6 +171,9 @@ class DestinationConfig(BaseModel):
     # and the frequency caps its texts count against (the file's `caps:`).
     velocity: VelocityConfig | Literal[False] | None = None
     category: str | None = Field(default=None, pattern=_NAME_PATTERN)
+    # At most so many segments (or so much money) a day; over it: `over_budget`, paused
+    # until the budget day ends (SMS_BUDGET_TIMEZONE's midnight) or until resumed.
+    budget: BudgetConfig | None = None
 
     @field_validator("media_url")
     @classmethod
@@ -243,6 +247,7 @@ class Defaults:
     timezone: str = "UTC"
     velocity_per_block: int = DEFAULT_PER_BLOCK
     velocity_per_country: int = DEFAULT_PER_COUNTRY
+    budget_timezone: str = "UTC"
 
     @classmethod
     def of(cls, settings: Settings) -> Defaults:
@@ -254,6 +259,7 @@ class Defaults:
             settings.default_timezone,
             settings.velocity_per_block,
             settings.velocity_per_country,
+            budget_timezone=settings.budget_timezone,
         )
 
 
@@ -276,6 +282,7 @@ class Destination:
     content_variable_templates: tuple[tuple[str, jinja2.Template], ...] = ()
     velocity: tuple[VelocityLimit, ...] = ()  # its own limits, then the service's
     caps: Caps = NO_CAPS
+    budget_zone: ZoneInfo = UTC_ZONE  # SMS_BUDGET_TIMEZONE: where a budget day ends
 
     @property
     def id(self) -> str:
@@ -736,6 +743,7 @@ class _Checker:
                 config.velocity, defaults.velocity_per_block, defaults.velocity_per_country
             ),
             caps=caps_for(config.category, self.caps),
+            budget_zone=zone_named(defaults.budget_timezone) or UTC_ZONE,
         )
 
     def compile(self, path: _Path, label: str, field: str, source: Any) -> jinja2.Template | None:

@@ -260,3 +260,8 @@ class _QueueCollector(Collector):
             "reached Twilio), waiting for the resolver to ask Twilio's message list.",
             value=queue.unknown,
         )
+        yield GaugeMetricFamily(
+            "smsdest_paused_destinations",
+            "Destinations paused now (by an operator, a Twilio error code or their budget).",
+            value=queue.paused_destinations,
+        )

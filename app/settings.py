@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     velocity_per_country: int = Field(default=DEFAULT_PER_COUNTRY, ge=0)
     # The recipient's zone when neither the template nor the number tells (IANA name).
     default_timezone: str = "UTC"
+    # Where a destination's budget day ends (its midnight; IANA name): `over_budget` pauses
+    # a destination until then. UTC by default: the day Twilio's usage records count in.
+    budget_timezone: str = "UTC"
+    # How long a delivery held for a paused destination waits before it is looked at again
+    # (resuming releases them at once; a pause with an end releases them at its end).
+    pause_recheck: float = Field(default=300.0, gt=0, le=86_400)
     # How often each `serve` checks whether another process reloaded the destinations
     # file (one Redis GET, off the hot path); 0 turns the check off.
     config_poll_interval: float = Field(default=2.0, ge=0)
@@ -163,7 +169,7 @@ class Settings(BaseSettings):
             parse_countries(value.split(","))
         return value
 
-    @field_validator("default_timezone")
+    @field_validator("default_timezone", "budget_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
         if zone_named(value) is None:

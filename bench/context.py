@@ -111,7 +111,9 @@ def measure(
     connections = plan.connections if events_per_request == 1 else plan.batch_connections
     bench.redis.flushdb()
     before = CommandCounts.read(bench.redis)
-    watched = {proc.name: proc.pid for proc in targets} | {"redis": bench.redis_proc.pid}
+    # Every process of the benchmark's, the idle ones too: "other processes" is then only
+    # what runs outside the benchmark (an idle server that did work would show by name).
+    watched = {proc.name: proc.pid for proc in bench.procs.running}
     with cpu_window(watched) as window:
         urls = [proc.url + "/v1/events" for proc in targets]
         loads = load(urls, events_per_request, connections // len(targets), plan.duration_s)

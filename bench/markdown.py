@@ -13,7 +13,9 @@ METHOD = """\
   flushed before each ingest run), the fake Twilio (`bench/fake_twilio.py`, uvicorn +
   uvloop + httptools), the bare FastAPI app (`bench/bare_app.py`, served with the same
   `uvicorn.run` call as the service) and the service as a user runs it (`smsdest serve
-  --no-worker`, `smsdest worker`, `smsdest serve`).
+  --no-worker`, `smsdest worker`, `smsdest serve`). The `smsdest serve` of figure 1b
+  uses Redis database 1, the others 0: its worker sends only what it admitted itself
+  (in one database it sent the other configurations' events while they were measured).
 - Each figure is the median of the runs (per-run values in latest.json). Load is wrk,
   one thread, {connections} connections (batches: {batch_connections}), each request a
   new event uuid, recipients cycling over 1,000 numbers (`bench/wrk_events.lua`,
@@ -48,9 +50,10 @@ METHOD = """\
   per port at the same time with half the connections each; their req/s are added.
 - **9** VmRSS from /proc/<pid>/status every 100 ms during the runs of figures 1, 7, 8
   (peak), and once right after start (idle).
-- **CPU** per process from /proc/<pid>/stat over each run (wrk from its rusage);
-  "other processes" is the machine's busy time (/proc/stat) beyond every process listed:
-  when it is high, something else ran on the machine and the figures are suspect.
+- **CPU** per process from /proc/<pid>/stat over each run (wrk from its rusage), every
+  process of the benchmark's listed, idle or not; "other processes" is the machine's busy
+  time (/proc/stat) beyond them: when it is high, something else ran on the machine and
+  the figures are suspect.
 - **quick** uses runs of 1 s: wrk takes whole seconds, and 8 load configurations × 3 runs
   × 3 s would already be 72 s of load, over the minute quick is for.
 """

@@ -81,6 +81,7 @@ async def _drain(
             Metrics(),
             pacer=pacer,
             pace_hold_s=settings.pacing_hold_s,
+            pauses=store.pauses,
         )
         await store.send_queue("bench").ensure_group()
         cpu, wall = time.process_time(), time.perf_counter()

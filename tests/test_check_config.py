@@ -147,7 +147,7 @@ def test_lines_point_at_the_field(tmp_path: Path) -> None:
         ":11: destination 'a': colour: unknown field (known fields: id, name, enabled, mode, "
         "events, filters, to, body, template, from, messaging_service_sid, throttle, "
         "on_overflow, delay, send_at, countries, validity, quiet_hours, channel, media_url, "
-        "content_sid, content_variables, velocity, category)",
+        "content_sid, content_variables, velocity, category, budget)",
         ":12: destination 'bad id!': id: must be 1-64 letters, digits, '_', '.' or '-', "
         "starting with a letter or digit",
         ":12: destination 'bad id!': set exactly one of 'body' (inline template) or "

@@ -308,6 +308,39 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
         ).inner_text() == str(count)
     _shot(page, "destination")
 
+    # --- pause and resume: the forms, the banner, the overview, as the API has them ------
+    page.get_by_label("Reason").fill("template under review")
+    page.get_by_role("button", name="Pause", exact=True).click()
+    assert page.url == f"{base}/console/destinations/welcome"  # the box is required first
+    page.get_by_role("checkbox", name="I confirm").check()
+    page.get_by_role("button", name="Pause", exact=True).click()
+    [listed] = [d for d in _api(service, "/v1/destinations")["items"] if d["id"] == "welcome"]
+    assert listed["pause"]["reason"] == "template under review"
+    assert (
+        page.get_by_test_id("paused-banner").inner_text() == f"Paused: {listed['pause']['detail']}"
+    )
+    _shot(page, "destination-paused")
+    page.goto(f"{base}/console")
+    assert page.get_by_test_id("paused-count").inner_text() == "1"
+    assert page.get_by_test_id("paused-destinations").inner_text() == (
+        "welcome (template under review)"
+    )
+    page.goto(f"{base}/console/destinations")
+    assert (
+        page.locator('tr[data-id="welcome"] [data-testid="sending"]')
+        .inner_text()
+        .startswith("paused since " + listed["pause"]["since"])
+    )
+    row = page.locator('tr[data-id="welcome"]')
+    row.get_by_role("checkbox", name="confirm").check()
+    row.get_by_test_id("resume-welcome").click()
+    assert page.get_by_role("status").inner_text() == (
+        "welcome resumed: 0 held deliveries released."
+    )
+    assert [d["pause"] for d in _api(service, "/v1/destinations")["items"]] == [None] * 3
+    assert page.locator('tr[data-id="welcome"] [data-testid="sending"]').inner_text() == "yes"
+    page.goto(f"{base}/console/destinations/welcome")
+
     # --- tester: the trace the API gives; sending for real needs the confirmation ---------
     event = posthog_webhook(uuid="0190e4c6-0000-7000-8000-0000000000b1", phone="+14155550142")
     with service.admin() as admin:
@@ -413,6 +446,8 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
         },
         "/console/suppressions/remove": {"number": "+14155550199"},
         f"/console/messages/{seeded['scheduled_sid']}/cancel": {},
+        "/console/destinations/welcome/pause": {"confirm": "yes"},
+        "/console/destinations/welcome/resume": {"confirm": "yes"},
         "/console/logout": {},
         "/console/login": {"token": ADMIN_TOKEN},
     }
@@ -422,6 +457,7 @@ def test_console_end_to_end(start_service: Any, fake_twilio: FakeTwilio, browser
     assert len(fake_twilio.requests) == requests_before
     with service.admin() as admin:
         assert admin.get("/v1/suppressions/+14155550199").status_code == 200
+    assert [d["pause"] for d in _api(service, "/v1/destinations")["items"]] == [None] * 3
     page.goto(f"{base}/console")  # still logged in: the refused logout did nothing
     assert page.url == f"{base}/console"
 

@@ -92,6 +92,8 @@ _TWILIO_WORDS_ALLOWED: dict[str, set[str]] = {
     # A pumping back-off's detail and log line name Twilio's answer (the guard's tests read
     # them); the store keeps the code only, so the provider's name is not known there.
     "app/store/guard.py": {"Twilio answered "},
+    # Likewise a pause for an error code says whose error it was (the pause's words).
+    "app/store/pauses.py": {"after Twilio error ", '"by Twilio\'s answer"'},
 }
 # Lua reads and writes the stored fields by name.
 _LUA_NAMES = {"twilio_sid", "twilio_status", "twilio_status_rank"}

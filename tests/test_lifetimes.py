@@ -19,6 +19,7 @@ from app.services.worker import SendWorker
 from app.store import keys
 from app.store.connection import connect
 from app.store.deliveries import DeliveryLog
+from app.store.pauses import PauseBook
 from app.store.queue import SendQueue
 from app.store.records import NewDelivery, dedupe_buckets, now_ms
 from app.twilio.client import TwilioClient, TwilioCredentials
@@ -127,6 +128,7 @@ async def test_a_retry_after_longer_than_the_retention_is_still_sent_once_later(
         concurrency=4,
         reclaim_idle_s=60,
         metrics=Metrics(),
+        pauses=PauseBook(client),
     )
     running = asyncio.create_task(worker.run())
     try:

@@ -32,6 +32,7 @@ from app.store import keys
 from app.store.callbacks import CallbackLog
 from app.store.connection import connect
 from app.store.deliveries import DeliveryLog
+from app.store.pauses import PauseBook
 from app.store.queue import SendQueue
 from app.store.records import NewDelivery
 from app.twilio.client import TwilioClient, TwilioCredentials
@@ -233,6 +234,7 @@ async def test_the_worker_sends_through_any_provider(redis_client: redis.Redis) 
         concurrency=4,
         reclaim_idle_s=60,
         metrics=Metrics(),
+        pauses=PauseBook(client),
     )
     running = asyncio.create_task(worker.run())
     try:

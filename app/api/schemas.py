@@ -73,7 +73,8 @@ class DeliveryDecision(BaseModel):
     decision: str = Field(
         description="`queued`, `scheduled`, `deferred`, `throttled`, `opted_out`, "
         "`duplicate`, `invalid_recipient`, `render_error`, `body_too_long`, "
-        "`blocked_country`, `quiet_hours`, `blocked_velocity`, `capped`"
+        "`blocked_country`, `quiet_hours`, `blocked_velocity`, `capped`, `destination_paused`, "
+        "`over_budget`"
     )
     delivery_id: str | None = Field(description="For `duplicate`, the original delivery")
     detail: str | dict[str, Any] | None = Field(
@@ -96,8 +97,38 @@ class IngestAnswer(BaseModel):
     results: list[EventResult]
 
 
+class PauseInfo(BaseModel):
+    """A destination's pause in force."""
+
+    since: str = Field(description="When it paused (UTC, ISO 8601)")
+    until: str | None = Field(description="When it ends by itself; null: until resumed")
+    by: Literal["operator", "error_code", "budget"] = Field(
+        description="Who paused it: an operator, a Twilio error code, its daily budget"
+    )
+    reason: str = Field(description="Why, in words (a code's meaning, the operator's words)")
+    code: int | None = Field(description="The Twilio error code that paused it, if any")
+    detail: str = Field(description="All of it in one sentence, with how to resume")
+
+
+class PauseState(BaseModel):
+    """A destination's pause state (after a pause or a resume)."""
+
+    destination: str
+    paused: bool
+    pause: PauseInfo | None = Field(description="The pause in force (null: not paused)")
+    released: int | None = Field(
+        default=None, description="Resume: how many held deliveries were released"
+    )
+
+
+class ListedDestination(DestinationConfig):
+    """A loaded destination as configured, and whether it is paused."""
+
+    pause: PauseInfo | None = Field(default=None, description="The pause in force; null: it sends")
+
+
 class DestinationList(BaseModel):
-    items: list[DestinationConfig]
+    items: list[ListedDestination]
 
 
 class DestinationTrace(BaseModel):

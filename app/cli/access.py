@@ -82,6 +82,12 @@ class Backend(Protocol):
 
     async def replay(self, selection: ReplaySelection, dry_run: bool) -> dict[str, Any]: ...
 
+    async def pause(
+        self, destination: str, reason: str | None, until: datetime | None
+    ) -> dict[str, Any]: ...
+
+    async def resume(self, destination: str) -> dict[str, Any]: ...
+
 
 class NotFoundError(Exception):
     """What was asked for does not exist (exit 3)."""
@@ -154,6 +160,18 @@ class LocalBackend:
     async def replay(self, selection: ReplaySelection, dry_run: bool) -> dict[str, Any]:
         self._destinations_loaded()
         return (await self._services.replay.replay(selection, dry_run=dry_run)).to_json()
+
+    async def pause(
+        self, destination: str, reason: str | None, until: datetime | None
+    ) -> dict[str, Any]:
+        self._destinations_loaded()
+        pause = await self._services.pauses.pause(destination, reason, until)
+        return {"destination": destination, "paused": True, "pause": pause.to_json()}
+
+    async def resume(self, destination: str) -> dict[str, Any]:
+        self._destinations_loaded()
+        _, released = await self._services.pauses.resume(destination)
+        return {"destination": destination, "paused": False, "pause": None, "released": released}
 
 
 class ApiError(Exception):
@@ -239,6 +257,19 @@ class ApiBackend:
         if selection.until:
             body["until"] = selection.until.isoformat()
         result: dict[str, Any] = await self._call("POST", "/v1/deliveries/replay", json=body)
+        return result
+
+    async def pause(
+        self, destination: str, reason: str | None, until: datetime | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"reason": reason, "until": until.isoformat() if until else None}
+        result: dict[str, Any] = await self._call(
+            "POST", f"/v1/destinations/{destination}/pause", json=body
+        )
+        return result
+
+    async def resume(self, destination: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("POST", f"/v1/destinations/{destination}/resume")
         return result
 
 

@@ -1,4 +1,5 @@
-"""`smsdest test DESTINATION EVENT.json [--send]` and `smsdest reload`."""
+"""`smsdest test DESTINATION EVENT.json [--send]`, `smsdest reload` and
+`smsdest destinations pause|resume ID`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from app.cli.access import (
     Backend,
     add_access_command,
 )
-from app.cli.delivery_commands import destination_id
+from app.cli.delivery_commands import destination_id, moment
 from app.cli.output import Output
 from app.cli.plumbing import CliError
 
@@ -64,7 +65,47 @@ async def reload_destinations(_: argparse.Namespace, backend: Backend, out: Outp
     )
 
 
+async def pause_destination(args: argparse.Namespace, backend: Backend, out: Output) -> None:
+    state = await backend.pause(args.destination, args.reason, args.until)
+    if out.as_json:
+        out.record(state)
+        return
+    out.console.print(state["pause"]["detail"])
+
+
+async def resume_destination(args: argparse.Namespace, backend: Backend, out: Output) -> None:
+    state = await backend.resume(args.destination)
+    if out.as_json:
+        out.record(state)
+        return
+    out.console.print(f"{args.destination} resumed: {state['released']} held deliveries released")
+
+
 def add_destination_commands(commands: Subcommands) -> None:
+    group = commands.add_parser("destinations", help="pause and resume destinations")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pause = add_access_command(
+        actions,
+        "pause",
+        pause_destination,
+        "pause a destination: it admits nothing, its admitted deliveries are held",
+        description="Pause a destination (through SMS_API_URL, or its Redis): events for it "
+        "are answered destination_paused, deliveries already admitted are held (not sent, not "
+        "failed) until it resumes. Exit 3: no such destination.",
+    )
+    pause.add_argument("destination", type=destination_id, metavar="ID")
+    pause.add_argument("--reason", help="why, in words (shown in every decision)")
+    pause.add_argument("--until", type=moment, help="end it by itself then (ISO 8601, UTC)")
+    resume = add_access_command(
+        actions,
+        "resume",
+        resume_destination,
+        "resume a paused destination; its held deliveries go out",
+        description="Resume a destination: it admits again and its held deliveries are due "
+        "at once (still checked at send time). A budget pause resumed waives the rest of "
+        "that day's budget. Exit 3: no such destination.",
+    )
+    resume.add_argument("destination", type=destination_id, metavar="ID")
     test = add_access_command(
         commands,
         "test",

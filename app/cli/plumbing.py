@@ -22,6 +22,7 @@ from app.settings import Settings, SettingsError
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
+    from app.destinations import DestinationSet
     from app.errors import ServiceError
     from app.services import Services
     from app.twilio.errors import TwilioApiError
@@ -62,8 +63,11 @@ def run_event_loop(main: Coroutine[Any, Any, _T]) -> _T:
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings, *, redis: bool) -> AsyncIterator[Services]:
-    """The services as the app builds them (`build_services`); with Redis only if asked."""
+async def open_services(
+    settings: Settings, *, redis: bool, destinations: DestinationSet | None = None
+) -> AsyncIterator[Services]:
+    """The services as the app builds them (`build_services`); with Redis only if asked
+    (`destinations`: what ingest matches, e.g. the service's own events a worker emits)."""
     from app.services import build_http_client, build_services
     from app.store.storage import open_store
 
@@ -72,7 +76,7 @@ async def open_services(settings: Settings, *, redis: bool) -> AsyncIterator[Ser
             yield build_services(settings, http, None)
             return
         async with open_store(settings) as store:
-            yield build_services(settings, http, store)
+            yield build_services(settings, http, store, destinations)
 
 
 def with_running_redis(settings: Settings, prog: str) -> Settings:

@@ -66,10 +66,12 @@ def worker(_: argparse.Namespace) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if settings.redis_url is None:
         raise SettingsError("smsdest worker needs SMS_REDIS_URL (the embedded Redis is serve's)")
-    destinations = load_configured_destinations(settings)  # same config checks as serve
+    # Same config checks as serve; the worker's ingest matches the service's own events
+    # (`$sms_destination_paused`, emitted when Twilio's answer pauses a destination) to it.
+    destinations = load_configured_destinations(settings)
 
     async def run() -> None:
-        async with open_services(settings, redis=True) as services:
+        async with open_services(settings, redis=True, destinations=destinations) as services:
             if services.reloader is not None:
                 await services.reloader.publish_senders(destinations)
             jobs = services.background_jobs()

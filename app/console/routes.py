@@ -289,6 +289,7 @@ async def overview(request: Request, session: SessionDep, services: ServicesDep)
     events_hour, events_day = await _store(services).event_counts.received_since(HOUR, DAY)
     queue = await _store(services).queue_stats.snapshot()
     destinations = services.ingest.destinations.configs()
+    paused = await services.pauses.all()
     return _render(
         request,
         session,
@@ -300,6 +301,7 @@ async def overview(request: Request, session: SessionDep, services: ServicesDep)
         oldest_at=iso_ms(queue.oldest_added_ms) if queue.oldest_added_ms else None,
         destinations=destinations,
         disabled=[d.id for d in destinations if not d.enabled],
+        paused=sorted(paused.values(), key=lambda p: p.destination),
         test_mode=services.settings.global_test_mode,
         sample=OUTCOME_SAMPLE,
     )
@@ -436,6 +438,7 @@ async def destinations(request: Request, session: SessionDep, services: Services
         session,
         "destinations.html",
         rows=list(zip(configs, totals, strict=True)),
+        paused=await services.pauses.all(),
         modes={
             c.id: services.ingest.mode_of(found)
             for c in configs
@@ -460,7 +463,47 @@ async def destination(
         mode=services.ingest.mode_of(found),
         outcomes=outcomes,
         sample=OUTCOME_SAMPLE,
+        pause=await services.pauses.get(destination_id),
     )
+
+
+def _confirmed(form: dict[str, str]) -> None:
+    if form.get("confirm") != "yes":
+        raise InvalidInput([{"field": "confirm", "problem": "tick the box to confirm"}])
+
+
+@router.post("/destinations/{destination_id}/pause")
+async def pause_destination(
+    request: Request, destination_id: str, session: SessionDep, services: ServicesDep
+) -> Response:
+    form = await _checked_form(request, session)
+    _confirmed(form)
+    until_ms = _utc_ms(form.get("until", ""), "until")
+    until = datetime.fromtimestamp(until_ms / 1000, UTC) if until_ms is not None else None
+    pause = await services.pauses.pause(destination_id, form.get("reason"), until)
+    back = form.get("back") if form.get("back") == "/console/destinations" else None
+    return _redirect(
+        request,
+        back or f"/console/destinations/{destination_id}",
+        f"Paused: {pause.describe()}",
+        "warn",
+    )
+
+
+@router.post("/destinations/{destination_id}/resume")
+async def resume_destination(
+    request: Request, destination_id: str, session: SessionDep, services: ServicesDep
+) -> Response:
+    form = await _checked_form(request, session)
+    _confirmed(form)
+    lifted, released = await services.pauses.resume(destination_id)
+    text = (
+        f"{destination_id} resumed: {released} held deliveries released."
+        if lifted
+        else f"{destination_id} was not paused."
+    )
+    back = form.get("back") if form.get("back") == "/console/destinations" else None
+    return _redirect(request, back or f"/console/destinations/{destination_id}", text)
 
 
 # --- tester ---------------------------------------------------------------------------

@@ -29,6 +29,7 @@ STATUS_WORDS: dict[DeliveryStatus, str] = {
     "canceled": "canceled before it was sent",
     "external": "sent by another system on the account",
     "expired": "still unsent when its validity ran out: never sent late",
+    "held": "its destination is paused: held, not sent, until it resumes",
 }
 
 REASON_WORDS: dict[str, str] = {
@@ -41,6 +42,8 @@ REASON_WORDS: dict[str, str] = {
     "quiet_hours": "inside the recipient's quiet hours (dropped)",
     "blocked_velocity": "the pumping guard: too many new numbers, or Twilio flagged the number",
     "capped": "over a frequency cap of the recipient's",
+    "destination_paused": "the destination is paused",
+    "over_budget": "the destination's daily budget is spent (it paused until the day ends)",
 }
 
 # Twilio's message statuses as its status callbacks report them.

@@ -30,9 +30,8 @@ from app.pipeline.quiet_hours import (
 from app.pipeline.recipients import (
     ALL_COUNTRIES,
     InvalidRecipient,
-    country_of,
     mask_phone,
-    normalize_phone,
+    normalize_recipient,
     time_zones_of,
 )
 from app.pipeline.render import (
@@ -63,6 +62,7 @@ class Evaluation:
     matched: bool
     unmatched_because: str | None = None
     recipient: str | None = None
+    country: str | None = None  # the recipient's ISO region, from the same parse
     body: str | None = None
     stats: BodyStats | None = None
     skip_reason: SkipReason | None = None
@@ -116,22 +116,32 @@ def evaluate(
         return Evaluation(destination, False, failure)
 
     try:
-        recipient = normalize_phone(
+        recipient, country = normalize_recipient(
             render_template(destination.to_template, context), default_region
         )
     except (RenderError, InvalidRecipient) as exc:
         return Evaluation(destination, True, skip_reason="invalid_recipient", detail=f"to: {exc}")
-    blocked = _country_block(destination, recipient)
+    blocked = _country_block(destination, recipient, country)
     if blocked is not None:
         return Evaluation(
-            destination, True, recipient=recipient, skip_reason="blocked_country", detail=blocked
+            destination,
+            True,
+            recipient=recipient,
+            country=country,
+            skip_reason="blocked_country",
+            detail=blocked,
         )
 
     try:
         rendered = render_template(destination.body_template, context)
     except RenderError as exc:
         return Evaluation(
-            destination, True, recipient=recipient, skip_reason="render_error", detail=str(exc)
+            destination,
+            True,
+            recipient=recipient,
+            country=country,
+            skip_reason="render_error",
+            detail=str(exc),
         )
     stats = measure_body(rendered)
     limit = MAX_BODY_CHARS[config.channel]
@@ -141,13 +151,19 @@ def evaluate(
         content_variables = _content_variables(destination, context)
     except RenderError as exc:
         return Evaluation(
-            destination, True, recipient=recipient, skip_reason="render_error", detail=str(exc)
+            destination,
+            True,
+            recipient=recipient,
+            country=country,
+            skip_reason="render_error",
+            detail=str(exc),
         )
     except BodyTooLong:
         return Evaluation(
             destination,
             True,
             recipient=recipient,
+            country=country,
             body=rendered,
             stats=stats,
             skip_reason="body_too_long",
@@ -173,6 +189,7 @@ def evaluate(
             destination,
             True,
             recipient=recipient,
+            country=country,
             body=body,
             stats=stats,
             skip_reason="render_error",
@@ -183,6 +200,7 @@ def evaluate(
             destination,
             True,
             recipient=recipient,
+            country=country,
             body=body,
             stats=stats,
             skip_reason="quiet_hours",
@@ -192,6 +210,7 @@ def evaluate(
         destination,
         True,
         recipient=recipient,
+        country=country,
         body=body,
         stats=stats,
         send_at=send_at if schedule != "now" else None,
@@ -231,13 +250,11 @@ def _content_variables(destination: Destination, context: dict[str, Any]) -> str
     return orjson.dumps(values).decode()
 
 
-def _country_block(destination: Destination, recipient: str) -> str | None:
-    """Why `recipient` is outside the destination's countries; None when it is inside."""
+def _country_block(destination: Destination, recipient: str, country: str) -> str | None:
+    """Why `recipient` (in `country`) is outside the destination's countries; None when it
+    is inside."""
     allowed = destination.countries
-    if ALL_COUNTRIES in allowed:
-        return None
-    country = country_of(recipient)
-    if country in allowed:
+    if ALL_COUNTRIES in allowed or country in allowed:
         return None
     where = "no country (a non-geographic number)" if country == "001" else country
     return (

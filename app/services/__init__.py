@@ -18,6 +18,7 @@ from app.services.event_tally import EventTally
 from app.services.ingest import IngestService
 from app.services.messages import MessageService
 from app.services.pacing import SenderPacer
+from app.services.pauses import DestinationPauses
 from app.services.recent import RecentEvents
 from app.services.reconcile import Reconciler
 from app.services.reload import DestinationReloader
@@ -55,6 +56,7 @@ class BackgroundJobs:
         provider: Provider,
         metrics: Metrics,
         pacer: SenderPacer | None = None,
+        pauses: DestinationPauses | None = None,
     ) -> None:
         self._worker = SendWorker(
             store.send_queue(consumer_name()),
@@ -70,6 +72,8 @@ class BackgroundJobs:
             pacer=pacer or SenderPacer(store.pacing, metrics, settings.sender_default_rate),
             pace_hold_s=settings.pacing_hold_s,
             pumping=store.pumping,
+            pauses=store.pauses,
+            announce_pause=pauses.announce if pauses else None,
         )
         reconcile = settings.reconcile_interval > 0 and not settings.global_test_mode
         self._reconciler = (
@@ -114,6 +118,7 @@ class Services:
     system_event_service: SystemEvents | None = None
     # Sender pacing of this process (the worker's reservations, the webhooks' cuts).
     pacer: SenderPacer | None = None
+    pause_service: DestinationPauses | None = None
     event_tally: EventTally | None = None  # flushed by `serve` (counted_events)
     # The in-process send worker (None with `serve --no-worker`), watched by /readyz.
     background: asyncio.Task[None] | None = None
@@ -137,6 +142,10 @@ class Services:
         return _needed(self.system_event_service)
 
     @property
+    def pauses(self) -> DestinationPauses:
+        return _needed(self.pause_service)
+
+    @property
     def deliveries(self) -> DeliveryLog:
         return _needed(self.store).deliveries
 
@@ -154,7 +163,12 @@ class Services:
     def background_jobs(self) -> BackgroundJobs:
         """The send worker (and reconciliation), for `serve` and `smsdest worker`."""
         return BackgroundJobs(
-            self.settings, _needed(self.store), self.provider, self.metrics, self.pacer
+            self.settings,
+            _needed(self.store),
+            self.provider,
+            self.metrics,
+            pacer=self.pacer,
+            pauses=self.pause_service,
         )
 
 
@@ -213,6 +227,8 @@ def build_services(
     replay = ReplayService(store.deliveries, store.replays, ingest)
     system_events = SystemEvents(ingest)
     ingest.on_guard_tripped(system_events.guard_tripped)
+    pauses = DestinationPauses(store.pauses, ingest, system_events)
+    ingest.on_over_budget = pauses.after_admission
     return Services(
         settings,
         provider,
@@ -225,5 +241,6 @@ def build_services(
         replay_service=replay,
         system_event_service=system_events,
         pacer=pacer,
+        pause_service=pauses,
         event_tally=tally,
     )

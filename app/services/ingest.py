@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,16 +17,18 @@ from typing import Any
 from app.destinations import Destination, DestinationSet
 from app.errors import Conflict
 from app.metrics import Metrics
+from app.pipeline.budget import MICROS, budget_day
 from app.pipeline.events import Event
 from app.pipeline.plan import Evaluation, Unmatched, evaluate, explain_unmatched
-from app.pipeline.recipients import country_of, mask_phone
+from app.pipeline.recipients import mask_phone
 from app.services.event_tally import EventTally
 from app.services.recent import RecentEvents
 from app.sms.failures import ProviderError, ProviderRejected
 from app.sms.message import OutboundMessage
 from app.sms.provider import Provider
+from app.store import keys
 from app.store.deliveries import Admission, DeliveryLog
-from app.store.records import Mode, NewDelivery
+from app.store.records import BudgetCharge, Mode, NewDelivery
 
 # Evaluating a batch yields the event loop at least this often.
 _MAX_TURN_SECONDS = 0.02
@@ -93,6 +95,9 @@ class IngestService:
         self._horizon = horizon
         self._metrics = metrics
         self._guard_tripped: Callable[[Admission, Event], None] | None = None
+        # Told of each `over_budget` decision and its event's name (it paused the
+        # destination: DestinationPauses announces it); set by build_services.
+        self.on_over_budget: Callable[[Admission, str], Awaitable[None]] | None = None
 
     @property
     def destinations(self) -> DestinationSet:
@@ -147,12 +152,18 @@ class IngestService:
                     planned.append((index, self._new_delivery(event, evaluation)))
         admissions = await self._deliveries.admit([new for _, new in planned])
         outcomes = [EventOutcome(event) for event in events]
+        over_budget: list[tuple[Admission, str]] = []
         for (index, new), admission in zip(planned, admissions, strict=True):
             outcomes[index].deliveries.append(admission)
             metrics.decided(admission.destination_id, admission.decision)
             log_decision(admission, new.recipient, new.event_uuid)
             if admission.alarm is not None and self._guard_tripped is not None:
                 self._guard_tripped(admission, events[index])
+            if admission.decision == "over_budget":
+                over_budget.append((admission, new.event_name))
+        if self.on_over_budget is not None:
+            for admission, event_name in over_budget:
+                await self.on_over_budget(admission, event_name)
         for outcome in outcomes:
             if not outcome.deliveries:  # only these pay for the explanation
                 listening = destinations.listening(outcome.event.name)
@@ -204,9 +215,10 @@ class IngestService:
             expires_ms=(
                 int(evaluation.expires_at.timestamp() * 1000) if evaluation.expires_at else None
             ),
-            country=country_of(recipient) if velocity and recipient else None,
+            country=evaluation.country if velocity else None,
             velocity=velocity,
             caps=destination.caps if destination.caps.rules else None,
+            budget=budget_charge(evaluation),
         )
 
     async def trace(self, destination: Destination, event: Event, mock: bool) -> dict[str, Any]:
@@ -281,6 +293,10 @@ class IngestService:
         if check.verdict in ("opted_out", "throttled", "blocked_velocity", "capped"):
             trace["decision"] = check.verdict
             trace["detail"] = check.detail(new.throttle_window_ms)
+        elif preview.gate is not None:
+            # Paused or over budget: what admission would answer (a real send from the
+            # tester still goes: an operator checking a fix before resuming).
+            trace["decision"], trace["detail"] = preview.gate
         if check.verdict == "opted_out":
             return trace  # consent: never texted, not even by a test
         if not mock:
@@ -306,6 +322,25 @@ class IngestService:
         except ProviderError as err:
             return {"code": None, "message": str(err)}
         return {"sid": created.id, "status": created.status}
+
+
+def budget_charge(evaluation: Evaluation) -> BudgetCharge | None:
+    """What a delivery to be sent counts in its destination's budget today (None: the
+    destination has no budget, or nothing will be sent)."""
+    destination = evaluation.destination
+    budget = destination.config.budget
+    if budget is None or evaluation.skip_reason or not evaluation.recipient:
+        return None
+    segments = evaluation.stats.segments if evaluation.stats else 1
+    day, day_end_ms = budget_day(datetime.now(UTC), destination.budget_zone)
+    return BudgetCharge(
+        key=keys.budget(destination.id, day),
+        segments=segments,
+        segments_limit=budget.segments_per_day,
+        cost=budget.cost_micros(evaluation.recipient, segments),
+        cost_limit=int(budget.per_day * MICROS) if budget.per_day is not None else None,
+        day_end_ms=day_end_ms,
+    )
 
 
 def log_decision(admission: Admission, recipient: str | None, event_uuid: str | None) -> None:

@@ -33,7 +33,7 @@ REPLAYABLE: tuple[DeliveryStatus, ...] = tuple(
 )
 # Another delivery of the event in one of these reached (or is about to reach) the recipient.
 _REACHING: frozenset[str] = frozenset(
-    ("queued", "sending", "retrying", "scheduled", "sent", "mocked", "delivered", "read")
+    ("queued", "sending", "retrying", "scheduled", "held", "sent", "mocked", "delivered", "read")
 )
 
 ReplayAction = Literal["would_send", "replayed", "skipped"]

@@ -27,6 +27,7 @@ from app.pipeline.plan import recheck_quiet_hours
 from app.pipeline.recipients import mask_phone
 from app.services.pacing import SenderPacer
 from app.services.resolver import find_created
+from app.services.system_events import caused_by_system_event
 from app.sms.failures import ErrorAction, ProviderError, ProviderRejected, ProviderUnreachable
 from app.sms.message import VALIDITY_PERIOD_MAX, OutboundMessage
 from app.sms.mocked import MockedProvider
@@ -34,6 +35,7 @@ from app.sms.provider import Provider
 from app.store import StorageError
 from app.store.deliveries import DeliveryLog
 from app.store.guard import PumpingBackoffs
+from app.store.pauses import Pause, PauseBook, pause_now
 from app.store.queue import QueuedSend, SendQueue
 from app.store.records import (
     DeliveryRecord,
@@ -85,6 +87,9 @@ class SendWorker:
         pacer: SenderPacer | None = None,
         pace_hold_s: float = 0.0,
         pumping: PumpingBackoffs | None = None,
+        *,
+        pauses: PauseBook,
+        announce_pause: Callable[[Pause], Awaitable[None]] | None = None,
     ) -> None:
         self._pumping = pumping
         self._deliveries = deliveries
@@ -92,6 +97,8 @@ class SendWorker:
         # holding the stream entry, longer in the delayed set (Settings.pacing_hold_s).
         self._pacer = pacer
         self._pace_hold_s = pace_hold_s
+        self._pauses = pauses
+        self._announce_pause = announce_pause  # $sms_destination_paused (DestinationPauses)
         self._metrics = metrics
         self._queue = queue
         self._provider = provider
@@ -220,6 +227,9 @@ class SendWorker:
             if not await self._resolve(queued, record):
                 return
             resolved = record.attempts
+        if verdict == "paused" and record is not None:
+            await self._hold(queued, record, "destination paused: held until it resumes")
+            return
         if verdict != "send" or record is None:
             # Expired, already done by an earlier owner, or the recipient opted out.
             if verdict == "opted_out":
@@ -227,6 +237,7 @@ class SendWorker:
                     "send skipped: recipient opted out",
                     extra={"delivery_id": queued.delivery_id},
                 )
+                await self._pauses.release_budget(queued.delivery_id)
             await self._queue.ack(queued.entry_id)
             return
         attempt = record.attempts
@@ -459,6 +470,7 @@ class SendWorker:
         await self._deliveries.finish_send(
             record, queued.entry_id, "expired", final=True, throttle="release", detail=detail
         )
+        await self._pauses.release_budget(record.id)
         self._metrics.send_attempted(record.destination, "expired")
         log.info(
             "send expired unsent at %s",
@@ -572,6 +584,11 @@ class SendWorker:
             )
         else:
             action = _action(outcome.error)
+            if action is ErrorAction.PAUSE_DESTINATION and not caused_by_system_event(
+                record.event_name
+            ):
+                await self._pause_destination(queued, record, outcome.error, attempt)
+                return
             if action is ErrorAction.BACK_OFF_NUMBER and self._pumping and record.recipient:
                 code = outcome.error.code if isinstance(outcome.error, ProviderRejected) else None
                 if code is not None:  # the back-off's length is the code's (app/guard.py)
@@ -587,6 +604,7 @@ class SendWorker:
                 suppression=_suppression(outcome.error),
                 attempt=attempt,
             )
+            await self._pauses.release_budget(record.id)  # nothing was sent
             self._metrics.send_attempted(record.destination, "failed")
             log.warning(
                 "send attempt %d: failed: %s",
@@ -594,6 +612,50 @@ class SendWorker:
                 outcome.error,
                 extra=_attempt_fields(record, attempt, "failed", error=outcome.error),
             )
+
+    async def _hold(
+        self,
+        queued: QueuedSend,
+        record: DeliveryRecord,
+        detail: str,
+        *,
+        attempt: int | None = None,
+        error: ProviderError | None = None,
+    ) -> None:
+        """Hold a delivery of a paused destination: neither sent nor failed, it waits in the
+        delayed set (its window kept) and goes when the destination resumes."""
+        outcome = _error_outcome(error) if error is not None else None
+        await self._pauses.hold(record, queued.entry_id, detail, attempt=attempt, outcome=outcome)
+        self._metrics.send_attempted(record.destination, "held")
+        log.info(
+            "send held: %s",
+            detail,
+            extra=_attempt_fields(record, attempt or record.attempts, "held", error=error),
+        )
+
+    async def _pause_destination(
+        self, queued: QueuedSend, record: DeliveryRecord, error: ProviderError, attempt: int
+    ) -> None:
+        """The provider says the sender or the account is unfit (a PAUSE_DESTINATION code):
+        pause the destination (the first such answer's pause stands), hold this message
+        (nothing was sent) and announce the pause once."""
+        rejected = error if isinstance(error, ProviderRejected) else None
+        code = rejected.code if rejected else None
+        reason = (rejected.meaning if rejected else None) or str(error)
+        pause, created = await self._pauses.pause(
+            pause_now(record.destination, "error_code", reason, code=code), replace=False
+        )
+        await self._hold(
+            queued,
+            record,
+            f"attempt {attempt}: {error}; destination paused: held until it resumes",
+            attempt=attempt,
+            error=error,
+        )
+        if created:
+            log.warning("destination %s paused: %s", record.destination, pause.describe())
+            if self._announce_pause is not None:
+                await self._announce_pause(pause)
 
 
 def _attempt_fields(

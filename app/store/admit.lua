@@ -8,12 +8,14 @@
 -- keys: 1 dedupe, 2 throttle ('' = none), 3 record, 4 send stream, 5 the set of logged
 --       destinations, 6 destination index, 7 recipient index hash ('' = none),
 --       8 suppression list, 9 delayed sends, 10 skipped log, 11-13 dedupe buckets (the
---       one a mark written now goes to first)
+--       one a mark written now goes to first), 14 pauses, 15 budget ('' = none)
 -- args: 1 id, 2 throttle window ms, 3 now ms, 4 status, 5 reason, 6 status index prefix,
 --       7 recipient ('' = none), 8 due ms ('' = now), 9 event identity (the mark's field
 --       in a bucket), 10 when the first bucket expires (ms), 11 the skipped log's oldest
 --       kept entry (ms), 12 how many of the record's items a skipped entry keeps,
---       13 destination, 14 when the recipient index hash expires (ms)
+--       13 destination, 14 when the recipient index hash expires (ms),
+--       then the budget's (destination_gate.lua): 15 segments, 16 segments limit,
+--       17 cost, 18 cost limit, 19 day end ms
 -- record: the record's fields as a flat [name, value, …] list, every value a string
 --
 -- Redis does not roll a script back when a command in it fails. A delivery whose writes
@@ -57,6 +59,7 @@ local function record_admitted(KEYS, ARGV, fields, status, guard, first)
   if status == 'queued' then redis.call('XADD', KEYS[4], '*', 'delivery', ARGV[1]) end
   if status == 'scheduled' then redis.call('ZADD', KEYS[9], ARGV[8], ARGV[1]) end
 end
+local charged = nil  -- the budget the delivery being admitted was counted in (for `undo`)
 
 local function admit(KEYS, ARGV, fields, guard)
   local status, reason = ARGV[4], ARGV[5]
@@ -68,8 +71,25 @@ local function admit(KEYS, ARGV, fields, guard)
   if checked[1] == 'duplicate' then return checked end
   local first = false
   if checked[1] == 'pass' and sendable then
+    -- The destination's pause first (a paused destination admits nothing), then the
+    -- guard, then the destination's budget (destination_gate.lua): what passes is counted.
     local refused
-    refused, first = guard_check(guard, tonumber(ARGV[3]))
+    local pause = active_pause(KEYS[14], ARGV[13], ARGV[3])
+    if pause then
+      refused = {'destination_paused', pause}
+    else
+      refused, first = guard_check(guard, tonumber(ARGV[3]))
+    end
+    if not refused then
+      local budget = {KEYS[15], ARGV[15], ARGV[16], ARGV[17], ARGV[18], ARGV[19]}
+      refused = spend_budget(true, KEYS[14], ARGV[13], ARGV[3], budget)
+      if not refused and KEYS[15] ~= '' then
+        charged = budget
+        -- What to give back if the send fails for good (pauses.py: release_budget.lua).
+        fields[#fields + 1] = 'budget'
+        fields[#fields + 1] = KEYS[15] .. '|' .. ARGV[15] .. '|' .. ARGV[17]
+      end
+    end
     if refused then
       -- Not sent: the window `check` just claimed for it (it was free) is free again.
       if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
@@ -93,6 +113,12 @@ end
 local function undo(KEYS, ARGV, guard)
   local id = ARGV[1]
   -- (A velocity count it made stays: one first-time recipient too many is the safe side.)
+  if charged then
+    redis.pcall('HINCRBY', charged[1], 'segments', -tonumber(charged[2]))
+    if tonumber(charged[4]) > 0 then
+      redis.pcall('HINCRBY', charged[1], 'cost', -tonumber(charged[4]))
+    end
+  end
   if guard.c ~= nil then redis.pcall('ZREM', cap_key(guard), id) end
   for _, key in ipairs({KEYS[1], KEYS[2]}) do
     if key ~= '' and redis.pcall('GET', key) == id then redis.pcall('DEL', key) end
@@ -114,7 +140,7 @@ end
 
 local results = {}
 for i, delivery in ipairs(cjson.decode(ARGV[1])) do
-  entry, first_logged = nil, false
+  entry, first_logged, charged = nil, false, nil
   local ok, result = pcall(admit, delivery[1], delivery[2], delivery[3], delivery[4])
   if not ok then
     undo(delivery[1], delivery[2], delivery[4])

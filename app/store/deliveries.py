@@ -24,6 +24,7 @@ from app.store.guard import GUARD_PRELUDE, GuardRefusal, guard_input, read_refus
 from app.store.pipelining import CommandBatcher
 from app.store.recipient_index import recipient_ids, shard_of
 from app.store.records import (
+    NO_BUDGET_ARGS,
     UNINDEXED_STATUSES,
     Decision,
     DeliveryRecord,
@@ -51,7 +52,7 @@ from app.store.scripts import lua
 from app.store.suppressions import Suppression, parse_suppression
 
 # The worker's claim on a queued delivery: send it, or why not.
-BeginVerdict = Literal["send", "resolve", "missing", "done", "opted_out"]
+BeginVerdict = Literal["send", "resolve", "missing", "done", "opted_out", "paused"]
 # What a recorded outcome does to the recipient's throttle window (finish_send.lua).
 ThrottleAction = Literal["anchor", "release", "keep"]
 # How long WAITAOF waits for the local fsync (appendfsync everysec: about a second).
@@ -75,10 +76,19 @@ def _changes_status(*files: str) -> str:
 
 
 _ADMIT = lua(
-    "admission_checks.lua", "history.lua", "admit.lua", prelude=_STATUS_INDEXES + GUARD_PRELUDE
+    "admission_checks.lua",
+    "destination_gate.lua",
+    "history.lua",
+    "admit.lua",
+    prelude=_STATUS_INDEXES + GUARD_PRELUDE,
 )
-_PREVIEW = lua("admission_checks.lua", "admission_preview.lua", prelude=GUARD_PRELUDE)
-_BEGIN_SEND = _changes_status("json_input.lua", "begin_send.lua")
+_PREVIEW = lua(
+    "admission_checks.lua",
+    "destination_gate.lua",
+    "admission_preview.lua",
+    prelude=GUARD_PRELUDE,
+)
+_BEGIN_SEND = _changes_status("json_input.lua", "destination_gate.lua", "begin_send.lua")
 _FINISH_SEND = _changes_status("json_input.lua", "dedupe_marks.lua", "finish_send.lua")
 _PROVIDER_STATUS = _changes_status("provider_status.lua")
 _CANCEL_SCHEDULED = _changes_status("cancel_scheduled.lua")
@@ -154,11 +164,14 @@ class AdmissionPreview:
     """What admission would decide for a delivery now, read-only (the destination tester).
 
     `check` is the verdict leaving dedupe aside (a tester re-runs the same event);
-    `duplicate_of` says whether admission would have answered "duplicate" first.
+    `duplicate_of` says whether admission would have answered "duplicate" first; `gate`:
+    the destination's own verdict when the checks pass ("destination_paused" or
+    "over_budget", and its detail), None when it would admit.
     """
 
     check: Check
     duplicate_of: str | None
+    gate: tuple[Decision, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +264,8 @@ class DeliveryLog:
                 keys.dedupe(new.destination_id, new.event_identity),
                 keys.SUPPRESSIONS,
                 (new.throttle_key or "") if sendable else "",
+                keys.PAUSES,
+                new.budget.key if new.budget else "",
                 *buckets,
             ],
             args=[
@@ -258,17 +273,25 @@ class DeliveryLog:
                 new.event_identity,
                 orjson.dumps(guard_input(new, now, self._retention_s * 1000)),
                 now,
+                new.destination_id,
+                *(new.budget.args() if new.budget else NO_BUDGET_ARGS),
             ],
         )
         with_dedupe = Check.from_reply(reply[0], new.recipient, now)
-        if reply[1][0] in ("blocked_velocity", "capped"):
+        verdict = reply[1][0]
+        gate: tuple[Decision, str] | None = None
+        if verdict in ("blocked_velocity", "capped"):
             refusal = read_refusal(reply[1], new, now)
             check = Check(refusal.verdict, refusal=refusal)
+        elif verdict in ("destination_paused", "over_budget"):
+            check = Check("pass")  # the checks pass; the destination's gate does not
+            gate = (verdict, _gate_detail(new.destination_id, verdict, reply[1][1]))
         else:
             check = Check.from_reply(reply[1], new.recipient, now)
         return AdmissionPreview(
             check=check,
             duplicate_of=with_dedupe.original_id if with_dedupe.verdict == "duplicate" else None,
+            gate=gate,
         )
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
@@ -290,7 +313,7 @@ class DeliveryLog:
         was asked about and did not have: send again), ``"opted_out"`` (recorded skipped, its mark
         and window let go), or ``"missing"`` / ``"done"`` (already sent or final)."""
         payload = _json_input(
-            (keys.delivery(delivery_id), keys.SUPPRESSIONS),
+            (keys.delivery(delivery_id), keys.SUPPRESSIONS, keys.PAUSES),
             (
                 delivery_id,
                 now_ms(),
@@ -313,7 +336,7 @@ class DeliveryLog:
             )
         if verdict == "send":
             self._replication.check(replies)
-        if verdict not in ("send", "resolve", "opted_out"):
+        if verdict not in ("send", "resolve", "opted_out", "paused"):
             return cast(BeginVerdict, verdict), None
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         record = DeliveryRecord.from_fields(delivery_id, fields)
@@ -791,6 +814,9 @@ def _admission(
         return Admission(destination, "duplicate", check.original_id or "", check.detail(0))
     # Skipped: {'skipped', reason, …facts, entry}; its id names its skipped log entry.
     reason, skipped = cast(Decision, reply[1]), skipped_id(reply[-1])
+    if reason in ("destination_paused", "over_budget"):
+        detail = _gate_detail(destination, reason, reply[2])
+        return Admission(destination, reason, skipped, detail)
     if reason in ("opted_out", "throttled"):
         # {reason, …facts} is the checks' own reply.
         check = Check.from_reply(reply[1:], new.recipient, now_ms)
@@ -829,6 +855,8 @@ def _admission_input(
         keys.DELAYED_SENDS,
         keys.SKIPPED_LOG,
         *buckets,
+        keys.PAUSES,
+        new.budget.key if new.budget else "",
     )
     args = (
         delivery_id,
@@ -846,5 +874,15 @@ def _admission_input(
         str(len(fields) - 4 if new.claims_window else len(fields)),
         new.destination_id,
         str(shard_expires_ms),
+        *(new.budget.args() if new.budget else NO_BUDGET_ARGS),
     )
     return script_keys, args, fields, guard_input(new, now, keep_ms)
+
+
+def _gate_detail(destination: str, verdict: str, facts: str) -> str:
+    """A gate verdict's detail (destination_gate.lua's facts: the pause's JSON)."""
+    from app.store.pauses import over_budget_detail, parse_pause
+
+    if verdict == "over_budget":
+        return over_budget_detail(destination, facts)
+    return parse_pause(destination, facts).describe()

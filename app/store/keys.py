@@ -142,3 +142,20 @@ SENDER_RATES = PREFIX + "senders"
 def sender_pace(sender: str) -> str:
     """One sender's pacing state."""
     return f"{PREFIX}pace:{sender}"
+
+
+# Paused destinations (pauses.py): hash destination id → JSON (since, until, by, reason,
+# code). One hash: admission reads one field of it per delivery, a scrape reads it whole.
+PAUSES = PREFIX + "pauses"
+
+
+def held_for(destination_id: str) -> str:
+    """Zset of the deliveries held (in the delayed set) because their destination is paused:
+    resuming moves them to due at once."""
+    return f"{PREFIX}pauses:held:{destination_id}"
+
+
+def budget(destination_id: str, day: str) -> str:
+    """Hash of one destination's spend on one budget day (`segments`, `cost` in millionths):
+    expires a day after the day ends."""
+    return f"{PREFIX}budget:{destination_id}:{day}"

@@ -10,10 +10,17 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.store import keys, storage_errors
+from app.store.pauses import count_active
 from app.store.records import DeliveryStatus
 
 # Deliveries not yet handed to the provider (or held): counted per status from the status indexes.
-WAITING_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "sending", "retrying", "scheduled")
+WAITING_STATUSES: tuple[DeliveryStatus, ...] = (
+    "queued",
+    "sending",
+    "retrying",
+    "scheduled",
+    "held",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +33,13 @@ class QueueSnapshot:
     oldest_added_ms: int | None  # when it was added (epoch ms; None when empty)
     by_status: dict[DeliveryStatus, int]
     unknown: int  # attempts whose outcome is unknown, waiting for the resolver
+    paused_destinations: int = 0  # pauses in force (pauses.py)
 
 
 @storage_errors
 class QueueStats:
-    """Reads the queue's size and age (one pipeline, a few cheap O(1)/O(log n) commands)."""
+    """Reads the queue's size and age, and the pauses in force (one pipeline of cheap
+    commands; the pauses hash holds one field per paused destination)."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -43,8 +52,9 @@ class QueueStats:
             for status in WAITING_STATUSES:
                 pipe.zcard(keys.STATUS_INDEX_PREFIX + status)
             pipe.zcard(keys.STATUS_INDEX_PREFIX + "unknown")
+            pipe.hgetall(keys.PAUSES)
             reply: list[Any] = await pipe.execute()
-        depth, first, delayed, *counts, unknown = reply
+        depth, first, delayed, *counts, unknown, pauses = reply
         oldest_age_s, added_ms = 0.0, None
         if first:
             # A stream entry id is "<ms when it was added>-<seq>": the wait needs no lookup.
@@ -58,4 +68,5 @@ class QueueStats:
             oldest_added_ms=added_ms,
             by_status=dict(zip(WAITING_STATUSES, (int(c) for c in counts), strict=True)),
             unknown=int(unknown),
+            paused_destinations=count_active(pauses, int(time.time() * 1000)),
         )

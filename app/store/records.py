@@ -41,6 +41,7 @@ DeliveryStatus = Literal[
     "canceled",
     "external",  # sent by another system on the account, found by reconciliation
     "expired",  # still unsent when its validity ran out: never sent late
+    "held",  # admitted, its destination paused since: waits for the resume (pauses.py)
 ]
 
 # The statuses most deliveries end in, and so most of a log: a listing filtered by one of
@@ -51,8 +52,8 @@ UNINDEXED_STATUSES: frozenset[DeliveryStatus] = frozenset(
     {"mocked", "delivered", "read", "skipped"}
 )
 
-# Why a delivery was recorded as skipped (never sent). The pipeline decides all but the
-# first two, admission those.
+# Why a delivery was recorded as skipped (never sent). Admission decides the first two and
+# the last four, the pipeline the others.
 SkipReason = Literal[
     "throttled",
     "opted_out",
@@ -63,6 +64,8 @@ SkipReason = Literal[
     "quiet_hours",
     "blocked_velocity",  # the pumping guard: too many first-time recipients, or Twilio's
     "capped",  # a frequency cap of the recipient's
+    "destination_paused",  # the destination is paused (pauses.py)
+    "over_budget",  # its daily budget is spent: the destination pauses until the day ends
 ]
 
 # What ingest (and POST /v1/messages) answers for one delivery.
@@ -80,6 +83,8 @@ Decision = Literal[
     "deferred",  # scheduled by quiet hours
     "blocked_velocity",
     "capped",
+    "destination_paused",
+    "over_budget",
 ]
 
 # Stored field names from when Twilio was the only provider: users' Redis holds them, so
@@ -265,6 +270,32 @@ def parse_history(delivery_id: str, stored: str) -> list[dict[str, str]]:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetCharge:
+    """What one delivery counts in its destination's budget for the day, and the limits
+    (None: not limited that way); money in millionths."""
+
+    key: str
+    segments: int
+    segments_limit: int | None
+    cost: int
+    cost_limit: int | None
+    day_end_ms: int
+
+    def args(self) -> tuple[str, str, str, str, str]:
+        """The admission script's budget arguments (destination_gate.lua)."""
+        return (
+            str(self.segments),
+            "" if self.segments_limit is None else str(self.segments_limit),
+            str(self.cost),
+            "" if self.cost_limit is None else str(self.cost_limit),
+            str(self.day_end_ms),
+        )
+
+
+NO_BUDGET_ARGS = ("0", "", "0", "", "0")
+
+
+@dataclass(frozen=True, slots=True)
 class NewDelivery:
     """Everything known about a delivery when it is admitted."""
 
@@ -307,6 +338,8 @@ class NewDelivery:
     def capped(self) -> bool:
         """Whether this delivery counts against (and is checked by) frequency caps."""
         return bool(self.caps and self.caps.rules and self.recipient and not self.skip_reason)
+
+    budget: BudgetCharge | None = None  # counted in its destination's budget (pauses.py)
 
     @property
     def throttle_key(self) -> str | None:

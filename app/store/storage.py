@@ -15,6 +15,7 @@ from app.store.connection import EmbeddedRedis, check_server, close, connect, re
 from app.store.deliveries import DeliveryLog
 from app.store.guard import PumpingBackoffs
 from app.store.pacing import SenderPacing
+from app.store.pauses import PauseBook
 from app.store.queue import SendQueue
 from app.store.queue_stats import QueueStats
 from app.store.reconcile_state import ReconcileState
@@ -35,9 +36,11 @@ class Store:
         retention_s: int,
         skipped_retention_s: int | None = None,
         replication: Replication = NO_REPLICAS,
+        pause_recheck_s: float = 300.0,
     ) -> None:
         self._redis = redis
         self._replication = replication
+        self.pauses = PauseBook(redis, pause_recheck_s)
         self.deliveries = DeliveryLog(
             redis, dedupe_ttl_s, retention_s, skipped_retention_s, replication
         )
@@ -88,6 +91,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
             settings.delivery_retention,
             settings.skipped_retention,
             replication,
+            pause_recheck_s=settings.pause_recheck,
         )
         # A Redis away at start-up is not fatal: the worker's pruning migrates too.
         with contextlib.suppress(StorageError):

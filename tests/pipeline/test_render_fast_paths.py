@@ -1,6 +1,7 @@
 """The render stage's fast paths agree with the slow, obvious way: templates that are only
-text and plain lookups render without Jinja (oracle: Jinja's own sandboxed render), and
-bodies are measured with set operations (oracle: a per-character count)."""
+text and plain lookups (each perhaps with `| default('text')`) render without Jinja
+(oracle: Jinja's own sandboxed render), and bodies are measured with set operations
+(oracle: a per-character count)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,23 @@ def _path_source(root: str, keys: list[str]) -> str:
     return "{{ " + expression + " }}"
 
 
+def _with_default(source: str, default: str | None) -> str:
+    if default is None:
+        return source
+    return source.removesuffix(" }}") + f" | {default} }}}}"
+
+
 PATHS = st.builds(
-    _path_source,
-    st.sampled_from(["event", "person", "x", "range"]),
-    st.lists(st.sampled_from(KEYS), max_size=3),
+    _with_default,
+    st.builds(
+        _path_source,
+        st.sampled_from(["event", "person", "x", "range"]),
+        st.lists(st.sampled_from(KEYS), max_size=3),
+    ),
+    # Only the first two take the fast path; the others are Jinja's, and must agree too.
+    st.sampled_from(
+        [None, "default('there')", 'd("")', "default('x', true)", "default(7)", "d(x)"]
+    ),
 )
 SOURCES = st.lists(st.one_of(st.text(alphabet=" Hi,!\n", max_size=4), PATHS), max_size=4).map(
     "".join
@@ -74,9 +88,33 @@ def test_plain_templates_take_the_fast_path(renderer: TemplateRenderer) -> None:
     assert render_template(template, context) == "Hi Ada, event 7"
 
 
+def test_a_default_takes_the_fast_path(renderer: TemplateRenderer) -> None:
+    template = renderer.compile("Hi {{ person.properties.first_name | default('there') }}!")
+    assert template.lookups is not None  # type: ignore[attr-defined]
+    for properties, expected in [
+        ({"first_name": "Ada"}, "Hi Ada!"),
+        ({"first_name": None}, "Hi there!"),  # null, as a missing value
+        ({}, "Hi there!"),
+        ({"first_name": 7}, "Hi 7!"),
+    ]:
+        assert render_template(template, {"person": {"properties": properties}}) == expected
+    with pytest.raises(RenderError, match="person is undefined"):
+        render_template(template, {})  # a missing owner fails, default or not (Jinja's)
+
+
 @pytest.mark.parametrize(
     "source",
-    ["{{ name | upper }}", "{% if x %}y{% endif %}", "{{ x.items }}", "{{ x._y }}", "{{ x[0] }}"],
+    [
+        "{{ name | upper }}",
+        "{% if x %}y{% endif %}",
+        "{{ x.items }}",
+        "{{ x._y }}",
+        "{{ x[0] }}",
+        "{{ x | default('y', true) }}",
+        "{{ x | default(y) }}",
+        "{{ x | default(1) }}",
+        "{{ x | default('y') | upper }}",
+    ],
 )
 def test_anything_more_is_left_to_jinja(renderer: TemplateRenderer, source: str) -> None:
     assert renderer.compile(source).lookups is None  # type: ignore[attr-defined]
