@@ -132,20 +132,10 @@ def evaluate(
             detail=blocked,
         )
 
-    try:
-        rendered = render_template(destination.body_template, context)
-    except RenderError as exc:
-        return Evaluation(
-            destination,
-            True,
-            recipient=recipient,
-            country=country,
-            skip_reason="render_error",
-            detail=str(exc),
-        )
-    stats = measure_body(rendered)
     limit = MAX_BODY_CHARS[config.channel]
     try:
+        rendered = render_template(destination.body_template, context)
+        stats = measure_body(rendered)
         body = fit_body(rendered, config.on_overflow, limit)
         media_urls = _media_urls(destination, context)
         content_variables = _content_variables(destination, context)
